@@ -1,0 +1,331 @@
+package winlayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/pkg/winfile"
+)
+
+// Reader walks a layer folder in a fixed order and returns its entries with their
+// Windows metadata: Files/, then Hives/, then UtilityVM/, each directory before its
+// children, children in byte-wise name order, and the names a directory removes
+// (whiteouts) right after the directory itself. The same folder always gives the same
+// sequence. Memory use is bounded by the depth of the tree and the width of one
+// directory, not by the size of the layer.
+//
+// Files added to Files/ by other tools are read too, with metadata derived from the Linux
+// file (times, and ARCHIVE or DIRECTORY attributes). A Reader is not safe for concurrent
+// use.
+type Reader struct {
+	ctx   context.Context
+	root  string
+	store *metaStore // nil for a folder without metadata
+	stack []*frame
+	links map[fileKey]string
+	data  *os.File
+	cur   *Entry
+	err   error
+}
+
+type fileKey struct{ dev, ino uint64 }
+
+type frame struct {
+	dir       string
+	names     []string
+	whiteouts []string
+}
+
+// NewReader opens the layer at path for reading. In the folder form a layer holds its
+// whole content, so no parent is needed to read it.
+func NewReader(ctx context.Context, path string) (*Reader, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &LayerError{Layer: path, Op: "open", Err: err}
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, &LayerError{Layer: abs, Op: "open", Err: err}
+	}
+	if !st.IsDir() {
+		return nil, &LayerError{Layer: abs, Op: "open", Err: ErrNotLayer}
+	}
+	r := &Reader{ctx: ctx, root: abs, links: map[fileKey]string{}}
+	if _, err := os.Stat(filepath.Join(abs, metaDB)); err == nil {
+		if r.store, err = openStore(filepath.Join(abs, metaDB)); err != nil {
+			return nil, &LayerError{Layer: abs, Op: "open", Err: err}
+		}
+	}
+	var top []string
+	for _, n := range []string{FilesDir, HivesDir, UtilityVMDir} {
+		if fi, err := os.Lstat(filepath.Join(abs, n)); err == nil && fi.IsDir() {
+			top = append(top, n)
+		}
+	}
+	r.stack = []*frame{{names: top}}
+	return r, nil
+}
+
+// Next advances to the next entry. It returns io.EOF at the end.
+func (r *Reader) Next() (*Entry, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.data != nil {
+		r.data.Close()
+		r.data = nil
+	}
+	e, err := r.next()
+	if err != nil {
+		r.err = err
+		return nil, err
+	}
+	r.cur = e
+	return e, nil
+}
+
+func (r *Reader) next() (*Entry, error) {
+	for len(r.stack) > 0 {
+		if err := r.ctx.Err(); err != nil {
+			return nil, err
+		}
+		f := r.stack[len(r.stack)-1]
+		if len(f.whiteouts) > 0 {
+			n := f.whiteouts[0]
+			f.whiteouts = f.whiteouts[1:]
+			return &Entry{Name: n, Removed: true}, nil
+		}
+		if len(f.names) == 0 {
+			r.stack = r.stack[:len(r.stack)-1]
+			continue
+		}
+		name := f.names[0]
+		f.names = f.names[1:]
+		if f.dir != "" {
+			name = f.dir + "/" + name
+		}
+		e, implicit, isDir, err := r.entry(name)
+		if err != nil {
+			return nil, &EntryError{Layer: r.root, Entry: name, Op: "read", Err: err}
+		}
+		if isDir {
+			nf := &frame{dir: name}
+			ents, err := os.ReadDir(filepath.Join(r.root, name))
+			if err != nil {
+				return nil, &EntryError{Layer: r.root, Entry: name, Op: "read", Err: err}
+			}
+			for _, d := range ents {
+				nf.names = append(nf.names, d.Name())
+			}
+			slices.Sort(nf.names) // byte-wise, as Go's walk and hcsshim's export
+			if r.store != nil {
+				nf.whiteouts = r.store.whiteoutsIn(name)
+			}
+			r.stack = append(r.stack, nf)
+		}
+		if implicit {
+			continue
+		}
+		return e, nil
+	}
+	return nil, io.EOF
+}
+
+// entry builds the Entry for one name.
+func (r *Reader) entry(name string) (e *Entry, implicit, isDir bool, err error) {
+	full := filepath.Join(r.root, name)
+	var st unix.Stat_t
+	if err := unix.Lstat(full, &st); err != nil {
+		return nil, false, false, err
+	}
+	isDir = isDirMode(st.Mode)
+	var rec *record
+	if r.store != nil {
+		if rec, err = r.store.get(name); err != nil {
+			return nil, false, false, err
+		}
+	}
+	if rec != nil && rec.entry.Name != name {
+		rec = nil // a file put there by another tool with a different case
+	}
+	if rec == nil {
+		target := ""
+		if isSymlinkMode(st.Mode) {
+			target, _ = os.Readlink(full)
+		}
+		e = defaultEntry(name, &st, target)
+	} else {
+		if rec.implicit && isDir {
+			return nil, true, true, nil
+		}
+		e = &rec.entry
+		e.dataID = rec.dataID
+		if rec.sdHash != nil {
+			if e.SecurityDescriptor, err = r.store.sd(rec.sdHash); err != nil {
+				return nil, false, false, err
+			}
+		}
+		if isRegMode(st.Mode) {
+			e.Size = st.Size
+		}
+		// The Linux file type wins over a stale DIRECTORY bit, except for links:
+		// a directory symbolic link or junction is a directory to Windows.
+		switch {
+		case isDir:
+			e.Info.FileAttributes |= winfile.AttrDirectory
+		case !isSymlinkMode(st.Mode):
+			e.Info.FileAttributes &^= winfile.AttrDirectory
+		}
+	}
+	if !isDir && st.Nlink > 1 {
+		k := fileKey{uint64(st.Dev), st.Ino}
+		if first, ok := r.links[k]; ok {
+			e.LinkTarget = first
+		} else {
+			r.links[k] = name
+		}
+	}
+	return e, false, isDir, nil
+}
+
+// defaultEntry derives Windows metadata for a file that has no record.
+func defaultEntry(name string, st *unix.Stat_t, linkTarget string) *Entry {
+	ft := func(ts unix.Timespec) winfile.Filetime { return winfile.NewFiletime(time.Unix(ts.Sec, ts.Nsec)) }
+	e := &Entry{Name: name}
+	e.Info.LastWriteTime = ft(st.Mtim)
+	e.Info.CreationTime = e.Info.LastWriteTime
+	e.Info.LastAccessTime = ft(st.Atim)
+	e.Info.ChangeTime = ft(st.Ctim)
+	switch {
+	case isDirMode(st.Mode):
+		e.Info.FileAttributes = winfile.AttrDirectory
+	case isSymlinkMode(st.Mode):
+		e.Info.FileAttributes = winfile.AttrReparsePoint
+		if b, err := winfile.NewLinkReparsePoint(strings.ReplaceAll(linkTarget, "/", `\`), false).Encode(); err == nil {
+			e.Reparse = b
+		}
+	default:
+		e.Info.FileAttributes = winfile.AttrArchive
+		e.Size = st.Size
+	}
+	return e
+}
+
+// Read reads the unnamed data stream of the current entry.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.cur == nil || r.cur.Removed || r.cur.IsDir() || r.cur.LinkTarget != "" {
+		return 0, io.EOF
+	}
+	if r.data == nil {
+		f, err := r.openData(r.cur)
+		if err != nil {
+			return 0, &EntryError{Layer: r.root, Entry: r.cur.Name, Op: "read", Err: err}
+		}
+		if f == nil {
+			return 0, io.EOF
+		}
+		r.data = f
+	}
+	n, err := r.data.Read(p)
+	if err != nil && err != io.EOF {
+		err = &EntryError{Layer: r.root, Entry: r.cur.Name, Op: "read", Err: err}
+	}
+	return n, err
+}
+
+// openData opens the file holding an entry's data, or returns nil when it has none.
+func (r *Reader) openData(e *Entry) (*os.File, error) {
+	if e.dataID != 0 {
+		return os.Open(r.streamPath(e.dataID))
+	}
+	if e.Size == 0 || len(e.Reparse) > 0 && e.linkReparse() != nil {
+		return nil, nil
+	}
+	return os.OpenFile(filepath.Join(r.root, e.Name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+}
+
+// DataRanges returns the allocated ranges of the current entry's data as (offset,
+// length) pairs, for writing sparse backup streams. A file without holes gives one range.
+func (r *Reader) DataRanges() ([][2]int64, error) {
+	if r.cur == nil || r.cur.Size == 0 {
+		return nil, nil
+	}
+	f, err := r.openData(r.cur)
+	if err != nil || f == nil {
+		return nil, err
+	}
+	defer f.Close()
+	return dataRanges(f, r.cur.Size)
+}
+
+func dataRanges(f *os.File, size int64) ([][2]int64, error) {
+	var out [][2]int64
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			return [][2]int64{{0, size}}, nil // no SEEK_DATA: treat as dense
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		end = min(end, size)
+		out = append(out, [2]int64{start, end - start})
+		off = end
+	}
+	return out, nil
+}
+
+func (r *Reader) streamPath(id uint64) string {
+	return filepath.Join(r.root, streamsDir, fmt.Sprintf("%016x", id))
+}
+
+// OpenStream opens an alternate data stream of the current entry.
+func (r *Reader) OpenStream(s Stream) (io.ReadCloser, error) {
+	if s.id == 0 {
+		return nil, fmt.Errorf("%w: stream %s has no content file", ErrCorrupt, s.Name)
+	}
+	f, err := os.Open(r.streamPath(s.id))
+	if err != nil {
+		name := ""
+		if r.cur != nil {
+			name = r.cur.Name
+		}
+		return nil, &EntryError{Layer: r.root, Entry: name + s.Name, Op: "read", Err: err}
+	}
+	return f, nil
+}
+
+// Close releases the reader.
+func (r *Reader) Close() error {
+	if r.data != nil {
+		r.data.Close()
+		r.data = nil
+	}
+	if r.err == nil {
+		r.err = ErrClosed
+	}
+	if r.store != nil {
+		s := r.store
+		r.store = nil
+		return s.close()
+	}
+	return nil
+}

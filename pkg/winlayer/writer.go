@@ -1,0 +1,1095 @@
+package winlayer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/pkg/winfile"
+)
+
+// Names inside a layer folder besides Files/, Hives/ and UtilityVM/.
+const (
+	MetaDir           = "hcsmeta"          // this package's metadata
+	metaDB            = "hcsmeta/layer.db" // per-entry Windows metadata
+	streamsDir        = "hcsmeta/streams"  // alternate data stream contents, one file each
+	LayerChainFile    = "layerchain.json"  // parent folders, immediate parent first
+	TombstonesFile    = "tombstones.txt"   // deletions relative to Files, for Windows tools
+	stagingMarker     = ".hcs-staging-"
+	destroyingMarker  = ".hcs-destroying-"
+	tombstonesVersion = "\uFEFFVersion 1.0"
+)
+
+// Option configures a Writer.
+type Option func(*options) error
+
+type options struct {
+	sync bool
+}
+
+// WithSync sets whether Close flushes the layer to stable storage before making it
+// visible (default true). Without it a machine crash soon after Close may leave a
+// visible layer with missing data; a process crash is still safe.
+func WithSync(sync bool) Option {
+	return func(o *options) error { o.sync = sync; return nil }
+}
+
+// Writer builds a new layer folder. Entries are written into a staging folder beside
+// the destination, which Close renames into place: until then no layer is visible, and
+// Abort, a failure or a killed process leaves nothing at the destination. Staging
+// folders of dead writers are removed by the next NewWriter in the same parent folder.
+//
+// A Writer is not safe for concurrent use. Errors are sticky: after the first failure
+// every call returns it and Close discards the staging folder.
+type Writer struct {
+	ctx      context.Context
+	path     string
+	staging  string
+	rootFD   int
+	store    *metaStore
+	parents  []string
+	opts     options
+	err      error
+	closed   bool
+	dirName  string // cached open directory, "" means rootFD
+	dirFD    int
+	cur      *current
+	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
+}
+
+// current is the entry being written.
+type current struct {
+	rec      *record
+	dirFD    int // directory holding the entry (owned by the cache, not closed here)
+	base     string
+	file     *os.File // where Write goes: the main data or the current stream
+	size     int64    // declared size of what Write fills
+	written  int64    // bytes written sequentially
+	end      int64    // highest offset written
+	sparse   bool     // leave zero runs as holes
+	isStream bool
+	random   bool // WriteAt was used
+}
+
+// NewWriter starts writing a new layer at path, whose parents (immediate parent first,
+// base layer last) are given; a layer without parents is a base layer. path must not
+// exist, or be an empty directory.
+func NewWriter(ctx context.Context, path string, parents []string, opts ...Option) (_ *Writer, err error) {
+	o := options{sync: true}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &LayerError{Layer: path, Op: "create", Err: err}
+	}
+	fail := func(err error) error { return &LayerError{Layer: abs, Op: "create", Err: err} }
+	if err := checkDestination(abs); err != nil {
+		return nil, fail(err)
+	}
+	var absParents []string
+	for _, p := range parents {
+		ap, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fail(err)
+		}
+		absParents = append(absParents, ap)
+	}
+	dir := filepath.Dir(abs)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fail(err)
+	}
+	CleanStale(dir)
+
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fail(err)
+	}
+	staging := filepath.Join(dir, "."+filepath.Base(abs)+stagingMarker+hex.EncodeToString(rnd[:]))
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		return nil, fail(err)
+	}
+	w := &Writer{ctx: ctx, path: abs, staging: staging, rootFD: -1, dirFD: -1, parents: absParents, opts: o}
+	defer func() {
+		if err != nil {
+			w.discard()
+		}
+	}()
+	w.rootFD, err = unix.Open(staging, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fail(err)
+	}
+	// The lock marks the staging folder as alive; CleanStale removes only unlocked ones.
+	if err := unix.Flock(w.rootFD, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fail(err)
+	}
+	if err := os.MkdirAll(filepath.Join(staging, streamsDir), 0o755); err != nil {
+		return nil, fail(err)
+	}
+	if w.store, err = createStore(filepath.Join(staging, metaDB)); err != nil {
+		return nil, fail(err)
+	}
+	return w, nil
+}
+
+// checkDestination accepts a missing path or an empty directory.
+func checkDestination(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return ErrLayerExists
+	}
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return ErrLayerExists
+	}
+	return nil
+}
+
+// CleanStale removes staging and half-destroyed folders left in dir by writers or
+// destroyers that died. Folders still locked by a live writer are kept.
+func CleanStale(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(n, ".") {
+			continue
+		}
+		if !strings.Contains(n, stagingMarker) && !strings.Contains(n, destroyingMarker) {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(p)
+		}
+		unix.Close(fd)
+	}
+}
+
+// Path returns the destination folder of the layer.
+func (w *Writer) Path() string { return w.path }
+
+func (w *Writer) entryErr(op, name string, err error) error {
+	var ee *EntryError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &EntryError{Layer: w.path, Entry: name, Op: op, Err: err}
+}
+
+// fail records a sticky error.
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+	}
+	return err
+}
+
+func (w *Writer) ready() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.ctx.Err(); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// dir returns an fd for a directory of the layer, creating missing directories as
+// implicit entries. The fd belongs to the cache.
+func (w *Writer) dir(name string) (int, error) {
+	if name == "" {
+		return w.rootFD, nil
+	}
+	if w.dirFD >= 0 && w.dirName == name {
+		return w.dirFD, nil
+	}
+	fd, err := w.openDir(name)
+	if err != nil {
+		return -1, err
+	}
+	if w.dirFD >= 0 {
+		unix.Close(w.dirFD)
+	}
+	w.dirName, w.dirFD = name, fd
+	return fd, nil
+}
+
+// openDir opens (creating if needed) a directory and returns a new fd.
+func (w *Writer) openDir(name string) (int, error) {
+	fd, err := openDirBeneath(w.rootFD, name)
+	if err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return -1, err
+	}
+	parent := parentOf(name)
+	pfd := w.rootFD
+	if parent != "" {
+		if pfd, err = w.openDir(parent); err != nil {
+			return -1, err
+		}
+		defer unix.Close(pfd)
+	}
+	if err := w.checkCase(name); err != nil {
+		return -1, err
+	}
+	if err := unix.Mkdirat(pfd, baseOf(name), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, err
+	}
+	rec := &record{implicit: true, entry: Entry{Name: name, Info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}}}
+	if err := w.store.put(rec); err != nil {
+		return -1, err
+	}
+	return openDirBeneath(w.rootFD, name)
+}
+
+// checkCase fails when a different spelling of name is already in the layer.
+func (w *Writer) checkCase(name string) error {
+	old, err := w.store.get(name)
+	if err != nil {
+		return err
+	}
+	if old != nil && old.entry.Name != name {
+		return fmt.Errorf("%w: %s and %s", ErrCaseCollision, old.entry.Name, name)
+	}
+	return nil
+}
+
+// removeExisting deletes whatever this layer holds at name (a duplicate entry: the
+// later one wins), with its records and stream files.
+func (w *Writer) removeExisting(dirFD int, name string, st *unix.Stat_t) error {
+	base := baseOf(name)
+	if isDirMode(st.Mode) {
+		if err := os.RemoveAll(filepath.Join(w.staging, name)); err != nil {
+			return err
+		}
+		gone, err := w.store.deleteBelow(name)
+		if err != nil {
+			return err
+		}
+		for _, r := range gone {
+			w.removeStreamFiles(r)
+		}
+	} else if err := unix.Unlinkat(dirFD, base, 0); err != nil {
+		return err
+	}
+	old, err := w.store.get(name)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		w.removeStreamFiles(old)
+		if err := w.store.delete(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Writer) streamPath(id uint64) string {
+	return filepath.Join(w.staging, streamsDir, fmt.Sprintf("%016x", id))
+}
+
+func (w *Writer) removeStreamFiles(r *record) {
+	for _, s := range r.entry.Streams {
+		os.Remove(w.streamPath(s.id))
+	}
+	if r.dataID != 0 {
+		os.Remove(w.streamPath(r.dataID))
+	}
+}
+
+func (w *Writer) newStreamFile(sparse bool) (uint64, *os.File, error) {
+	id, err := w.store.nextStreamID()
+	if err != nil {
+		return 0, nil, err
+	}
+	f, err := os.OpenFile(w.streamPath(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	return id, f, err
+}
+
+// Add starts a new entry: a directory when e.Info has AttrDirectory, a symbolic link for
+// a symlink or mount point reparse buffer, otherwise a regular file whose e.Size bytes of
+// data follow through Write (or WriteAt and Truncate for sparse data). e.Streams and
+// e.LinkTarget are ignored; use AddStream and AddLink. A name given twice replaces the
+// earlier entry. The Writer keeps its own copy of e.
+func (w *Writer) Add(e *Entry) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
+		return w.fail(err)
+	}
+	name, err := CleanName(e.Name)
+	if err != nil {
+		return w.fail(w.entryErr("add", e.Name, err))
+	}
+	if err := w.add(name, e); err != nil {
+		return w.fail(w.entryErr("add", name, err))
+	}
+	return nil
+}
+
+func (w *Writer) add(name string, e *Entry) error {
+	if e.Size < 0 || e.Size > maxFileSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, e.Size)
+	}
+	if e.Size > 64<<20 {
+		var sfs unix.Statfs_t
+		if unix.Fstatfs(w.rootFD, &sfs) == nil && uint64(e.Size) > sfs.Bavail*uint64(sfs.Bsize) {
+			return fmt.Errorf("%w: %d bytes but only %d free on the target filesystem", ErrTooLarge, e.Size, sfs.Bavail*uint64(sfs.Bsize))
+		}
+	}
+	if len(e.SecurityDescriptor) > 0 {
+		if err := winfile.ValidateSecurityDescriptor(e.SecurityDescriptor); err != nil {
+			return fmt.Errorf("security descriptor: %w", err)
+		}
+	}
+	if len(e.ExtendedAttributes) > 0 {
+		if _, err := winfile.EncodeExtendedAttributes(e.ExtendedAttributes); err != nil {
+			return fmt.Errorf("extended attributes: %w", err)
+		}
+	}
+	var link *winfile.ReparsePoint
+	if len(e.Reparse) > 0 {
+		rp, err := winfile.DecodeReparsePoint(e.Reparse)
+		if err != nil {
+			return fmt.Errorf("reparse buffer: %w", err)
+		}
+		if rp.IsSymlinkOrMountPoint() {
+			link = rp
+		}
+	}
+	if err := w.checkCase(name); err != nil {
+		return err
+	}
+	dirFD, err := w.dir(parentOf(name))
+	if err != nil {
+		return err
+	}
+	base := baseOf(name)
+	rec := &record{entry: *e.Clone()}
+	rec.entry.Name = name
+	rec.entry.Streams = nil
+	rec.entry.LinkTarget = ""
+	if len(rec.entry.Reparse) == 0 {
+		rec.entry.Reparse = nil
+	}
+	if rec.entry.IsDir() {
+		rec.entry.Size = 0
+	}
+	if st, err := lstatAt(dirFD, base); err == nil {
+		if isDirMode(st.Mode) && rec.entry.IsDir() && link == nil {
+			// A directory given again keeps its children and takes the new metadata.
+			old, err := w.store.get(name)
+			if err != nil {
+				return err
+			}
+			if old != nil {
+				rec.entry.Streams = old.entry.Streams
+			}
+			w.cur = &current{rec: rec, dirFD: dirFD, base: base}
+			return nil
+		}
+		if err := w.removeExisting(dirFD, name, st); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	c := &current{rec: rec, dirFD: dirFD, base: base, size: rec.entry.Size,
+		sparse: rec.entry.Info.FileAttributes&winfile.AttrSparseFile != 0}
+	switch {
+	case link != nil:
+		// Symbolic links and mount points become Linux symbolic links, so Files/ stays
+		// browsable; the exact reparse buffer is in the metadata.
+		target := strings.ReplaceAll(link.Target(), `\`, "/")
+		if target == "" {
+			target = "."
+		}
+		if err := unix.Symlinkat(target, dirFD, base); err != nil {
+			return err
+		}
+		if rec.entry.Size > 0 {
+			// Rare: a reparse point that also has data. Keep the data aside.
+			id, f, err := w.newStreamFile(c.sparse)
+			if err != nil {
+				return err
+			}
+			rec.dataID, c.file = id, f
+		}
+	case rec.entry.IsDir():
+		if err := unix.Mkdirat(dirFD, base, 0o755); err != nil {
+			return err
+		}
+	default:
+		fd, err := unix.Openat(dirFD, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return err
+		}
+		c.file = os.NewFile(uintptr(fd), name)
+	}
+	w.cur = c
+	return nil
+}
+
+// maxFileSize is the largest file NTFS can hold (16 TiB - 64 KiB with 4 KiB clusters is
+// the common limit; 256 TiB with 64 KiB clusters). Larger sizes are rejected at once.
+const maxFileSize = 256 << 40
+
+// AddStream starts an alternate data stream of the current entry, named as Windows
+// reports it (":name:$DATA"; a bare "name" is completed to that form). size bytes follow
+// through Write.
+func (w *Writer) AddStream(name string, size int64, attributes uint32) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	if w.cur == nil {
+		return w.fail(w.entryErr("stream", name, ErrNoEntry))
+	}
+	if err := w.endData(); err != nil {
+		return w.fail(err)
+	}
+	ename := w.cur.rec.entry.Name
+	sname, err := canonicalStreamName(name)
+	if err != nil {
+		return w.fail(w.entryErr("stream", ename+":"+name, err))
+	}
+	if size < 0 || size > maxFileSize {
+		return w.fail(w.entryErr("stream", ename+sname, fmt.Errorf("%w: %d bytes", ErrTooLarge, size)))
+	}
+	for i, s := range w.cur.rec.entry.Streams {
+		if strings.EqualFold(s.Name, sname) {
+			// The later stream of the same name wins.
+			os.Remove(w.streamPath(s.id))
+			w.cur.rec.entry.Streams = append(w.cur.rec.entry.Streams[:i], w.cur.rec.entry.Streams[i+1:]...)
+			break
+		}
+	}
+	sparse := attributes&winfile.StreamAttrSparse != 0
+	id, f, err := w.newStreamFile(sparse)
+	if err != nil {
+		return w.fail(w.entryErr("stream", ename+sname, err))
+	}
+	w.cur.rec.entry.Streams = append(w.cur.rec.entry.Streams, Stream{Name: sname, Size: size, Attributes: attributes, id: id})
+	w.cur.file, w.cur.size, w.cur.written, w.cur.end = f, size, 0, 0
+	w.cur.sparse, w.cur.isStream, w.cur.random = sparse, true, false
+	return nil
+}
+
+// canonicalStreamName returns ":name:$DATA" for "name", ":name" or ":name:$DATA".
+func canonicalStreamName(n string) (string, error) {
+	n = strings.TrimPrefix(n, ":")
+	if i := strings.LastIndexByte(n, ':'); i >= 0 {
+		if !strings.EqualFold(n[i+1:], "$DATA") {
+			return "", fmt.Errorf("%w: stream type %q is not $DATA", ErrInvalidName, n[i+1:])
+		}
+		n = n[:i]
+	}
+	if n == "" || len(n) > 255 || strings.ContainsAny(n, "/\\:\x00") {
+		return "", fmt.Errorf("%w: stream name %q", ErrInvalidName, n)
+	}
+	return ":" + n + ":$DATA", nil
+}
+
+// Write appends data to the current entry's data or stream.
+func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
+	}
+	c := w.cur
+	if c == nil || c.file == nil {
+		name := ""
+		if c != nil {
+			name = c.rec.entry.Name
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, w.fail(w.entryErr("write", name, ErrNoEntry))
+	}
+	if c.written+int64(len(p)) > c.size {
+		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, c.size)))
+	}
+	n, err := w.writeAt(p, c.written)
+	c.written += int64(n)
+	if err != nil {
+		return n, w.fail(w.entryErr("write", c.rec.entry.Name, err))
+	}
+	return n, nil
+}
+
+// WriteAt writes data of the current entry or stream at an offset, leaving any gap as
+// a hole: the form sparse backup blocks arrive in.
+func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
+	}
+	c := w.cur
+	if c == nil || c.file == nil {
+		return 0, w.fail(w.entryErr("write", "", ErrNoEntry))
+	}
+	if off < 0 || off+int64(len(p)) > c.size {
+		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: write at %d+%d beyond %d", ErrSizeMismatch, off, len(p), c.size)))
+	}
+	c.random = true
+	n, err := w.writeAt(p, off)
+	if err != nil {
+		return n, w.fail(w.entryErr("write", c.rec.entry.Name, err))
+	}
+	return n, nil
+}
+
+// SetSize changes the declared size of the current data or stream: sparse backup
+// streams give the logical size only at their end.
+func (w *Writer) SetSize(size int64) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	c := w.cur
+	if c == nil {
+		return w.fail(w.entryErr("write", "", ErrNoEntry))
+	}
+	if size < 0 || size > maxFileSize || size < c.end {
+		return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: size %d", ErrSizeMismatch, size)))
+	}
+	if c.file == nil {
+		if c.rec.entry.IsDir() || size > 0 {
+			return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: entry has no data", ErrSizeMismatch)))
+		}
+		return nil
+	}
+	c.size = size
+	c.random = true
+	return nil
+}
+
+const holeChunk = 64 << 10
+
+var zeroChunk [holeChunk]byte
+
+func (w *Writer) writeAt(p []byte, off int64) (int, error) {
+	c := w.cur
+	if end := off + int64(len(p)); end > c.end {
+		c.end = end
+	}
+	if !c.sparse {
+		return c.file.WriteAt(p, off)
+	}
+	// Sparse: skip whole zero chunks so they stay holes.
+	done := 0
+	for done < len(p) {
+		n := min(holeChunk, len(p)-done)
+		chunk := p[done : done+n]
+		if !bytes.Equal(chunk, zeroChunk[:n]) {
+			if _, err := c.file.WriteAt(chunk, off+int64(done)); err != nil {
+				return done, err
+			}
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// endData completes the data or stream being written.
+func (w *Writer) endData() error {
+	c := w.cur
+	if c == nil || c.file == nil {
+		return nil
+	}
+	f := c.file
+	c.file = nil
+	name := c.rec.entry.Name
+	if !c.random && c.written != c.size {
+		f.Close()
+		return w.entryErr("write", name, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, c.written, c.size))
+	}
+	if c.sparse || c.end < c.size { // skipped zero chunks at the end leave the file short
+		if err := f.Truncate(c.size); err != nil {
+			f.Close()
+			return w.entryErr("write", name, err)
+		}
+	}
+	if c.isStream {
+		s := &c.rec.entry.Streams[len(c.rec.entry.Streams)-1]
+		s.Size = c.size
+	} else {
+		c.rec.entry.Size = c.size
+	}
+	if err := f.Close(); err != nil {
+		return w.entryErr("write", name, err)
+	}
+	return nil
+}
+
+// Current returns the entry being written, so that metadata that arrives after its data
+// (a security descriptor or EAs late in a backup stream) can still be set. Changes to
+// Name, Info.FileAttributes' DIRECTORY bit and Reparse have no effect.
+func (w *Writer) Current() *Entry {
+	if w.cur == nil {
+		return nil
+	}
+	return &w.cur.rec.entry
+}
+
+// finish completes the current entry and stores its record.
+func (w *Writer) finish() error {
+	c := w.cur
+	if c == nil {
+		return nil
+	}
+	if err := w.endData(); err != nil {
+		w.cur = nil
+		return err
+	}
+	w.cur = nil
+	rec := c.rec
+	name := rec.entry.Name
+	if sd := rec.entry.SecurityDescriptor; len(sd) > 0 {
+		if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
+			return w.entryErr("add", name, fmt.Errorf("security descriptor: %w", err))
+		}
+		h, err := w.store.putSD(sd)
+		if err != nil {
+			return w.entryErr("add", name, err)
+		}
+		rec.sdHash = h
+	}
+	saved := rec.entry.SecurityDescriptor
+	rec.entry.SecurityDescriptor = nil
+	err := w.store.put(rec)
+	rec.entry.SecurityDescriptor = saved
+	if err != nil {
+		return w.entryErr("add", name, err)
+	}
+	// Linux times follow the Windows ones, for people browsing Files/.
+	if !rec.entry.IsDir() {
+		ts := []unix.Timespec{
+			unix.NsecToTimespec(rec.entry.Info.LastAccessTime.Time().UnixNano()),
+			unix.NsecToTimespec(rec.entry.Info.LastWriteTime.Time().UnixNano()),
+		}
+		unix.UtimesNanoAt(c.dirFD, c.base, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil
+}
+
+// AddLink adds name as a hard link to target, an entry of this layer or of one of its
+// parents (searched in order). Both must be files, not directories.
+func (w *Writer) AddLink(name, target string) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
+		return w.fail(err)
+	}
+	cname, err := CleanName(name)
+	if err != nil {
+		return w.fail(w.entryErr("link", name, err))
+	}
+	ctarget, err := CleanName(target)
+	if err != nil {
+		return w.fail(w.entryErr("link", name, fmt.Errorf("target %s: %w", target, err)))
+	}
+	if err := w.addLink(cname, ctarget); err != nil {
+		return w.fail(w.entryErr("link", cname, err))
+	}
+	return nil
+}
+
+func (w *Writer) addLink(name, target string) error {
+	if err := w.checkCase(name); err != nil {
+		return err
+	}
+	// Find the target: this layer first, then the parents in order.
+	srcRoot, srcFD, rec, err := w.findLinkTarget(target)
+	if err != nil {
+		return err
+	}
+	if srcFD != w.rootFD {
+		defer unix.Close(srcFD)
+	}
+	tdir, err := openDirBeneath(srcFD, parentOf(target))
+	if parentOf(target) == "" {
+		tdir, err = unix.Dup(srcFD)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrLinkTarget, target, err)
+	}
+	defer unix.Close(tdir)
+	dirFD, err := w.dir(parentOf(name))
+	if err != nil {
+		return err
+	}
+	base := baseOf(name)
+	if st, err := lstatAt(dirFD, base); err == nil {
+		if err := w.removeExisting(dirFD, name, st); err != nil {
+			return err
+		}
+	}
+	if err := unix.Linkat(tdir, baseOf(target), dirFD, base, 0); err != nil {
+		if !errors.Is(err, unix.EXDEV) {
+			return fmt.Errorf("%w: %s: %v", ErrLinkTarget, target, err)
+		}
+		// The parent layer is on another filesystem: copy instead.
+		if err := copyFileAt(tdir, baseOf(target), dirFD, base); err != nil {
+			return fmt.Errorf("copying link target %s from %s: %w", target, srcRoot, err)
+		}
+	}
+	nrec := &record{entry: *rec.entry.Clone(), sdHash: rec.sdHash}
+	nrec.entry.Name = name
+	if rec.sdHash != nil && srcRoot != w.staging {
+		// The descriptor lives in the parent's store; copy it into ours.
+		if h, err := w.store.putSD(rec.entry.SecurityDescriptor); err == nil {
+			nrec.sdHash = h
+		}
+	}
+	// Alternate streams belong to the file, so every name shares them: hard-link the
+	// stream files under fresh IDs, so that removing one name keeps the others intact.
+	nrec.entry.Streams = nil
+	for _, s := range rec.entry.Streams {
+		id, err := w.store.nextStreamID()
+		if err != nil {
+			return err
+		}
+		src := filepath.Join(srcRoot, streamsDir, fmt.Sprintf("%016x", s.id))
+		if err := os.Link(src, w.streamPath(id)); err != nil {
+			if err := copyFile(src, w.streamPath(id)); err != nil {
+				return err
+			}
+		}
+		s.id = id
+		nrec.entry.Streams = append(nrec.entry.Streams, s)
+	}
+	nrec.dataID = 0
+	if rec.dataID != 0 {
+		id, err := w.store.nextStreamID()
+		if err != nil {
+			return err
+		}
+		src := filepath.Join(srcRoot, streamsDir, fmt.Sprintf("%016x", rec.dataID))
+		if err := os.Link(src, w.streamPath(id)); err != nil {
+			if err := copyFile(src, w.streamPath(id)); err != nil {
+				return err
+			}
+		}
+		nrec.dataID = id
+	}
+	nrec.entry.SecurityDescriptor = nil
+	return w.store.put(nrec)
+}
+
+// findLinkTarget locates a hard-link target and returns the root folder holding it, an
+// fd of that root, and its record (with the security descriptor filled in).
+func (w *Writer) findLinkTarget(target string) (string, int, *record, error) {
+	if rec, err := w.store.get(target); err != nil {
+		return "", -1, nil, err
+	} else if rec != nil && !rec.implicit {
+		if rec.entry.IsDir() {
+			return "", -1, nil, fmt.Errorf("%w: %s is a directory", ErrLinkTarget, target)
+		}
+		if rec.sdHash != nil {
+			sd, err := w.store.sd(rec.sdHash)
+			if err != nil {
+				return "", -1, nil, err
+			}
+			rec.entry.SecurityDescriptor = sd
+		}
+		return w.staging, w.rootFD, rec, nil
+	}
+	for _, p := range w.parents {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		rec, err := w.parentRecord(p, fd, target)
+		if err != nil {
+			unix.Close(fd)
+			return "", -1, nil, err
+		}
+		if rec == nil {
+			unix.Close(fd)
+			continue
+		}
+		if rec.entry.IsDir() {
+			unix.Close(fd)
+			return "", -1, nil, fmt.Errorf("%w: %s is a directory in parent %s", ErrLinkTarget, target, p)
+		}
+		return p, fd, rec, nil
+	}
+	return "", -1, nil, fmt.Errorf("%w: %s is neither in this layer nor in its parents", ErrLinkTarget, target)
+}
+
+// parentRecord looks a name up in a parent layer: its record if the parent has
+// metadata, else one made from the file itself. It returns nil if the name is absent.
+func (w *Writer) parentRecord(parent string, fd int, name string) (*record, error) {
+	var st *unix.Stat_t
+	dfd, err := openDirBeneath(fd, parentOf(name))
+	if err != nil {
+		return nil, nil
+	}
+	st, err = lstatAt(dfd, baseOf(name))
+	unix.Close(dfd)
+	if err != nil {
+		return nil, nil
+	}
+	if w.parentDB == nil {
+		w.parentDB = map[string]*metaStore{}
+	}
+	s, ok := w.parentDB[parent]
+	if !ok {
+		s, err = openStore(filepath.Join(parent, metaDB))
+		if err != nil {
+			s = nil
+		}
+		w.parentDB[parent] = s
+	}
+	if s != nil {
+		rec, err := s.get(name)
+		if err != nil {
+			return nil, fmt.Errorf("parent %s: %w", parent, err)
+		}
+		if rec != nil {
+			if rec.sdHash != nil {
+				if rec.entry.SecurityDescriptor, err = s.sd(rec.sdHash); err != nil {
+					return nil, fmt.Errorf("parent %s: %w", parent, err)
+				}
+			}
+			return rec, nil
+		}
+	}
+	return &record{entry: *defaultEntry(name, st, "")}, nil
+}
+
+// Remove records that name, present in a parent layer, is deleted by this layer. If
+// this layer itself holds name, that is removed too.
+func (w *Writer) Remove(name string) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
+		return w.fail(err)
+	}
+	cname, err := CleanName(name)
+	if err != nil {
+		return w.fail(w.entryErr("remove", name, err))
+	}
+	if err := w.remove(cname); err != nil {
+		return w.fail(w.entryErr("remove", cname, err))
+	}
+	return nil
+}
+
+func (w *Writer) remove(name string) error {
+	if len(w.parents) == 0 {
+		return ErrBaseLayerWhiteout
+	}
+	if !strings.Contains(name, "/") {
+		return fmt.Errorf("%w: cannot remove the top-level folder %s", ErrInvalidName, name)
+	}
+	dirFD, err := w.dir(parentOf(name))
+	if err != nil {
+		return err
+	}
+	if st, err := lstatAt(dirFD, baseOf(name)); err == nil {
+		if err := w.removeExisting(dirFD, name, st); err != nil {
+			return err
+		}
+	}
+	return w.store.addWhiteout(name)
+}
+
+// Abort discards everything written; no layer appears at the destination.
+func (w *Writer) Abort() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.discard()
+	return nil
+}
+
+func (w *Writer) discard() {
+	if w.cur != nil && w.cur.file != nil {
+		w.cur.file.Close()
+	}
+	w.cur = nil
+	w.closeFDs()
+	if w.store != nil {
+		w.store.close()
+		w.store = nil
+	}
+	if w.rootFD >= 0 {
+		unix.Close(w.rootFD)
+		w.rootFD = -1
+	}
+	os.RemoveAll(w.staging)
+}
+
+func (w *Writer) closeFDs() {
+	if w.dirFD >= 0 {
+		unix.Close(w.dirFD)
+		w.dirFD = -1
+	}
+	for _, s := range w.parentDB {
+		if s != nil {
+			s.close()
+		}
+	}
+	w.parentDB = nil
+}
+
+// Close completes the layer and makes it visible at its destination. After a failure
+// the staging folder is discarded and the first error returned.
+func (w *Writer) Close() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if err := w.ready(); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.commit(); err != nil {
+		w.Abort()
+		return &LayerError{Layer: w.path, Op: "commit", Err: err}
+	}
+	w.closed = true
+	return nil
+}
+
+func (w *Writer) commit() error {
+	if err := w.finish(); err != nil {
+		return err
+	}
+	w.closeFDs()
+	if len(w.parents) > 0 {
+		if err := w.writeTombstones(); err != nil {
+			return err
+		}
+		chain, err := json.Marshal(w.parents)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(w.staging, LayerChainFile), chain, 0o600); err != nil {
+			return err
+		}
+	}
+	chain, _ := json.Marshal(w.parents)
+	if err := w.store.putMeta(keyParents, chain); err != nil {
+		return err
+	}
+	if err := w.store.commit(); err != nil {
+		return err
+	}
+	if err := w.store.close(); err != nil {
+		w.store = nil
+		return err
+	}
+	w.store = nil
+	if w.opts.sync {
+		if err := unix.Syncfs(w.rootFD); err != nil {
+			return err
+		}
+	}
+	if err := checkDestination(w.path); err != nil {
+		return err
+	}
+	// rename(2) itself, not os.Rename: it replaces an empty destination directory.
+	if err := unix.Rename(w.staging, w.path); err != nil {
+		return err
+	}
+	unix.Close(w.rootFD) // releases the staging lock
+	w.rootFD = -1
+	if w.opts.sync {
+		if d, err := os.Open(filepath.Dir(w.path)); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	return nil
+}
+
+// writeTombstones writes tombstones.txt: the removed names under Files/, relative to
+// Files, each with a leading backslash, in the format Windows export folders use.
+func (w *Writer) writeTombstones() error {
+	var b strings.Builder
+	b.WriteString(tombstonesVersion + "\n")
+	err := w.store.allWhiteouts(func(name string) error {
+		if under(name, FilesDir) {
+			b.WriteString(strings.ReplaceAll(name[len(FilesDir):], "/", `\`) + "\n")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w.staging, TombstonesFile), []byte(b.String()), 0o644)
+}
+
+func copyFileAt(srcDir int, srcName string, dstDir int, dstName string) error {
+	sfd, err := unix.Openat(srcDir, srcName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	src := os.NewFile(uintptr(sfd), srcName)
+	defer src.Close()
+	dfd, err := unix.Openat(dstDir, dstName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(dfd), dstName)
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+func copyFile(src, dst string) error {
+	s, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(d, s); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
+}
