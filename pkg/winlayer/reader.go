@@ -257,6 +257,23 @@ func (r *Reader) openData(e *Entry) (*os.File, error) {
 	return os.OpenFile(filepath.Join(r.root, e.Name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }
 
+// OpenData opens the unnamed data stream of the current entry, also for a hard link
+// (whose data Read does not return, since it belongs to the first name). It returns
+// an empty reader for entries without data.
+func (r *Reader) OpenData() (io.ReadCloser, error) {
+	if r.cur == nil || r.cur.Removed || r.cur.IsDir() {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	f, err := r.openData(r.cur)
+	if err != nil {
+		return nil, &EntryError{Layer: r.root, Entry: r.cur.Name, Op: "read", Err: err}
+	}
+	if f == nil {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	return f, nil
+}
+
 // DataRanges returns the allocated ranges of the current entry's data as (offset,
 // length) pairs, for writing sparse backup streams. A file without holes gives one range.
 func (r *Reader) DataRanges() ([][2]int64, error) {
