@@ -1,0 +1,42 @@
+# hostcompute — see README.md. Every target installs what it needs.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin
+
+.PHONY: all build deps test vet fmt-check fuzz demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh test
+
+build:
+	$(GO) build -o $(BIN)/hcs ./cmd/hcs
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The test suite: vet, formatting, then every package's tests (fuzz seed corpora run as
+# ordinary tests). Root-only tests run here; they skip with a reason elsewhere.
+test: deps fmt-check vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Runs every fuzz target for FUZZTIME each (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+# Imports, inspects and exports a generated Windows layer pair with the CLI.
+demo: deps build
+	@scripts/demo.sh
+
+bench: deps
+	@scripts/install-deps.sh bench
+	$(GO) run ./bench $(BENCHFLAGS)
+
+clean:
+	rm -rf $(BIN) bench/out

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hostcompute uses as real parts and as test oracles, and
+# checks the Go toolchain. Only missing packages are installed; apt-get update runs only
+# when something is missing. Usage: scripts/install-deps.sh [test|demo|bench]
+set -euo pipefail
+
+purpose=${1:-test}
+# Packages every purpose needs. GNU tar is the import/export peer and oracle.
+pkgs=(tar gzip zstd ca-certificates)
+case "$purpose" in
+  bench) pkgs+=(time) ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    echo "install-deps: Go is at /usr/local/go/bin; add it to PATH" >&2
+  else
+    echo "install-deps: no Go toolchain found; install Go 1.24 or newer" >&2
+  fi
+  exit 1
+fi
