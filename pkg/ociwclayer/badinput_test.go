@@ -49,7 +49,7 @@ func withPAX(e tarEnt, k, v string) tarEnt {
 	return e
 }
 
-func buildTar(t *testing.T, ents ...tarEnt) []byte {
+func buildTar(t testing.TB, ents ...tarEnt) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -220,14 +220,12 @@ func (s *metaStore) getMeta(k []byte) []byte {
 	return append([]byte(nil), s.tx.Bucket(bucketMeta).Get(k)...)
 }
 
-// commit ends the write transaction and flushes the database file.
+// commit ends the write transaction. The file is flushed with the rest of the staging
+// folder (one syncfs) before the layer becomes visible.
 func (s *metaStore) commit() error {
-	if err := s.tx.Commit(); err != nil {
-		s.tx = nil
-		return err
-	}
+	err := s.tx.Commit()
 	s.tx = nil
-	return s.db.Sync()
+	return err
 }
 
 func (s *metaStore) close() error {
