@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/internal/progress"
+	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
+)
+
+type exportResult struct {
+	Layer       string  `json:"layer"`
+	File        string  `json:"file"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	Compression string  `json:"compression"`
+}
+
+func (a *app) newLayerExportCommand() *cobra.Command {
+	var (
+		file      string
+		gzip, zst bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export [flags] LAYERDIR",
+		Short: "Write a layer folder as an OCI Windows layer tar",
+		Long: `Write the layer folder LAYERDIR as an OCI Windows layer tar, to standard output
+or to the file given with -f. The tar is deterministic: the same layer always gives
+the same bytes, hence the same digest. --gzip or --zstd compress it.
+
+A file is written under a temporary name in the same directory, flushed to stable
+storage and renamed over FILE at the end, so a failed export leaves no partial
+file (only a killed process leaves its .FILE.hcs-export-* behind); an existing
+FILE is replaced. The new file's mode is 0666 less the umask.
+
+When writing to a file, one line is printed: the bytes written, the file and the
+time taken; with -o json it is {"layer": ..., "file": ..., "bytes": ...,
+"seconds": ..., "compression": ...}. When the tar goes to standard output nothing
+else is printed there.`,
+		Example: `  hcs layer export -f app.tar.gz --gzip /var/lib/hcs/app
+  hcs layer export /var/lib/hcs/app | sha256sum`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			format := compress.None
+			switch {
+			case gzip:
+				format = compress.Gzip
+			case zst:
+				format = compress.Zstd
+			}
+			if file == stdio {
+				return a.exportToStdout(cmd.Context(), args[0], format)
+			}
+			return a.exportToFile(cmd.Context(), args[0], file, format)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", stdio, "write the tar to `FILE`; - is standard output")
+	f.BoolVar(&gzip, "gzip", false, "compress with gzip")
+	f.BoolVar(&zst, "zstd", false, "compress with zstd")
+	cmd.MarkFlagsMutuallyExclusive("gzip", "zstd")
+	return cmd
+}
+
+func (a *app) exportToStdout(ctx context.Context, layer string, format compress.Format) error {
+	if progress.IsTerminal(a.stdout) {
+		return usageErrorf("refusing to write a tar to a terminal: give -f FILE or redirect standard output")
+	}
+	bw := bufio.NewWriterSize(a.stdout, 256<<10)
+	if _, err := a.export(ctx, bw, layer, format); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (a *app) exportToFile(ctx context.Context, layer, file string, format compress.Format) (err error) {
+	start := time.Now()
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		return fmt.Errorf("export: %s is a directory", file)
+	}
+	dir := filepath.Dir(file)
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(file)+".hcs-export-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				a.log.Warn("removing temporary file", logKeyFile, tmp, logKeyError, rerr)
+			}
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	n, err := a.export(ctx, bw, layer, format)
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	syncDir(dir)
+	elapsed := time.Since(start)
+	abs, aerr := filepath.Abs(layer)
+	if aerr != nil {
+		abs = layer
+	}
+	a.log.Debug("exported", logKeyLayer, abs, logKeyFile, file, logKeyBytes, n, logKeyElapsed, elapsed)
+	return a.result(
+		fmt.Sprintf("exported %s to %s (%s) in %s", abs, file, progress.Bytes(n), seconds(elapsed)),
+		exportResult{Layer: abs, File: file, Bytes: n, Seconds: elapsed.Seconds(), Compression: format.String()})
+}
+
+// export writes layer to w as a tar compressed in format and returns the bytes
+// written to w.
+func (a *app) export(ctx context.Context, w io.Writer, layer string, format compress.Format) (int64, error) {
+	if err := checkLayerDir(layer); err != nil {
+		return 0, err
+	}
+	bar := a.progress("export", 0)
+	defer bar.Stop()
+	cw, err := compress.NewWriter(bar.Writer(w), format)
+	if err != nil {
+		return 0, err
+	}
+	// A layer folder holds its whole content, so no parent is needed to export it.
+	if err := ociwclayer.ExportLayerToTar(ctx, ctxWriter{ctx, cw}, layer, nil); err != nil {
+		return 0, err
+	}
+	if err := cw.Close(); err != nil {
+		return 0, err
+	}
+	return bar.N(), nil
+}
+
+// syncDir flushes a directory so that a rename in it survives a crash. Failures are
+// ignored: the file itself is already on stable storage.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}

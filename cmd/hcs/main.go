@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/progress"
+)
+
+// version is set at link time with -ldflags "-X main.version=v1.2.3"; without it the
+// module version from the build information is used.
+var version string
+
+// Keys of structured log records.
+const (
+	logKeyLayer       = "layer"
+	logKeyFile        = "file"
+	logKeyCompression = "compression"
+	logKeyBytes       = "bytes"
+	logKeyElapsed     = "elapsed"
+	logKeyParents     = "parents"
+	logKeyError       = "error"
+)
+
+// Output formats of --output.
+const (
+	outputText  = "text"
+	outputTable = "table" // synonym of text
+	outputJSON  = "json"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal the command cleans up and returns; restoring the
+		// default handling lets a second signal end the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	// Writes to a closed pipe fail with EPIPE instead of killing the process, so that
+	// commands can report them, or end quietly as inspect does.
+	signal.Ignore(syscall.SIGPIPE)
+	a := newApp(os.Stdin, os.Stdout, os.Stderr)
+	code := a.execute(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// app holds the streams and global flags shared by all commands.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+
+	output string // --output
+	quiet  bool   // --quiet
+	debug  bool   // --debug
+
+	// forceProgress draws the progress line even when stderr is not a terminal.
+	forceProgress bool
+	// running is set once a command's own code runs; errors before that come from
+	// parsing the command line.
+	running bool
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler)}
+}
+
+// execute runs the command line args and returns the exit code. Errors are written
+// to stderr as "hcs: <message>".
+func (a *app) execute(ctx context.Context, args []string) int {
+	root := a.newRootCommand()
+	root.SetArgs(args)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !a.running {
+		err = usageError{err}
+	}
+	code := exitCode(ctx, err)
+	if code == exitInterrupted {
+		a.log.Debug("interrupted", logKeyError, err)
+		err = errors.New("interrupted")
+	}
+	if !errors.As(err, new(reportedError)) {
+		fmt.Fprintf(a.stderr, "hcs: %v\n", err)
+	}
+	if code == exitUsage {
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
+}
+
+func (a *app) newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hcs",
+		Short: "Host Compute Service storage and compute, native on Linux",
+		Long: `hcs manages Windows container storage on Linux the way the Windows Host Compute
+Service does: layer folders imported from and exported to OCI Windows layer tars.
+
+Results go to standard output as text, or as one JSON document with -o json.
+Errors go to standard error as "hcs: <message>".
+
+` + exitCodesHelp,
+		Version:           versionString(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: a.setup,
+	}
+	root.SetVersionTemplate("hcs {{.Version}}\n")
+	f := root.PersistentFlags()
+	f.StringVarP(&a.output, "output", "o", outputText, "print results in `FORMAT`: text or json (table is the same as text)")
+	f.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bar and no text summary")
+	f.BoolVar(&a.debug, "debug", false, "log debugging information to standard error")
+	root.AddCommand(a.newLayerCommand())
+	return root
+}
+
+// setup applies the global flags before any command runs.
+func (a *app) setup(cmd *cobra.Command, args []string) error {
+	switch a.output {
+	case outputText, outputTable, outputJSON:
+	default:
+		return usageErrorf("invalid --output %q: want text, table or json", a.output)
+	}
+	if a.output == outputTable {
+		a.output = outputText
+	}
+	if a.debug {
+		a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+// runE marks the start of a command's own code, so that its errors are not taken for
+// usage errors.
+func (a *app) runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.running = true
+		return fn(cmd, args)
+	}
+}
+
+// result writes the outcome of a command: text unless -o json, which writes v as JSON.
+// --quiet drops the text.
+func (a *app) result(text string, v any) error {
+	if a.output == outputJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(v)
+	}
+	if a.quiet {
+		return nil
+	}
+	_, err := fmt.Fprintln(a.stdout, text)
+	return err
+}
+
+// progress starts a progress line on stderr, drawn only when stderr is a terminal and
+// --quiet is not given.
+func (a *app) progress(label string, total int64) *progress.Bar {
+	out := a.stderr
+	if a.quiet {
+		out = io.Discard
+	}
+	bar := progress.Start(out, progress.Config{Label: label, Total: total, Force: a.forceProgress && !a.quiet})
+	a.log.Debug("progress line", "label", label, "drawn", bar.Enabled(), logKeyBytes, total)
+	return bar
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// seconds formats an elapsed time for a summary line: "3.1s", "250ms".
+func seconds(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
