@@ -7,7 +7,7 @@ import (
 func (a *app) newLayerCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "layer",
-		Short: "Import, export, inspect and remove Windows container layers",
+		Short: "Import, export, inspect, check and remove Windows container layers",
 		Long: `Windows container layers come in two forms: the OCI Windows layer tar that
 registries serve, and the layer folder that containers run from. A layer folder
 holds Files/, Hives/ and UtilityVM/ as real files, with all Windows metadata
@@ -24,6 +24,7 @@ may be plain, gzip or zstd; the compression is recognised from its first bytes.`
 		a.newLayerExportCommand(),
 		a.newLayerInspectCommand(),
 		a.newLayerRmCommand(),
+		a.newLayerCheckCommand(),
 	)
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/hostcompute/hostcompute/internal/sampletar"
+	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
 // tarEntry is what a comparison looks at: every header field a Windows layer tar uses,
@@ -188,5 +189,31 @@ func TestHardLinkIntoParent(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("exported child lacks Files/alias.dll as a file with metadata: %v", ents)
+	}
+}
+
+// TestImportedLayersCheckClean runs the layer checker after imports that exercise
+// duplicates, links and streams.
+func TestImportedLayersCheckClean(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	importTar(t, genTar(t, sampletar.Options{Seed: 7, Files: 300, Bytes: 1 << 20, UtilityVM: true, Hives: true, Unicode: true}), base, nil)
+	dup := buildTar(t, file("Files/a", "x"), file("Files/a:s", "stream"), file("Files/a", "replaced"), file("Files/a:t", "t"),
+		hardlink("Files/b", "Files/a"), hardlink("Files/c", "Files/Windows/System32/d0000/f00001.dll"))
+	child := filepath.Join(dir, "child")
+	importTar(t, dup, child, []string{base})
+	for _, l := range []string{base, child} {
+		problems, err := winlayer.Check(context.Background(), l)
+		if err != nil || len(problems) != 0 {
+			t.Errorf("Check(%s) = %v, %v", l, problems, err)
+		}
+	}
+	// Damage the child: a stream file vanishes, a file is replaced by a directory.
+	os.RemoveAll(filepath.Join(child, "hcsmeta", "streams"))
+	os.Remove(filepath.Join(child, "Files", "b"))
+	os.Mkdir(filepath.Join(child, "Files", "b"), 0o755)
+	problems, err := winlayer.Check(context.Background(), child)
+	if err != nil || len(problems) < 2 {
+		t.Errorf("Check of a damaged layer = %v, %v; want problems", problems, err)
 	}
 }
