@@ -1,0 +1,56 @@
+package depcheck
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/hostcompute/hostcompute"
+
+// allowed lists, per package, the non-standard-library packages it may depend on,
+// directly or not. Project packages are named without the module prefix.
+var allowed = map[string][]string{
+	"pkg/guid":       {},
+	"pkg/winfile":    {"pkg/guid"},
+	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+}
+
+func TestDependencies(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go command not found:", err)
+	}
+	for pkg, allow := range allowed {
+		out, err := exec.Command("go", "list", "-deps", "-json=ImportPath,Standard", module+"/"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(out)))
+		for dec.More() {
+			var p struct {
+				ImportPath string
+				Standard   bool
+			}
+			if err := dec.Decode(&p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Standard || p.ImportPath == module+"/"+pkg {
+				continue
+			}
+			dep := strings.TrimPrefix(p.ImportPath, module+"/")
+			ok := false
+			for _, a := range allow {
+				if dep == a || dep+"/" == a || strings.HasSuffix(a, "/") && strings.HasPrefix(dep, a) {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("%s depends on %s, which DESIGN.md's layering does not allow", pkg, p.ImportPath)
+			}
+		}
+	}
+}
