@@ -65,6 +65,8 @@ type Writer struct {
 	dirFD    int
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
+	pool     *filePool
+	copyBuf  []byte // ReadFrom's buffer for large files
 }
 
 // current is the entry being written.
@@ -78,7 +80,9 @@ type current struct {
 	end      int64    // highest offset written
 	sparse   bool     // leave zero runs as holes
 	isStream bool
-	random   bool // WriteAt was used
+	random   bool   // WriteAt was used
+	buffered bool   // a small file gathered in buf, written by the pool
+	buf      []byte // its content so far
 }
 
 // NewWriter starts writing a new layer at path, whose parents (immediate parent first,
@@ -141,6 +145,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	if w.store, err = createStore(filepath.Join(staging, metaDB)); err != nil {
 		return nil, fail(err)
 	}
+	w.pool = newFilePool()
 	return w, nil
 }
 
@@ -263,8 +268,11 @@ func (w *Writer) openDir(name string) (int, error) {
 		}
 		defer unix.Close(pfd)
 	}
-	if err := w.checkCase(name); err != nil {
+	if old, err := w.existing(name); err != nil {
 		return -1, err
+	} else if old != nil && !isDirRecord(old) {
+		// A file still being written by the pool, or a link.
+		return -1, fmt.Errorf("%w: %s is a file or a reparse point", ErrParentNotDirectory, name)
 	}
 	if err := unix.Mkdirat(pfd, baseOf(name), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, err
@@ -276,23 +284,34 @@ func (w *Writer) openDir(name string) (int, error) {
 	return openDirBeneath(w.rootFD, name)
 }
 
-// checkCase fails when a different spelling of name is already in the layer.
-func (w *Writer) checkCase(name string) error {
+// existing returns the record of what this layer already holds at name, or nil. Every
+// file the writer makes has a record (directories made for children too), so the
+// records answer without asking the filesystem. It fails when the layer holds a
+// different spelling of name.
+func (w *Writer) existing(name string) (*record, error) {
 	old, err := w.store.get(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if old != nil && old.entry.Name != name {
-		return fmt.Errorf("%w: %s and %s", ErrCaseCollision, old.entry.Name, name)
+		return nil, fmt.Errorf("%w: %s and %s", ErrCaseCollision, old.entry.Name, name)
 	}
-	return nil
+	return old, nil
 }
 
-// removeExisting deletes whatever this layer holds at name (a duplicate entry: the
-// later one wins), with its records and stream files.
-func (w *Writer) removeExisting(dirFD int, name string, st *unix.Stat_t) error {
+// isDirRecord reports whether a record stands for a real directory on disk.
+func isDirRecord(r *record) bool {
+	return r.implicit || r.entry.IsDir() && r.entry.linkReparse() == nil
+}
+
+// removeExisting deletes what this layer holds at name (old is its record: a duplicate
+// entry, the later one wins), with its records and stream files.
+func (w *Writer) removeExisting(dirFD int, name string, old *record) error {
+	if err := w.pool.drain(); err != nil {
+		return err
+	}
 	base := baseOf(name)
-	if isDirMode(st.Mode) {
+	if isDirRecord(old) {
 		if err := os.RemoveAll(filepath.Join(w.staging, name)); err != nil {
 			return err
 		}
@@ -303,20 +322,11 @@ func (w *Writer) removeExisting(dirFD int, name string, st *unix.Stat_t) error {
 		for _, r := range gone {
 			w.removeStreamFiles(r)
 		}
-	} else if err := unix.Unlinkat(dirFD, base, 0); err != nil {
+	} else if err := unix.Unlinkat(dirFD, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return err
 	}
-	old, err := w.store.get(name)
-	if err != nil {
-		return err
-	}
-	if old != nil {
-		w.removeStreamFiles(old)
-		if err := w.store.delete(name); err != nil {
-			return err
-		}
-	}
-	return nil
+	w.removeStreamFiles(old)
+	return w.store.delete(name)
 }
 
 func (w *Writer) streamPath(id uint64) string {
@@ -393,7 +403,8 @@ func (w *Writer) add(name string, e *Entry) error {
 			link = rp
 		}
 	}
-	if err := w.checkCase(name); err != nil {
+	old, err := w.existing(name)
+	if err != nil {
 		return err
 	}
 	dirFD, err := w.dir(parentOf(name))
@@ -411,24 +422,16 @@ func (w *Writer) add(name string, e *Entry) error {
 	if rec.entry.IsDir() {
 		rec.entry.Size = 0
 	}
-	if st, err := lstatAt(dirFD, base); err == nil {
-		if isDirMode(st.Mode) && rec.entry.IsDir() && link == nil {
+	if old != nil {
+		if isDirRecord(old) && rec.entry.IsDir() && link == nil {
 			// A directory given again keeps its children and takes the new metadata.
-			old, err := w.store.get(name)
-			if err != nil {
-				return err
-			}
-			if old != nil {
-				rec.entry.Streams = old.entry.Streams
-			}
+			rec.entry.Streams = old.entry.Streams
 			w.cur = &current{rec: rec, dirFD: dirFD, base: base}
 			return nil
 		}
-		if err := w.removeExisting(dirFD, name, st); err != nil {
+		if err := w.removeExisting(dirFD, name, old); err != nil {
 			return err
 		}
-	} else if !errors.Is(err, unix.ENOENT) {
-		return err
 	}
 	c := &current{rec: rec, dirFD: dirFD, base: base, size: rec.entry.Size,
 		sparse: rec.entry.Info.FileAttributes&winfile.AttrSparseFile != 0}
@@ -455,6 +458,10 @@ func (w *Writer) add(name string, e *Entry) error {
 		if err := unix.Mkdirat(dirFD, base, 0o755); err != nil {
 			return err
 		}
+	case !c.sparse && c.size <= smallFileMax:
+		// Gathered in memory and written by the pool at the end of the entry.
+		c.buf = getBuf(int(c.size))[:0]
+		c.buffered = true
 	default:
 		fd, err := unix.Openat(dirFD, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 		if err != nil {
@@ -531,7 +538,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil {
+	if c == nil || c.file == nil && !c.buffered {
 		name := ""
 		if c != nil {
 			name = c.rec.entry.Name
@@ -543,6 +550,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	if c.written+int64(len(p)) > c.size {
 		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, c.size)))
+	}
+	if c.buffered {
+		c.buf = append(c.buf, p...)
+		c.written += int64(len(p))
+		c.end = c.written
+		return len(p), nil
 	}
 	n, err := w.writeAt(p, c.written)
 	c.written += int64(n)
@@ -559,8 +572,11 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil {
+	if c == nil || c.file == nil && !c.buffered {
 		return 0, w.fail(w.entryErr("write", "", ErrNoEntry))
+	}
+	if err := w.unbuffer(); err != nil {
+		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, err))
 	}
 	if off < 0 || off+int64(len(p)) > c.size {
 		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: write at %d+%d beyond %d", ErrSizeMismatch, off, len(p), c.size)))
@@ -582,6 +598,9 @@ func (w *Writer) SetSize(size int64) error {
 	c := w.cur
 	if c == nil {
 		return w.fail(w.entryErr("write", "", ErrNoEntry))
+	}
+	if err := w.unbuffer(); err != nil {
+		return w.fail(w.entryErr("write", c.rec.entry.Name, err))
 	}
 	if size < 0 || size > maxFileSize || size < c.end {
 		return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: size %d", ErrSizeMismatch, size)))
@@ -627,6 +646,9 @@ func (w *Writer) writeAt(p []byte, off int64) (int, error) {
 // endData completes the data or stream being written.
 func (w *Writer) endData() error {
 	c := w.cur
+	if c != nil && c.buffered {
+		return w.submitBuffered()
+	}
 	if c == nil || c.file == nil {
 		return nil
 	}
@@ -695,8 +717,9 @@ func (w *Writer) finish() error {
 	if err != nil {
 		return w.entryErr("add", name, err)
 	}
-	// Linux times follow the Windows ones, for people browsing Files/.
-	if !rec.entry.IsDir() {
+	// Linux times follow the Windows ones, for people browsing Files/. (The pool dates
+	// the small files it writes.)
+	if !rec.entry.IsDir() && !c.buffered {
 		ts := []unix.Timespec{
 			unix.NsecToTimespec(rec.entry.Info.LastAccessTime.Time().UnixNano()),
 			unix.NsecToTimespec(rec.entry.Info.LastWriteTime.Time().UnixNano()),
@@ -730,8 +753,14 @@ func (w *Writer) AddLink(name, target string) error {
 }
 
 func (w *Writer) addLink(name, target string) error {
-	if err := w.checkCase(name); err != nil {
+	old, err := w.existing(name)
+	if err != nil {
 		return err
+	}
+	if w.pool.busy(target) {
+		if err := w.pool.drain(); err != nil {
+			return err
+		}
 	}
 	// Find the target: this layer first, then the parents in order.
 	srcRoot, srcFD, rec, err := w.findLinkTarget(target)
@@ -754,8 +783,8 @@ func (w *Writer) addLink(name, target string) error {
 		return err
 	}
 	base := baseOf(name)
-	if st, err := lstatAt(dirFD, base); err == nil {
-		if err := w.removeExisting(dirFD, name, st); err != nil {
+	if old != nil {
+		if err := w.removeExisting(dirFD, name, old); err != nil {
 			return err
 		}
 	}
@@ -923,8 +952,12 @@ func (w *Writer) remove(name string) error {
 	if err != nil {
 		return err
 	}
-	if st, err := lstatAt(dirFD, baseOf(name)); err == nil {
-		if err := w.removeExisting(dirFD, name, st); err != nil {
+	old, err := w.existing(name)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		if err := w.removeExisting(dirFD, name, old); err != nil {
 			return err
 		}
 	}
@@ -942,6 +975,10 @@ func (w *Writer) Abort() error {
 }
 
 func (w *Writer) discard() {
+	if w.pool != nil {
+		w.pool.stop()
+		w.pool = nil
+	}
 	if w.cur != nil && w.cur.file != nil {
 		w.cur.file.Close()
 	}
@@ -991,6 +1028,11 @@ func (w *Writer) Close() error {
 
 func (w *Writer) commit() error {
 	if err := w.finish(); err != nil {
+		return err
+	}
+	err := w.pool.stop()
+	w.pool = nil
+	if err != nil {
 		return err
 	}
 	w.closeFDs()
@@ -1092,4 +1134,95 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return d.Close()
+}
+
+// submitBuffered hands a complete small file to the pool.
+func (w *Writer) submitBuffered() error {
+	c := w.cur
+	c.buffered = false
+	name := c.rec.entry.Name
+	if c.written != c.size {
+		putBuf(c.buf)
+		return w.entryErr("write", name, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, c.written, c.size))
+	}
+	fd, err := unix.Dup(c.dirFD)
+	if err != nil {
+		return w.entryErr("write", name, err)
+	}
+	j := &fileJob{dirFD: fd, base: c.base, name: name, data: c.buf, times: [2]unix.Timespec{
+		unix.NsecToTimespec(c.rec.entry.Info.LastAccessTime.Time().UnixNano()),
+		unix.NsecToTimespec(c.rec.entry.Info.LastWriteTime.Time().UnixNano()),
+	}}
+	c.buf = nil
+	if err := w.pool.submit(j); err != nil {
+		return w.entryErr("write", name, err)
+	}
+	return nil
+}
+
+// unbuffer turns a small file being gathered in memory into a real file, for writes
+// at offsets.
+func (w *Writer) unbuffer() error {
+	c := w.cur
+	if !c.buffered {
+		return nil
+	}
+	c.buffered = false
+	fd, err := unix.Openat(c.dirFD, c.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	c.file = os.NewFile(uintptr(fd), c.rec.entry.Name)
+	_, err = c.file.Write(c.buf)
+	putBuf(c.buf)
+	c.buf = nil
+	return err
+}
+
+// ReadFrom copies the rest of the current data or stream from r: a small file's data
+// is read straight into the buffer the pool writes from.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
+	}
+	c := w.cur
+	if c != nil && c.buffered {
+		start := len(c.buf)
+		c.buf = c.buf[:c.size]
+		n, err := io.ReadFull(r, c.buf[start:])
+		c.buf = c.buf[:start+n]
+		c.written += int64(n)
+		c.end = c.written
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return int64(n), nil // short: endData reports the size mismatch
+		}
+		if err != nil {
+			return int64(n), w.fail(w.entryErr("write", c.rec.entry.Name, err))
+		}
+		// The reader must be at its end now.
+		var one [1]byte
+		if m, _ := r.Read(one[:]); m > 0 {
+			return int64(n), w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, c.size)))
+		}
+		return int64(n), nil
+	}
+	if w.copyBuf == nil {
+		w.copyBuf = make([]byte, 1<<20)
+	}
+	var total int64
+	for {
+		n, err := r.Read(w.copyBuf)
+		if n > 0 {
+			if _, werr := w.Write(w.copyBuf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
