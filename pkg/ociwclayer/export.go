@@ -2,6 +2,7 @@ package ociwclayer
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hostcompute/hostcompute/pkg/winfile"
@@ -38,28 +40,145 @@ func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayer
 		return err
 	}
 	defer r.Close()
-	tw := tar.NewWriter(w)
-	buf := make([]byte, copyBufferSize)
+	// A second goroutine walks the layer and reads small files ahead while this one
+	// encodes and writes; on two cores that hides most of the file system work.
+	items := make(chan *exportItem, prefetchItems)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		prefetch(r, items, done)
+	}()
+	err = writeItems(ctx, w, path, items)
+	close(done)
+	for it := range items { // release what the prefetcher opened ahead
+		it.close()
+	}
+	wg.Wait()
+	return err
+}
+
+// prefetchItems bounds the entries read ahead (and so the memory: each holds at most
+// prefetchSmall bytes).
+const (
+	prefetchItems = 32
+	prefetchSmall = 1 << 20
+)
+
+// exportItem is an entry with its contents read or opened ahead.
+type exportItem struct {
+	e       *winlayer.Entry
+	data    []byte          // the data of a small file, read ahead
+	file    io.ReadCloser   // the data of a large file
+	streams []io.ReadCloser // alternate data streams, in e.Streams order
+	err     error
+}
+
+func (it *exportItem) close() {
+	if it.file != nil {
+		it.file.Close()
+	}
+	for _, s := range it.streams {
+		s.Close()
+	}
+}
+
+// hasTarData reports whether an entry is written as a regular tar file with content.
+func hasTarData(e *winlayer.Entry) bool {
+	if e.Removed || e.LinkTarget != "" || e.IsDir() || e.Size == 0 {
+		return false
+	}
+	if len(e.Reparse) > 0 {
+		if rp, err := winfile.DecodeReparsePoint(e.Reparse); err == nil && rp.IsSymlinkOrMountPoint() {
+			return false
+		}
+	}
+	return true
+}
+
+func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}) {
+	defer close(out)
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
-			break
+			return
 		}
+		it := &exportItem{e: e, err: err}
+		if err == nil {
+			it.err = readAhead(r, it)
+		}
+		select {
+		case out <- it:
+		case <-done:
+			it.close()
+			return
+		}
+		if it.err != nil {
+			return
+		}
+	}
+}
+
+func readAhead(r *winlayer.Reader, it *exportItem) error {
+	e := it.e
+	if hasTarData(e) {
+		rc, err := r.OpenData()
 		if err != nil {
 			return err
 		}
-		if err := writeEntry(tw, r, e, buf); err != nil {
-			var ee *winlayer.EntryError
-			if errors.As(err, &ee) {
-				return err
+		if e.Size > prefetchSmall {
+			it.file = rc
+		} else {
+			it.data = make([]byte, e.Size)
+			_, err := io.ReadFull(rc, it.data)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("data changed while exporting: %w", err)
 			}
-			return &winlayer.EntryError{Layer: path, Entry: e.Name, Op: "export", Err: err}
 		}
 	}
-	return tw.Close()
+	for _, s := range e.Streams {
+		rc, err := r.OpenStream(s)
+		if err != nil {
+			return err
+		}
+		it.streams = append(it.streams, rc)
+	}
+	return nil
 }
 
-func writeEntry(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, buf []byte) error {
+func writeItems(ctx context.Context, w io.Writer, path string, items <-chan *exportItem) error {
+	// archive/tar writes every header block on its own; gather them.
+	bw := bufio.NewWriterSize(w, 1<<20)
+	tw := tar.NewWriter(bw)
+	buf := make([]byte, copyBufferSize)
+	for it := range items {
+		if err := ctx.Err(); err != nil {
+			it.close()
+			return err
+		}
+		err := it.err
+		if err == nil {
+			err = writeEntry(tw, it, buf)
+		}
+		it.close()
+		if err != nil {
+			var ee *winlayer.EntryError
+			if errors.As(err, &ee) || it.e == nil {
+				return err
+			}
+			return &winlayer.EntryError{Layer: path, Entry: it.e.Name, Op: "export", Err: err}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func writeEntry(tw *tar.Writer, it *exportItem, buf []byte) error {
+	e := it.e
 	if e.Removed {
 		return tw.WriteHeader(&tar.Header{
 			Name:     path.Dir(e.Name) + "/" + whiteoutPrefix + path.Base(e.Name),
@@ -127,8 +246,13 @@ func writeEntry(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, buf []byt
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	if hdr.Typeflag == tar.TypeReg && e.Size > 0 {
-		n, err := io.CopyBuffer(tw, r, buf)
+	switch {
+	case it.data != nil:
+		if _, err := tw.Write(it.data); err != nil {
+			return err
+		}
+	case it.file != nil:
+		n, err := io.CopyBuffer(tw, io.LimitReader(it.file, e.Size), buf)
 		if err != nil {
 			return err
 		}
@@ -136,8 +260,8 @@ func writeEntry(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, buf []byt
 			return fmt.Errorf("data changed while exporting: read %d of %d bytes", n, e.Size)
 		}
 	}
-	for _, s := range e.Streams {
-		if err := writeStream(tw, r, e, hdr, s, buf); err != nil {
+	for i, s := range e.Streams {
+		if err := writeStream(tw, it.streams[i], e, hdr, s, buf); err != nil {
 			return err
 		}
 	}
@@ -146,7 +270,7 @@ func writeEntry(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, buf []byt
 
 // writeStream writes an alternate data stream as "<file>:<stream>" right after its file,
 // with the file's mode and times and no Windows records, as Windows producers do.
-func writeStream(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, fileHdr *tar.Header, s winlayer.Stream, buf []byte) error {
+func writeStream(tw *tar.Writer, rc io.Reader, e *winlayer.Entry, fileHdr *tar.Header, s winlayer.Stream, buf []byte) error {
 	sname := strings.TrimPrefix(s.Name, ":")
 	sname = strings.TrimSuffix(sname, ":$DATA")
 	hdr := &tar.Header{
@@ -162,11 +286,6 @@ func writeStream(tw *tar.Writer, r *winlayer.Reader, e *winlayer.Entry, fileHdr 
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	rc, err := r.OpenStream(s)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
 	n, err := io.CopyBuffer(tw, io.LimitReader(rc, s.Size), buf)
 	if err != nil {
 		return err
