@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// cpuTime returns the user and system CPU time of an exited command, its waited-for
+// children included.
+func cpuTime(ps *os.ProcessState) time.Duration {
+	ru, ok := ps.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// syncAll flushes every filesystem, so that the next timed run starts without dirty
+// pages left by the previous one.
+func syncAll() { unix.Sync() }
+
+// kernel returns the kernel release and machine, as uname -rm prints them.
+func kernel() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
+}
+
+// mount is a line of /proc/self/mountinfo.
+type mount struct {
+	point, fsType, source string
+	dev                   string // major:minor
+	options, superOptions string
+}
+
+// mountOf finds the mount holding path: the deepest mount point above it.
+func mountOf(path string) (mount, bool) {
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		p = path
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return mount{}, false
+	}
+	defer f.Close()
+	var best mount
+	found := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source super
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(a) < 6 || len(b) < 3 {
+			continue
+		}
+		mp := unescapeMount(a[4])
+		if !within(p, mp) || (found && len(mp) < len(best.point)) {
+			continue
+		}
+		best = mount{point: mp, fsType: b[0], source: unescapeMount(b[1]), dev: a[2], options: a[5], superOptions: b[2]}
+		found = true
+	}
+	return best, found
+}
+
+// filesystem describes the filesystem holding path: type, mount point, source,
+// mount options and, for ext4, whether it has a journal.
+func filesystem(path string) string {
+	m, ok := mountOf(path)
+	if !ok {
+		return "unknown"
+	}
+	desc := fmt.Sprintf("%s on %s from %s (%s; %s)", m.fsType, m.point, m.source, m.options, m.superOptions)
+	if m.fsType == "ext4" {
+		if ext4WithoutJournal(path) {
+			desc += ", no journal"
+		} else {
+			desc += ", with a journal"
+		}
+	}
+	return desc
+}
+
+// ext4WithoutJournal reports whether path is on ext4 without a journal. A mounted
+// ext4 with a journal has a jbd2 entry /proc/fs/jbd2/<block device>-8, named after
+// the device's kernel name (/sys/dev/block/<major:minor>).
+func ext4WithoutJournal(path string) bool {
+	m, ok := mountOf(path)
+	if !ok || m.fsType != "ext4" {
+		return false
+	}
+	link, err := os.Readlink("/sys/dev/block/" + m.dev)
+	if err != nil {
+		return true // cannot tell: assume the slow case, which only costs waiting
+	}
+	_, err = os.Stat("/proc/fs/jbd2/" + filepath.Base(link) + "-8")
+	return err != nil
+}
+
+// freeSpace returns the bytes available to unprivileged users on path's filesystem.
+func freeSpace(path string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+func within(p, dir string) bool {
+	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo fields.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			okOct := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					okOct = false
+					break
+				}
+				v = v*8 + c - '0'
+			}
+			if okOct {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// freePageReporting reports whether the machine is a virtual machine whose balloon
+// device takes free memory back (VIRTIO_BALLOON_F_REPORTING, feature bit 5): free
+// pages are handed to the hypervisor after a few seconds, and touching them again
+// costs a fault in the hypervisor, about a second per GiB on these machines.
+func freePageReporting() bool {
+	devs, _ := filepath.Glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*")
+	for _, d := range devs {
+		b, err := os.ReadFile(filepath.Join(d, "features"))
+		if err == nil && len(b) > 5 && b[5] == '1' {
+			return true
+		}
+	}
+	return false
+}
+
+// prefault makes up to n bytes of free memory resident and frees them again, keeping
+// 512 MiB free and never pushing out cached files. Pages go back to the hypervisor a
+// slice at a time, every two seconds, and those already reported are queued behind
+// the others for allocation, so a run started right after mostly finds backed pages,
+// whatever the runs before it left behind.
+func prefault(n int64) {
+	n = min(n, memInfo("MemFree")-512<<20)
+	if n <= 0 {
+		return
+	}
+	b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err == nil {
+		unix.Munmap(b)
+	}
+}
+
+// memInfo returns a field of /proc/meminfo in bytes, 0 if absent.
+func memInfo(field string) int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == field+":" {
+			kib, _ := strconv.ParseInt(f[1], 10, 64)
+			return kib << 10
+		}
+	}
+	return 0
+}
+
+// evictTree drops the cached pages of the regular files under dir (already written
+// back) from the page cache. Errors are ignored: this only steadies the figures.
+func evictTree(dir string) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+		unix.Close(fd)
+		return nil
+	})
+}
