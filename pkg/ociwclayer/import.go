@@ -123,6 +123,7 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w *winlayer.Writer) (in
 	buf := make([]byte, copyBufferSize)
 	var total int64
 	current := "" // the last regular file or directory added, for alternate streams
+	sds := &sdCache{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -180,7 +181,7 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w *winlayer.Writer) (in
 			continue
 		}
 
-		e, err := entryFromHeader(hdr, name)
+		e, err := entryFromHeader(hdr, name, sds)
 		if err != nil {
 			return 0, terr(err)
 		}
@@ -206,7 +207,7 @@ func copyBody(w io.Writer, tr io.Reader, buf []byte) error {
 }
 
 // entryFromHeader decodes the Windows metadata of a file, directory or symlink entry.
-func entryFromHeader(hdr *tar.Header, name string) (*winlayer.Entry, error) {
+func entryFromHeader(hdr *tar.Header, name string, sds *sdCache) (*winlayer.Entry, error) {
 	e := &winlayer.Entry{Name: name}
 	pax := hdr.PAXRecords
 	switch hdr.Typeflag {
@@ -251,11 +252,8 @@ func entryFromHeader(hdr *tar.Header, name string) (*winlayer.Entry, error) {
 		e.Info.CreationTime = winfile.NewFiletime(t)
 	}
 	if v, ok := pax[paxRawSD]; ok {
-		sd, err := base64.StdEncoding.DecodeString(v)
+		sd, err := sds.decode(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBadPAX, paxRawSD, err)
-		}
-		if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadPAX, paxRawSD, err)
 		}
 		e.SecurityDescriptor = sd
@@ -339,4 +337,32 @@ func formatPAXTime(t time.Time) string {
 		nsecs = 1e9 - nsecs
 	}
 	return strings.TrimRight(fmt.Sprintf("%s%d.%09d", sign, secs, nsecs), "0")
+}
+
+// sdCache remembers decoded and validated security descriptors by their base64 form:
+// a layer's files share a few hundred descriptors. A nil cache decodes every time.
+type sdCache struct{ m map[string][]byte }
+
+const maxCachedSDs = 4096
+
+func (c *sdCache) decode(v string) ([]byte, error) {
+	if c != nil {
+		if sd, ok := c.m[v]; ok {
+			return sd, nil
+		}
+	}
+	sd, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
+		return nil, err
+	}
+	if c != nil && len(c.m) < maxCachedSDs {
+		if c.m == nil {
+			c.m = map[string][]byte{}
+		}
+		c.m[v] = sd
+	}
+	return sd, nil
 }

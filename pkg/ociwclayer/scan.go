@@ -21,6 +21,7 @@ func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) e
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	tr := tar.NewReader(cr)
 	var pending *winlayer.Entry
+	sds := &sdCache{}
 	var pendingOff int64
 	flush := func() error {
 		if pending == nil {
@@ -78,13 +79,13 @@ func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) e
 			e = &winlayer.Entry{Name: path.Dir(name) + "/" + strings.TrimPrefix(base, whiteoutPrefix), Removed: true}
 		case hdr.Typeflag == tar.TypeLink:
 			e, err = entryFromHeader(&tar.Header{Typeflag: tar.TypeReg, ModTime: hdr.ModTime, AccessTime: hdr.AccessTime,
-				ChangeTime: hdr.ChangeTime, PAXRecords: hdr.PAXRecords}, name)
+				ChangeTime: hdr.ChangeTime, PAXRecords: hdr.PAXRecords}, name, sds)
 			if err != nil {
 				return terr(err)
 			}
 			e.LinkTarget = hdr.Linkname
 		default:
-			if e, err = entryFromHeader(hdr, name); err != nil {
+			if e, err = entryFromHeader(hdr, name, sds); err != nil {
 				return terr(err)
 			}
 		}

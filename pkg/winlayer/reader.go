@@ -33,14 +33,18 @@ type Reader struct {
 	store *metaStore // nil for a folder without metadata
 	stack []*frame
 	links map[fileKey]string
-	data  *os.File
-	cur   *Entry
-	err   error
+	// The current entry's directory (owned by the stack) and name in it.
+	curDirFD int
+	curBase  string
+	data     *os.File
+	cur      *Entry
+	err      error
 }
 
 type fileKey struct{ dev, ino uint64 }
 
 type frame struct {
+	fd        int // the directory, open: names are looked up relative to it
 	dir       string
 	names     []string
 	whiteouts []string
@@ -60,7 +64,7 @@ func NewReader(ctx context.Context, path string) (*Reader, error) {
 	if !st.IsDir() {
 		return nil, &LayerError{Layer: abs, Op: "open", Err: ErrNotLayer}
 	}
-	r := &Reader{ctx: ctx, root: abs, links: map[fileKey]string{}}
+	r := &Reader{ctx: ctx, root: abs, links: map[fileKey]string{}, curDirFD: -1}
 	if _, err := os.Stat(filepath.Join(abs, metaDB)); err == nil {
 		if r.store, err = openStore(filepath.Join(abs, metaDB)); err != nil {
 			return nil, &LayerError{Layer: abs, Op: "open", Err: err}
@@ -72,7 +76,12 @@ func NewReader(ctx context.Context, path string) (*Reader, error) {
 			top = append(top, n)
 		}
 	}
-	r.stack = []*frame{{names: top}}
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.Close()
+		return nil, &LayerError{Layer: abs, Op: "open", Err: err}
+	}
+	r.stack = []*frame{{fd: fd, names: top}}
 	return r, nil
 }
 
@@ -106,32 +115,37 @@ func (r *Reader) next() (*Entry, error) {
 			return &Entry{Name: n, Removed: true}, nil
 		}
 		if len(f.names) == 0 {
+			unix.Close(f.fd)
 			r.stack = r.stack[:len(r.stack)-1]
 			continue
 		}
-		name := f.names[0]
+		base := f.names[0]
 		f.names = f.names[1:]
+		name := base
 		if f.dir != "" {
-			name = f.dir + "/" + name
+			name = f.dir + "/" + base
 		}
-		e, implicit, isDir, err := r.entry(name)
+		r.curDirFD, r.curBase = f.fd, base
+		e, implicit, isDir, err := r.entry(f.fd, base, name)
 		if err != nil {
 			return nil, &EntryError{Layer: r.root, Entry: name, Op: "read", Err: err}
 		}
 		if isDir {
-			nf := &frame{dir: name}
-			ents, err := os.ReadDir(filepath.Join(r.root, name))
+			fd, err := unix.Openat(f.fd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return nil, &EntryError{Layer: r.root, Entry: name, Op: "read", Err: err}
 			}
-			for _, d := range ents {
-				nf.names = append(nf.names, d.Name())
+			nf := &frame{fd: fd, dir: name}
+			r.stack = append(r.stack, nf)
+			names, err := readDirNames(fd)
+			if err != nil {
+				return nil, &EntryError{Layer: r.root, Entry: name, Op: "read", Err: err}
 			}
+			nf.names = names
 			slices.Sort(nf.names) // byte-wise, as Go's walk and hcsshim's export
 			if r.store != nil {
 				nf.whiteouts = r.store.whiteoutsIn(name)
 			}
-			r.stack = append(r.stack, nf)
 		}
 		if implicit {
 			continue
@@ -142,10 +156,9 @@ func (r *Reader) next() (*Entry, error) {
 }
 
 // entry builds the Entry for one name.
-func (r *Reader) entry(name string) (e *Entry, implicit, isDir bool, err error) {
-	full := filepath.Join(r.root, name)
+func (r *Reader) entry(dirFD int, base, name string) (e *Entry, implicit, isDir bool, err error) {
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := unix.Fstatat(dirFD, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, false, false, err
 	}
 	isDir = isDirMode(st.Mode)
@@ -161,7 +174,7 @@ func (r *Reader) entry(name string) (e *Entry, implicit, isDir bool, err error) 
 	if rec == nil {
 		target := ""
 		if isSymlinkMode(st.Mode) {
-			target, _ = os.Readlink(full)
+			target, _ = os.Readlink(filepath.Join(r.root, name))
 		}
 		e = defaultEntry(name, &st, target)
 	} else {
@@ -254,7 +267,31 @@ func (r *Reader) openData(e *Entry) (*os.File, error) {
 	if e.Size == 0 || len(e.Reparse) > 0 && e.linkReparse() != nil {
 		return nil, nil
 	}
+	if e == r.cur && r.curDirFD >= 0 {
+		fd, err := unix.Openat(r.curDirFD, r.curBase, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), e.Name), nil
+	}
 	return os.OpenFile(filepath.Join(r.root, e.Name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+}
+
+// readDirNames lists a directory open as fd, sorted byte-wise (as Go's walk and
+// hcsshim's export order names).
+func readDirNames(fd int) ([]string, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, err
+	}
+	d := os.NewFile(uintptr(dup), "")
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // OpenData opens the unnamed data stream of the current entry, also for a hard link
@@ -336,6 +373,10 @@ func (r *Reader) Close() error {
 		r.data.Close()
 		r.data = nil
 	}
+	for _, f := range r.stack {
+		unix.Close(f.fd)
+	}
+	r.stack, r.curDirFD = nil, -1
 	if r.err == nil {
 		r.err = ErrClosed
 	}

@@ -66,8 +66,12 @@ type Writer struct {
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
 	pool     *filePool
-	copyBuf  []byte // ReadFrom's buffer for large files
+	copyBuf  []byte            // ReadFrom's buffer for large files
+	sds      map[string][]byte // descriptors validated and stored, by content: their keys
 }
+
+// maxCachedSDs bounds the descriptors remembered; image layers use a few hundred.
+const maxCachedSDs = 4096
 
 // current is the entry being written.
 type current struct {
@@ -146,6 +150,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 		return nil, fail(err)
 	}
 	w.pool = newFilePool()
+	w.sds = map[string][]byte{}
 	return w, nil
 }
 
@@ -383,8 +388,8 @@ func (w *Writer) add(name string, e *Entry) error {
 			return fmt.Errorf("%w: %d bytes but only %d free on the target filesystem", ErrTooLarge, e.Size, sfs.Bavail*uint64(sfs.Bsize))
 		}
 	}
-	if len(e.SecurityDescriptor) > 0 {
-		if err := winfile.ValidateSecurityDescriptor(e.SecurityDescriptor); err != nil {
+	if sd := e.SecurityDescriptor; len(sd) > 0 && w.sds[string(sd)] == nil {
+		if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
 			return fmt.Errorf("security descriptor: %w", err)
 		}
 	}
@@ -701,12 +706,18 @@ func (w *Writer) finish() error {
 	rec := c.rec
 	name := rec.entry.Name
 	if sd := rec.entry.SecurityDescriptor; len(sd) > 0 {
-		if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
-			return w.entryErr("add", name, fmt.Errorf("security descriptor: %w", err))
-		}
-		h, err := w.store.putSD(sd)
-		if err != nil {
-			return w.entryErr("add", name, err)
+		h := w.sds[string(sd)]
+		if h == nil {
+			if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
+				return w.entryErr("add", name, fmt.Errorf("security descriptor: %w", err))
+			}
+			var err error
+			if h, err = w.store.putSD(sd); err != nil {
+				return w.entryErr("add", name, err)
+			}
+			if len(w.sds) < maxCachedSDs {
+				w.sds[string(sd)] = h
+			}
 		}
 		rec.sdHash = h
 	}
