@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hostcompute/hostcompute/internal/bufpool"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -44,16 +45,17 @@ func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayer
 	// encodes and writes; on two cores that hides most of the file system work.
 	items := make(chan *exportItem, prefetchItems)
 	done := make(chan struct{})
+	bufs := bufpool.New(prefetchItems+2, prefetchSmall)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		prefetch(r, items, done)
+		prefetch(r, items, done, bufs)
 	}()
-	err = writeItems(ctx, w, path, items)
+	err = writeItems(ctx, w, path, items, bufs)
 	close(done)
 	for it := range items { // release what the prefetcher opened ahead
-		it.close()
+		it.close(bufs)
 	}
 	wg.Wait()
 	return err
@@ -75,7 +77,11 @@ type exportItem struct {
 	err     error
 }
 
-func (it *exportItem) close() {
+func (it *exportItem) close(bufs *bufpool.Pool) {
+	if it.data != nil {
+		bufs.Put(it.data)
+		it.data = nil
+	}
 	if it.file != nil {
 		it.file.Close()
 	}
@@ -97,7 +103,7 @@ func hasTarData(e *winlayer.Entry) bool {
 	return true
 }
 
-func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}) {
+func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}, bufs *bufpool.Pool) {
 	defer close(out)
 	for {
 		e, err := r.Next()
@@ -106,12 +112,12 @@ func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}) 
 		}
 		it := &exportItem{e: e, err: err}
 		if err == nil {
-			it.err = readAhead(r, it)
+			it.err = readAhead(r, it, bufs)
 		}
 		select {
 		case out <- it:
 		case <-done:
-			it.close()
+			it.close(bufs)
 			return
 		}
 		if it.err != nil {
@@ -120,7 +126,7 @@ func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}) 
 	}
 }
 
-func readAhead(r *winlayer.Reader, it *exportItem) error {
+func readAhead(r *winlayer.Reader, it *exportItem, bufs *bufpool.Pool) error {
 	e := it.e
 	if hasTarData(e) {
 		rc, err := r.OpenData()
@@ -130,7 +136,7 @@ func readAhead(r *winlayer.Reader, it *exportItem) error {
 		if e.Size > prefetchSmall {
 			it.file = rc
 		} else {
-			it.data = make([]byte, e.Size)
+			it.data = bufs.Get(int(e.Size))
 			_, err := io.ReadFull(rc, it.data)
 			rc.Close()
 			if err != nil {
@@ -148,21 +154,21 @@ func readAhead(r *winlayer.Reader, it *exportItem) error {
 	return nil
 }
 
-func writeItems(ctx context.Context, w io.Writer, path string, items <-chan *exportItem) error {
+func writeItems(ctx context.Context, w io.Writer, path string, items <-chan *exportItem, bufs *bufpool.Pool) error {
 	// archive/tar writes every header block on its own; gather them.
 	bw := bufio.NewWriterSize(w, 1<<20)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, copyBufferSize)
 	for it := range items {
 		if err := ctx.Err(); err != nil {
-			it.close()
+			it.close(bufs)
 			return err
 		}
 		err := it.err
 		if err == nil {
 			err = writeEntry(tw, it, buf)
 		}
-		it.close()
+		it.close(bufs)
 		if err != nil {
 			var ee *winlayer.EntryError
 			if errors.As(err, &ee) || it.e == nil {

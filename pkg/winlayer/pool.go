@@ -6,17 +6,19 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/bufpool"
 )
 
 // Small files are the bulk of an image layer, and creating them is mostly kernel work.
 // The Writer therefore hands each small file, with its whole content, to a few worker
 // goroutines that create, fill and date it, while the caller goes on decoding the
 // next entries. Everything that depends on a file existing (replacing a name, hard
-// links, removals) first waits for the files in flight (drain). Memory in flight is
-// bounded by maxInflightBytes.
+// links, removals) first waits for the files in flight (drain). The contents travel in
+// a fixed set of reused buffers, which bounds the memory in flight.
 const (
-	smallFileMax     = 1 << 20
-	maxInflightBytes = 32 << 20
+	smallFileMax = 1 << 20
+	poolBuffers  = 40
 )
 
 type fileJob struct {
@@ -31,16 +33,17 @@ type filePool struct {
 	jobs chan *fileJob
 	wg   sync.WaitGroup // running workers
 
+	bufs *bufpool.Pool
+
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when a job finishes
 	pending  int        // jobs submitted and not finished
-	bytes    int        // bytes of pending jobs
 	inflight map[string]struct{}
 	err      error // first failure of a worker
 }
 
 func newFilePool() *filePool {
-	p := &filePool{jobs: make(chan *fileJob, 256), inflight: map[string]struct{}{}}
+	p := &filePool{jobs: make(chan *fileJob, poolBuffers), inflight: map[string]struct{}{}, bufs: bufpool.New(poolBuffers, smallFileMax)}
 	p.cond = sync.NewCond(&p.mu)
 	n := min(max(runtime.NumCPU(), 2), 4)
 	p.wg.Add(n)
@@ -48,22 +51,6 @@ func newFilePool() *filePool {
 		go p.work()
 	}
 	return p
-}
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-func getBuf(size int) []byte {
-	if size <= 64<<10 {
-		return (*bufPool.Get().(*[]byte))[:size]
-	}
-	return make([]byte, size)
-}
-
-func putBuf(b []byte) {
-	if cap(b) == 64<<10 {
-		b = b[:0]
-		bufPool.Put(&b)
-	}
 }
 
 func (p *filePool) work() {
@@ -76,11 +63,10 @@ func (p *filePool) work() {
 			p.err = fmt.Errorf("writing %s: %w", j.name, err)
 		}
 		p.pending--
-		p.bytes -= len(j.data)
 		delete(p.inflight, foldName(j.name))
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		putBuf(j.data)
+		p.bufs.Put(j.data)
 	}
 }
 
@@ -104,20 +90,17 @@ func writeSmallFile(j *fileJob) error {
 	return unix.Close(fd)
 }
 
-// submit queues a job, waiting while too many bytes are in flight.
+// submit queues a job whose data came from p.bufs.
 func (p *filePool) submit(j *fileJob) error {
 	p.mu.Lock()
-	for p.err == nil && p.pending > 0 && p.bytes+len(j.data) > maxInflightBytes {
-		p.cond.Wait()
-	}
 	if p.err != nil {
 		err := p.err
 		p.mu.Unlock()
 		unix.Close(j.dirFD)
+		p.bufs.Put(j.data)
 		return err
 	}
 	p.pending++
-	p.bytes += len(j.data)
 	p.inflight[foldName(j.name)] = struct{}{}
 	p.mu.Unlock()
 	p.jobs <- j

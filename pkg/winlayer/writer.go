@@ -465,7 +465,7 @@ func (w *Writer) add(name string, e *Entry) error {
 		}
 	case !c.sparse && c.size <= smallFileMax:
 		// Gathered in memory and written by the pool at the end of the entry.
-		c.buf = getBuf(int(c.size))[:0]
+		c.buf = w.pool.bufs.Get(int(c.size))[:0]
 		c.buffered = true
 	default:
 		fd, err := unix.Openat(dirFD, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
@@ -1153,7 +1153,7 @@ func (w *Writer) submitBuffered() error {
 	c.buffered = false
 	name := c.rec.entry.Name
 	if c.written != c.size {
-		putBuf(c.buf)
+		w.pool.bufs.Put(c.buf)
 		return w.entryErr("write", name, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, c.written, c.size))
 	}
 	fd, err := unix.Dup(c.dirFD)
@@ -1185,7 +1185,7 @@ func (w *Writer) unbuffer() error {
 	}
 	c.file = os.NewFile(uintptr(fd), c.rec.entry.Name)
 	_, err = c.file.Write(c.buf)
-	putBuf(c.buf)
+	w.pool.bufs.Put(c.buf)
 	c.buf = nil
 	return err
 }
