@@ -42,52 +42,70 @@ func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayer
 	}
 	defer r.Close()
 	// A second goroutine walks the layer and reads small files ahead while this one
-	// encodes and writes; on two cores that hides most of the file system work.
-	items := make(chan *exportItem, prefetchItems)
+	// encodes and writes; on two cores that hides most of the file system work. Entries
+	// travel in batches, their small contents packed in a few reused chunks, so the two
+	// goroutines rarely wait for each other.
+	batches := make(chan *exportBatch, 2)
 	done := make(chan struct{})
-	bufs := bufpool.New(prefetchItems+2, prefetchSmall)
+	chunks := bufpool.New(chunksInFlight, chunkSize)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		prefetch(r, items, done, bufs)
+		prefetch(r, batches, done, chunks)
 	}()
-	err = writeItems(ctx, w, path, items, bufs)
+	err = writeBatches(ctx, w, path, batches, chunks)
 	close(done)
-	for it := range items { // release what the prefetcher opened ahead
-		it.close(bufs)
+	for b := range batches { // release what the prefetcher read ahead
+		b.close(chunks)
 	}
 	wg.Wait()
 	return err
 }
 
-// prefetchItems bounds the entries read ahead (and so the memory: each holds at most
-// prefetchSmall bytes).
+// Read-ahead bounds: files up to prefetchSmall bytes are read into chunks of chunkSize;
+// a batch holds at most batchEntries entries and one chunk; at most chunksInFlight
+// chunks exist.
 const (
-	prefetchItems = 32
-	prefetchSmall = 1 << 20
+	prefetchSmall  = 1 << 20
+	chunkSize      = 4 << 20
+	chunksInFlight = 4
+	batchEntries   = 256
 )
 
 // exportItem is an entry with its contents read or opened ahead.
 type exportItem struct {
 	e       *winlayer.Entry
-	data    []byte          // the data of a small file, read ahead
+	data    []byte          // the data of a small file, in the batch's chunk
 	file    io.ReadCloser   // the data of a large file
 	streams []io.ReadCloser // alternate data streams, in e.Streams order
 	err     error
 }
 
-func (it *exportItem) close(bufs *bufpool.Pool) {
-	if it.data != nil {
-		bufs.Put(it.data)
-		it.data = nil
+type exportBatch struct {
+	items []*exportItem
+	chunk []byte // from the chunk pool, or nil
+}
+
+func (b *exportBatch) close(chunks *bufpool.Pool) {
+	for _, it := range b.items {
+		it.close()
 	}
+	if b.chunk != nil {
+		chunks.Put(b.chunk)
+		b.chunk = nil
+	}
+}
+
+func (it *exportItem) close() {
 	if it.file != nil {
 		it.file.Close()
+		it.file = nil
 	}
 	for _, s := range it.streams {
 		s.Close()
 	}
+	it.streams = nil
 }
 
 // hasTarData reports whether an entry is written as a regular tar file with content.
@@ -103,48 +121,76 @@ func hasTarData(e *winlayer.Entry) bool {
 	return true
 }
 
-func prefetch(r *winlayer.Reader, out chan<- *exportItem, done <-chan struct{}, bufs *bufpool.Pool) {
+func prefetch(r *winlayer.Reader, out chan<- *exportBatch, done <-chan struct{}, chunks *bufpool.Pool) {
 	defer close(out)
+	b := &exportBatch{}
+	send := func() bool {
+		if len(b.items) == 0 {
+			return true
+		}
+		select {
+		case out <- b:
+			b = &exportBatch{}
+			return true
+		case <-done:
+			b.close(chunks)
+			return false
+		}
+	}
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
+			send()
 			return
 		}
 		it := &exportItem{e: e, err: err}
-		if err == nil {
-			it.err = readAhead(r, it, bufs)
+		if err == nil && hasTarData(e) && e.Size <= prefetchSmall {
+			if b.chunk != nil && len(b.chunk)+int(e.Size) > cap(b.chunk) {
+				if !send() {
+					return
+				}
+			}
+			if b.chunk == nil {
+				b.chunk = chunks.Get(0)
+			}
+			n := len(b.chunk)
+			b.chunk = b.chunk[:n+int(e.Size)]
+			it.data = b.chunk[n:]
+			if rerr := r.ReadDataInto(it.data); rerr != nil {
+				it.err = fmt.Errorf("data changed while exporting: %w", rerr)
+			}
+		} else if err == nil {
+			it.err = openAhead(r, it)
 		}
-		select {
-		case out <- it:
-		case <-done:
-			it.close(bufs)
+		if it.err == nil && len(e.Streams) > 0 {
+			it.err = openStreams(r, it)
+		}
+		b.items = append(b.items, it)
+		if it.err != nil {
+			send()
 			return
 		}
-		if it.err != nil {
+		if len(b.items) >= batchEntries && !send() {
 			return
 		}
 	}
 }
 
-func readAhead(r *winlayer.Reader, it *exportItem, bufs *bufpool.Pool) error {
-	e := it.e
-	if hasTarData(e) {
-		rc, err := r.OpenData()
-		if err != nil {
-			return err
-		}
-		if e.Size > prefetchSmall {
-			it.file = rc
-		} else {
-			it.data = bufs.Get(int(e.Size))
-			_, err := io.ReadFull(rc, it.data)
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("data changed while exporting: %w", err)
-			}
-		}
+// openAhead opens a large file's data for the writer to copy.
+func openAhead(r *winlayer.Reader, it *exportItem) error {
+	if !hasTarData(it.e) {
+		return nil
 	}
-	for _, s := range e.Streams {
+	rc, err := r.OpenData()
+	if err != nil {
+		return err
+	}
+	it.file = rc
+	return nil
+}
+
+func openStreams(r *winlayer.Reader, it *exportItem) error {
+	for _, s := range it.e.Streams {
 		rc, err := r.OpenStream(s)
 		if err != nil {
 			return err
@@ -154,28 +200,32 @@ func readAhead(r *winlayer.Reader, it *exportItem, bufs *bufpool.Pool) error {
 	return nil
 }
 
-func writeItems(ctx context.Context, w io.Writer, path string, items <-chan *exportItem, bufs *bufpool.Pool) error {
+func writeBatches(ctx context.Context, w io.Writer, path string, batches <-chan *exportBatch, chunks *bufpool.Pool) error {
 	// archive/tar writes every header block on its own; gather them.
 	bw := bufio.NewWriterSize(w, 1<<20)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, copyBufferSize)
-	for it := range items {
+	for b := range batches {
 		if err := ctx.Err(); err != nil {
-			it.close(bufs)
+			b.close(chunks)
 			return err
 		}
-		err := it.err
-		if err == nil {
-			err = writeEntry(tw, it, buf)
-		}
-		it.close(bufs)
-		if err != nil {
-			var ee *winlayer.EntryError
-			if errors.As(err, &ee) || it.e == nil {
-				return err
+		for _, it := range b.items {
+			err := it.err
+			if err == nil {
+				err = writeEntry(tw, it, buf)
 			}
-			return &winlayer.EntryError{Layer: path, Entry: it.e.Name, Op: "export", Err: err}
+			it.close()
+			if err != nil {
+				b.close(chunks)
+				var ee *winlayer.EntryError
+				if errors.As(err, &ee) || it.e == nil {
+					return err
+				}
+				return &winlayer.EntryError{Layer: path, Entry: it.e.Name, Op: "export", Err: err}
+			}
 		}
+		b.close(chunks)
 	}
 	if err := tw.Close(); err != nil {
 		return err
