@@ -14,10 +14,10 @@ const module = "github.com/hostcompute/hostcompute"
 var allowed = map[string][]string{
 	"pkg/guid":       {},
 	"pkg/winfile":    {"pkg/guid"},
-	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "internal/bufpool", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "internal/bufpool", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"wclayer":        {"pkg/", "internal/bufpool", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"computestorage": {"pkg/", "wclayer", "internal/bufpool", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 }
 
 func TestDependencies(t *testing.T) {

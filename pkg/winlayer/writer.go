@@ -65,9 +65,7 @@ type Writer struct {
 	dirFD    int
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
-	pool     *filePool
-	copyBuf  []byte            // ReadFrom's buffer for large files
-	sds      map[string][]byte // descriptors validated and stored, by content: their keys
+	sds      map[string][]byte     // descriptors validated and stored, by content: their keys
 }
 
 // maxCachedSDs bounds the descriptors remembered; image layers use a few hundred.
@@ -84,9 +82,7 @@ type current struct {
 	end      int64    // highest offset written
 	sparse   bool     // leave zero runs as holes
 	isStream bool
-	random   bool   // WriteAt was used
-	buffered bool   // a small file gathered in buf, written by the pool
-	buf      []byte // its content so far
+	random   bool // WriteAt was used
 }
 
 // NewWriter starts writing a new layer at path, whose parents (immediate parent first,
@@ -149,7 +145,6 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	if w.store, err = createStore(filepath.Join(staging, metaDB)); err != nil {
 		return nil, fail(err)
 	}
-	w.pool = newFilePool()
 	w.sds = map[string][]byte{}
 	return w, nil
 }
@@ -276,7 +271,6 @@ func (w *Writer) openDir(name string) (int, error) {
 	if old, err := w.existing(name); err != nil {
 		return -1, err
 	} else if old != nil && !isDirRecord(old) {
-		// A file still being written by the pool, or a link.
 		return -1, fmt.Errorf("%w: %s is a file or a reparse point", ErrParentNotDirectory, name)
 	}
 	if err := unix.Mkdirat(pfd, baseOf(name), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -312,9 +306,6 @@ func isDirRecord(r *record) bool {
 // removeExisting deletes what this layer holds at name (old is its record: a duplicate
 // entry, the later one wins), with its records and stream files.
 func (w *Writer) removeExisting(dirFD int, name string, old *record) error {
-	if err := w.pool.drain(); err != nil {
-		return err
-	}
 	base := baseOf(name)
 	if isDirRecord(old) {
 		if err := os.RemoveAll(filepath.Join(w.staging, name)); err != nil {
@@ -463,10 +454,6 @@ func (w *Writer) add(name string, e *Entry) error {
 		if err := unix.Mkdirat(dirFD, base, 0o755); err != nil {
 			return err
 		}
-	case !c.sparse && c.size <= smallFileMax:
-		// Gathered in memory and written by the pool at the end of the entry.
-		c.buf = w.pool.bufs.Get(int(c.size))[:0]
-		c.buffered = true
 	default:
 		fd, err := unix.Openat(dirFD, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 		if err != nil {
@@ -543,7 +530,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil && !c.buffered {
+	if c == nil || c.file == nil {
 		name := ""
 		if c != nil {
 			name = c.rec.entry.Name
@@ -555,12 +542,6 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	if c.written+int64(len(p)) > c.size {
 		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, c.size)))
-	}
-	if c.buffered {
-		c.buf = append(c.buf, p...)
-		c.written += int64(len(p))
-		c.end = c.written
-		return len(p), nil
 	}
 	n, err := w.writeAt(p, c.written)
 	c.written += int64(n)
@@ -577,11 +558,8 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil && !c.buffered {
+	if c == nil || c.file == nil {
 		return 0, w.fail(w.entryErr("write", "", ErrNoEntry))
-	}
-	if err := w.unbuffer(); err != nil {
-		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, err))
 	}
 	if off < 0 || off+int64(len(p)) > c.size {
 		return 0, w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: write at %d+%d beyond %d", ErrSizeMismatch, off, len(p), c.size)))
@@ -603,9 +581,6 @@ func (w *Writer) SetSize(size int64) error {
 	c := w.cur
 	if c == nil {
 		return w.fail(w.entryErr("write", "", ErrNoEntry))
-	}
-	if err := w.unbuffer(); err != nil {
-		return w.fail(w.entryErr("write", c.rec.entry.Name, err))
 	}
 	if size < 0 || size > maxFileSize || size < c.end {
 		return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: size %d", ErrSizeMismatch, size)))
@@ -651,9 +626,6 @@ func (w *Writer) writeAt(p []byte, off int64) (int, error) {
 // endData completes the data or stream being written.
 func (w *Writer) endData() error {
 	c := w.cur
-	if c != nil && c.buffered {
-		return w.submitBuffered()
-	}
 	if c == nil || c.file == nil {
 		return nil
 	}
@@ -728,9 +700,8 @@ func (w *Writer) finish() error {
 	if err != nil {
 		return w.entryErr("add", name, err)
 	}
-	// Linux times follow the Windows ones, for people browsing Files/. (The pool dates
-	// the small files it writes.)
-	if !rec.entry.IsDir() && !c.buffered {
+	// Linux times follow the Windows ones, for people browsing Files/.
+	if !rec.entry.IsDir() {
 		ts := []unix.Timespec{
 			unix.NsecToTimespec(rec.entry.Info.LastAccessTime.Time().UnixNano()),
 			unix.NsecToTimespec(rec.entry.Info.LastWriteTime.Time().UnixNano()),
@@ -767,11 +738,6 @@ func (w *Writer) addLink(name, target string) error {
 	old, err := w.existing(name)
 	if err != nil {
 		return err
-	}
-	if w.pool.busy(target) {
-		if err := w.pool.drain(); err != nil {
-			return err
-		}
 	}
 	// Find the target: this layer first, then the parents in order.
 	srcRoot, srcFD, rec, err := w.findLinkTarget(target)
@@ -986,10 +952,6 @@ func (w *Writer) Abort() error {
 }
 
 func (w *Writer) discard() {
-	if w.pool != nil {
-		w.pool.stop()
-		w.pool = nil
-	}
 	if w.cur != nil && w.cur.file != nil {
 		w.cur.file.Close()
 	}
@@ -1039,11 +1001,6 @@ func (w *Writer) Close() error {
 
 func (w *Writer) commit() error {
 	if err := w.finish(); err != nil {
-		return err
-	}
-	err := w.pool.stop()
-	w.pool = nil
-	if err != nil {
 		return err
 	}
 	w.closeFDs()
@@ -1145,95 +1102,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return d.Close()
-}
-
-// submitBuffered hands a complete small file to the pool.
-func (w *Writer) submitBuffered() error {
-	c := w.cur
-	c.buffered = false
-	name := c.rec.entry.Name
-	if c.written != c.size {
-		w.pool.bufs.Put(c.buf)
-		return w.entryErr("write", name, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, c.written, c.size))
-	}
-	fd, err := unix.Dup(c.dirFD)
-	if err != nil {
-		return w.entryErr("write", name, err)
-	}
-	j := &fileJob{dirFD: fd, base: c.base, name: name, data: c.buf, times: [2]unix.Timespec{
-		unix.NsecToTimespec(c.rec.entry.Info.LastAccessTime.Time().UnixNano()),
-		unix.NsecToTimespec(c.rec.entry.Info.LastWriteTime.Time().UnixNano()),
-	}}
-	c.buf = nil
-	if err := w.pool.submit(j); err != nil {
-		return w.entryErr("write", name, err)
-	}
-	return nil
-}
-
-// unbuffer turns a small file being gathered in memory into a real file, for writes
-// at offsets.
-func (w *Writer) unbuffer() error {
-	c := w.cur
-	if !c.buffered {
-		return nil
-	}
-	c.buffered = false
-	fd, err := unix.Openat(c.dirFD, c.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return err
-	}
-	c.file = os.NewFile(uintptr(fd), c.rec.entry.Name)
-	_, err = c.file.Write(c.buf)
-	w.pool.bufs.Put(c.buf)
-	c.buf = nil
-	return err
-}
-
-// ReadFrom copies the rest of the current data or stream from r: a small file's data
-// is read straight into the buffer the pool writes from.
-func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	if err := w.ready(); err != nil {
-		return 0, err
-	}
-	c := w.cur
-	if c != nil && c.buffered {
-		start := len(c.buf)
-		c.buf = c.buf[:c.size]
-		n, err := io.ReadFull(r, c.buf[start:])
-		c.buf = c.buf[:start+n]
-		c.written += int64(n)
-		c.end = c.written
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return int64(n), nil // short: endData reports the size mismatch
-		}
-		if err != nil {
-			return int64(n), w.fail(w.entryErr("write", c.rec.entry.Name, err))
-		}
-		// The reader must be at its end now.
-		var one [1]byte
-		if m, _ := r.Read(one[:]); m > 0 {
-			return int64(n), w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, c.size)))
-		}
-		return int64(n), nil
-	}
-	if w.copyBuf == nil {
-		w.copyBuf = make([]byte, 1<<20)
-	}
-	var total int64
-	for {
-		n, err := r.Read(w.copyBuf)
-		if n > 0 {
-			if _, werr := w.Write(w.copyBuf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
