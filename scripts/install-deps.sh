@@ -5,8 +5,9 @@
 set -euo pipefail
 
 purpose=${1:-test}
-# Packages every purpose needs. GNU tar is the import/export peer and oracle.
-pkgs=(tar gzip zstd ca-certificates)
+# Packages every purpose needs. GNU tar is the import/export peer and oracle; qemu-utils
+# (qemu-img, qemu-io) is the VHD oracle of pkg/vhd.
+pkgs=(tar gzip zstd ca-certificates qemu-utils)
 case "$purpose" in
   bench) pkgs+=(time) ;;
 esac
