@@ -339,4 +339,3 @@ func AppendFixedFooterFile(path string, ts time.Time, uniqueID [16]byte) (err er
 	}
 	return file.Sync()
 }
-
