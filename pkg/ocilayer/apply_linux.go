@@ -1,0 +1,603 @@
+package ocilayer
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	whiteoutOpaque = ".wh..wh..opq"
+	copyBufferSize = 32 << 10
+)
+
+// Apply applies the uncompressed OCI layer tar read from r onto the directory
+// root and returns the number of bytes of file data written. See the package
+// documentation for the rules; every failure tied to an entry is an *EntryError.
+// Apply stops at the first error and leaves root partly applied; callers that
+// need atomicity apply into a staging directory. Cancelling ctx stops Apply
+// between entries and between buffers of file data.
+func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (int64, error) {
+	var o applyOptions
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return 0, err
+		}
+	}
+	rootfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	defer unix.Close(rootfd)
+	a := &applier{
+		ctx:   ctx,
+		root:  rootfd,
+		opts:  o,
+		buf:   make([]byte, copyBufferSize),
+		added: make(map[string]struct{}),
+		dirAt: make(map[string]int),
+	}
+	cr := &countingReader{r: r}
+	tr := tar.NewReader(cr)
+	for {
+		if err := ctx.Err(); err != nil {
+			return a.written, err
+		}
+		// The previous body ends where it was read up to; its padding runs to
+		// the next 512-byte block, where this entry's headers start.
+		off := (cr.n + 511) &^ 511
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		// tar.ErrInsecurePath comes with a usable header; names are checked below.
+		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
+			return a.written, &EntryError{Offset: off, Op: "read", Err: err}
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			var ee *EntryError
+			if !errors.As(err, &ee) {
+				ee = &EntryError{Err: err}
+			}
+			ee.Entry, ee.Offset = hdr.Name, off
+			return a.written, ee
+		}
+	}
+	if err := a.finish(); err != nil {
+		return a.written, err
+	}
+	return a.written, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// applier holds the state of one Apply call.
+type applier struct {
+	ctx     context.Context
+	root    int // directory fd every path is resolved under
+	opts    applyOptions
+	buf     []byte // reused for all file data
+	written int64
+	// added holds the cleaned names of this layer's entries and their ancestors;
+	// an opaque marker keeps exactly these.
+	added map[string]struct{}
+	// dirs are the directories whose times are set at the end, in entry order;
+	// dirAt indexes them by name so that a later duplicate wins.
+	dirs  []dirTimes
+	dirAt map[string]int
+}
+
+type dirTimes struct {
+	name string
+	ts   [2]unix.Timespec
+}
+
+func opError(op string, err error) error { return &EntryError{Op: op, Err: err} }
+
+// cleanName turns an entry name into a slash-separated path relative to root,
+// "." for root itself. Leading slashes are dropped, as GNU tar does; a name that
+// still leaves root after cleaning is rejected with ErrInsecurePath.
+func cleanName(name string) (string, error) {
+	if name == "" || strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: empty name or name holding NUL", ErrInvalidEntry)
+	}
+	n := strings.TrimLeft(name, "/")
+	if n == "" {
+		return ".", nil
+	}
+	n = path.Clean(n)
+	if n == ".." || strings.HasPrefix(n, "../") {
+		return "", ErrInsecurePath
+	}
+	return n, nil
+}
+
+// splitPath splits a cleaned name into its parent directory and final element.
+func splitPath(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return ".", name
+	}
+	return name[:i], name[i+1:]
+}
+
+func joinPath(dir, base string) string {
+	if dir == "." {
+		return base
+	}
+	return dir + "/" + base
+}
+
+// openDir opens directory dir resolved inside root: absolute symlinks and ".."
+// met on the way stay within root, and magic links are refused. With create,
+// missing directories are made (mode 0755, as tar implementations do for
+// parents an archive does not list).
+func (a *applier) openDir(dir string, create bool, flags uint64) (int, error) {
+	how := &unix.OpenHow{
+		Flags:   flags | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(a.root, dir, how)
+		switch {
+		case err == unix.EINTR || err == unix.EAGAIN:
+			continue
+		case err == unix.ENOENT && create && dir != ".":
+			if err := a.mkdirAll(dir); err != nil {
+				return -1, err
+			}
+			create = false
+			continue
+		case err != nil:
+			return -1, fmt.Errorf("opening directory %q: %w", dir, err)
+		}
+		return fd, nil
+	}
+}
+
+func (a *applier) mkdirAll(dir string) error {
+	parent, base := splitPath(dir)
+	pfd, err := a.openDir(parent, true, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	switch err := unix.Mkdirat(pfd, base, 0o755); err {
+	case nil:
+		a.markAdded(dir)
+		return nil
+	case unix.EEXIST:
+		// Something is there; opening it again reports what is wrong with it.
+		return nil
+	default:
+		return fmt.Errorf("making directory %q: %w", dir, err)
+	}
+}
+
+func (a *applier) markAdded(name string) {
+	for p := name; p != "."; p = path.Dir(p) {
+		if _, ok := a.added[p]; ok {
+			return
+		}
+		a.added[p] = struct{}{}
+	}
+}
+
+func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	dir, base := splitPath(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(dir, base)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink,
+		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return opError("", fmt.Errorf("%w: tar entry type %q", ErrUnsupported, hdr.Typeflag))
+	}
+	if name == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%w: the root entry is not a directory", ErrInvalidEntry)
+		}
+		return a.dirMeta(a.root, ".", hdr)
+	}
+
+	pfd, err := a.openDir(dir, true, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	a.markAdded(name)
+
+	var st unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if exists && !isDir {
+			if err := removeAllAt(pfd, base); err != nil {
+				return opError("remove", err)
+			}
+		}
+		if !isDir {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return opError("mkdir", err)
+			}
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return opError("open", err)
+		}
+		defer unix.Close(fd)
+		return a.dirMeta(fd, name, hdr)
+
+	case tar.TypeLink:
+		return a.hardlink(pfd, base, exists, &st, hdr)
+	}
+
+	if exists {
+		if err := removeAllAt(pfd, base); err != nil {
+			return opError("remove", err)
+		}
+	}
+	mode := uint32(hdr.Mode & 0o7777)
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		return a.regular(pfd, base, mode, hdr, body)
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return opError("symlink", err)
+		}
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		kind := uint32(unix.S_IFIFO)
+		dev := 0
+		if hdr.Typeflag != tar.TypeFifo {
+			kind = unix.S_IFCHR
+			if hdr.Typeflag == tar.TypeBlock {
+				kind = unix.S_IFBLK
+			}
+			if hdr.Devmajor < 0 || hdr.Devminor < 0 {
+				return fmt.Errorf("%w: negative device number", ErrInvalidEntry)
+			}
+			dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		}
+		if err := unix.Mknodat(pfd, base, kind|mode, dev); err != nil {
+			if err == unix.EPERM && kind != unix.S_IFIFO {
+				if a.opts.skipDevices {
+					return nil
+				}
+				return opError("mknod", fmt.Errorf("%w: creating a device: %w (WithSkipDevices skips these)", ErrUnsupported, err))
+			}
+			return opError("mknod", err)
+		}
+	}
+	return a.meta(pfd, base, -1, hdr.Typeflag == tar.TypeSymlink, mode, hdr)
+}
+
+func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, body io.Reader) error {
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return opError("create", err)
+	}
+	f := os.NewFile(uintptr(fd), base)
+	defer f.Close()
+	for {
+		if err := a.ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := body.Read(a.buf)
+		if n > 0 {
+			if _, err := f.Write(a.buf[:n]); err != nil {
+				return opError("write", err)
+			}
+			a.written += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return opError("read", rerr)
+		}
+	}
+	if err := a.meta(pfd, base, int(f.Fd()), false, mode, hdr); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func (a *applier) hardlink(pfd int, base string, exists bool, st *unix.Stat_t, hdr *tar.Header) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return opError("link", err)
+	}
+	if target == "." {
+		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
+	}
+	tdir, tbase := splitPath(target)
+	tfd, err := a.openDir(tdir, false, unix.O_PATH)
+	if err != nil {
+		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
+	}
+	defer unix.Close(tfd)
+	var tst unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
+	}
+	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
+	}
+	if exists {
+		if st.Dev == tst.Dev && st.Ino == tst.Ino {
+			return nil // already that file, as in a link to itself
+		}
+		if err := removeAllAt(pfd, base); err != nil {
+			return opError("remove", err)
+		}
+	}
+	// Flags 0: a symlink target is linked itself, never followed.
+	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		return opError("link", err)
+	}
+	return nil
+}
+
+// meta applies owner, mode, xattrs and times to pfd/base; fd is an open
+// descriptor of it or -1.
+func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, hdr *tar.Header) error {
+	if !a.opts.noOwnership {
+		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return opError("chown", err)
+		}
+	}
+	// After chown, which clears setuid and setgid.
+	if !symlink {
+		var err error
+		if fd >= 0 {
+			err = unix.Fchmod(fd, mode)
+		} else {
+			err = unix.Fchmodat(pfd, base, mode, 0)
+		}
+		if err != nil {
+			return opError("chmod", err)
+		}
+	}
+	// After chown, which clears security.capability.
+	if err := setXattrs(hdr, func(k string, v []byte) error {
+		if fd >= 0 {
+			return unix.Fsetxattr(fd, k, v, 0)
+		}
+		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pfd, base), k, v, 0)
+	}); err != nil {
+		return err
+	}
+	ts := times(hdr)
+	if err := unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return opError("utimes", err)
+	}
+	return nil
+}
+
+// dirMeta applies owner, mode and xattrs to the open directory fd and queues
+// its times for the end.
+func (a *applier) dirMeta(fd int, name string, hdr *tar.Header) error {
+	if !a.opts.noOwnership {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return opError("chown", err)
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+		return opError("chmod", err)
+	}
+	if err := setXattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		return err
+	}
+	dt := dirTimes{name: name, ts: times(hdr)}
+	if i, ok := a.dirAt[name]; ok {
+		a.dirs[i] = dt
+	} else {
+		a.dirAt[name] = len(a.dirs)
+		a.dirs = append(a.dirs, dt)
+	}
+	return nil
+}
+
+func times(hdr *tar.Header) [2]unix.Timespec {
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = hdr.ModTime
+	}
+	return [2]unix.Timespec{timespec(at), timespec(hdr.ModTime)}
+}
+
+func timespec(t time.Time) unix.Timespec {
+	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+}
+
+const paxXattr = "SCHILY.xattr."
+
+// applyXattr reports whether an xattr from a layer is applied: the user,
+// trusted and security namespaces, except overlayfs's own attributes, which
+// would change how an overlay mount sees the tree.
+func applyXattr(k string) bool {
+	switch {
+	case strings.HasPrefix(k, "trusted.overlay."), strings.HasPrefix(k, "user.overlay."):
+		return false
+	case strings.HasPrefix(k, "user."), strings.HasPrefix(k, "trusted."), strings.HasPrefix(k, "security."):
+		return true
+	}
+	return false
+}
+
+func setXattrs(hdr *tar.Header, set func(k string, v []byte) error) error {
+	var keys []string
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, paxXattr) && applyXattr(k[len(paxXattr):]) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := set(k[len(paxXattr):], []byte(hdr.PAXRecords[k])); err != nil {
+			if err == unix.ENOTSUP {
+				err = fmt.Errorf("%w: %w", ErrUnsupported, err)
+			}
+			return opError("setxattr "+k[len(paxXattr):], err)
+		}
+	}
+	return nil
+}
+
+// whiteout handles an entry whose final element starts with ".wh.".
+func (a *applier) whiteout(dir, base string) error {
+	if base == whiteoutOpaque {
+		return a.opaque(dir)
+	}
+	if strings.HasPrefix(base, whiteoutMeta) {
+		return nil // other AUFS metadata such as .wh..wh.plnk: ignored
+	}
+	target := base[len(whiteoutPrefix):]
+	switch target {
+	case "..":
+		return opError("whiteout", ErrInsecurePath)
+	case "", ".":
+		return opError("whiteout", fmt.Errorf("%w: whiteout of %q", ErrInvalidEntry, target))
+	}
+	pfd, err := a.openDir(dir, false, unix.O_PATH)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil // nothing there to remove
+		}
+		return err
+	}
+	defer unix.Close(pfd)
+	if err := removeAllAt(pfd, target); err != nil {
+		return opError("whiteout", err)
+	}
+	return nil
+}
+
+// opaque removes everything below dir that is not from this layer.
+func (a *applier) opaque(dir string) error {
+	if dir != "." {
+		a.markAdded(dir)
+	}
+	fd, err := a.openDir(dir, true, unix.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	if err := a.opaqueClean(fd, dir); err != nil {
+		return opError("opaque", err)
+	}
+	return nil
+}
+
+// opaqueClean takes ownership of fd.
+func (a *applier) opaqueClean(fd int, dir string) error {
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		p := joinPath(dir, n)
+		if _, ok := a.added[p]; !ok {
+			if err := removeAllAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		cfd, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			continue // a file or symlink from this layer
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.opaqueClean(cfd, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeAllAt removes name in dirfd and, for a directory, all below it, never
+// following symlinks. A missing name is not an error.
+func removeAllAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	names, err := f.Readdirnames(-1)
+	if err == nil {
+		for _, n := range names {
+			if err = removeAllAt(fd, n); err != nil {
+				break
+			}
+		}
+	}
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return err
+	}
+	return nil
+}
+
+// finish sets directory times, children before parents.
+func (a *applier) finish() error {
+	for i := len(a.dirs) - 1; i >= 0; i-- {
+		d := a.dirs[i]
+		dir, base := splitPath(d.name)
+		if d.name == "." {
+			dir, base = ".", "."
+		}
+		pfd, err := a.openDir(dir, false, unix.O_PATH)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+				continue // removed by a later whiteout
+			}
+			return &EntryError{Entry: d.name, Offset: -1, Op: "utimes", Err: err}
+		}
+		err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
+		unix.Close(pfd)
+		if err != nil && err != unix.ENOENT {
+			return &EntryError{Entry: d.name, Offset: -1, Op: "utimes", Err: err}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+// Package ocilayer applies OCI image layers (uncompressed tar streams) onto
+// Linux directories and produces them from overlayfs upper directories.
+//
+// # Apply
+//
+// Apply extracts a layer onto a root directory being assembled from several
+// layers. It creates regular files, directories, symlinks, hard links,
+// character and block devices and fifos, and applies uid/gid, mode bits
+// (setuid, setgid and sticky included), extended attributes from PAX
+// SCHILY.xattr.* records (the user, trusted and security namespaces, except
+// overlayfs's own trusted.overlay.* and user.overlay.*), modification and
+// access times. Directory times are set after all entries, children before
+// parents, so that creating children does not disturb them.
+//
+// OCI whiteouts are honoured: an entry ".wh.NAME" removes NAME (and all below
+// it) from the directory; ".wh..wh..opq" makes its directory opaque, removing
+// everything below it that was not written by this layer, whether the layer's
+// entries come before or after the marker. Other ".wh..wh." names are AUFS
+// metadata and are ignored. Whiteout entries are never created on disk.
+//
+// When a name occurs twice the later entry wins: it replaces what is there,
+// except that a directory entry over an existing directory only updates the
+// directory's metadata and keeps its contents.
+//
+// # Confinement
+//
+// Every path is resolved under a descriptor of root with openat2(2) and
+// RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS, and the final element is created,
+// replaced or changed relative to its parent's descriptor without following
+// it. Symlinks already in the tree, absolute ones included, therefore resolve
+// as if root were "/": after "a -> /etc", an entry "a/passwd" writes
+// root/etc/passwd, never the host's file. Hard-link targets and whiteouts are
+// resolved the same way. Leading slashes in names are dropped; a name,
+// hard-link target or whiteout that still leaves root after cleaning (such as
+// "../x") is rejected with ErrInsecurePath rather than clamped, since no
+// well-formed layer contains one.
+//
+// # Diff
+//
+// Diff walks an overlayfs upper directory in byte-wise name order, each
+// directory before its children, and writes a deterministic PAX tar: regular
+// files (hard links found by inode, the first name in walk order being the
+// file), directories, symlinks, devices and fifos with mode, uid, gid,
+// modification time and extended attributes; user and group names are left
+// empty and access times are not recorded. Overlay whiteouts (character
+// devices 0/0, or empty files with an overlay.whiteout xattr) become ".wh.NAME"
+// entries; an opaque directory (trusted.overlay.opaque or user.overlay.opaque
+// set to "y") is written followed by "DIR/.wh..wh..opq". Other overlay xattrs
+// are dropped. Upper directories using metacopy or redirect_dir cannot be
+// translated without the lower layers and fail with ErrUnsupported.
+//
+// # Errors
+//
+// Failures tied to an entry are *EntryError values naming the entry, the
+// stream offset of its header and the operation; test their class with
+// errors.Is against ErrInsecurePath, ErrInvalidEntry and ErrUnsupported, or
+// against system errors such as fs.ErrPermission.
+//
+// # Memory
+//
+// File data is copied through one reused 32 KiB buffer. Apply remembers the
+// names of the layer's entries (to implement opaque directories and
+// last-wins directory times), so its memory grows with the number of entries,
+// never with their sizes.
+//
+// # Platforms
+//
+// Apply and Diff are Linux-only (openat2 needs Linux 5.6); elsewhere they
+// return an error matching ErrUnsupported. Xattrs of symlinks, devices and
+// fifos are set through /proc/self/fd, which must be mounted.
+package ocilayer

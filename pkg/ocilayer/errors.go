@@ -1,0 +1,57 @@
+package ocilayer
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+)
+
+// Errors returned by Apply and Diff, always inside an *EntryError that names the
+// entry. Test them with errors.Is.
+var (
+	// Hostile or malformed input.
+
+	// ErrInsecurePath: an entry name, hard-link target or whiteout names a path that
+	// leaves the root after cleaning (for example "../x" or ".wh..."). Matches
+	// tar.ErrInsecurePath.
+	ErrInsecurePath = fmt.Errorf("ocilayer: insecure path: %w", tar.ErrInsecurePath)
+	// ErrInvalidEntry: an entry cannot be applied as written: an empty name or one
+	// holding NUL, a hard link to a directory or to a missing target, a directory
+	// entry whose name is a whiteout, and the like.
+	ErrInvalidEntry = errors.New("ocilayer: invalid entry")
+
+	// Things this host or this package cannot do.
+
+	// ErrUnsupported: an entry type this package does not handle (tar continuation
+	// or sparse entries, sockets), a device that may not be created here, or an
+	// overlayfs feature Diff cannot translate (metacopy, redirect_dir). Matches
+	// errors.ErrUnsupported.
+	ErrUnsupported = fmt.Errorf("ocilayer: unsupported: %w", errors.ErrUnsupported)
+)
+
+// EntryError describes a failure tied to one entry of a layer.
+type EntryError struct {
+	// Entry is the entry name as found in the tar stream (Apply) or the path
+	// relative to the upper directory (Diff).
+	Entry string
+	// Offset is the number of tar stream bytes read before the entry's header
+	// (Apply); -1 when unknown.
+	Offset int64
+	// Op is the operation that failed, such as "mknod" or "open".
+	Op string
+	// Err is the cause; one of the sentinels above or a system error.
+	Err error
+}
+
+func (e *EntryError) Error() string {
+	op := ""
+	if e.Op != "" {
+		op = e.Op + " "
+	}
+	if e.Offset >= 0 {
+		return fmt.Sprintf("ocilayer: %sentry %q at offset %d: %v", op, e.Entry, e.Offset, e.Err)
+	}
+	return fmt.Sprintf("ocilayer: %sentry %q: %v", op, e.Entry, e.Err)
+}
+
+func (e *EntryError) Unwrap() error { return e.Err }
