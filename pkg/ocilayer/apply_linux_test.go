@@ -338,6 +338,7 @@ func baseLayer(t testing.TB) []byte {
 		withMeta(file("var/cache/x", "x"), 0o644, 0, 0, t1, nil),
 		withMeta(dir("tmp/"), 0o1777, 0, 0, t1, nil),
 		withMeta(symlink("lib", "usr/lib"), 0o777, 5, 6, t1, nil),
+		withMeta(dir("dev/"), 0o755, 0, 0, t1, nil),
 		withMeta(ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Devmajor: 1, Devminor: 3}}, 0o666, 0, 0, t1, nil),
 		withMeta(ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo"}}, 0o640, 0, 0, t1, nil),
 	)
