@@ -472,3 +472,46 @@ func TestDiskErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDifferencingChain writes through a child of a child, reopened writable, and
+// checks every level against its model.
+func TestDifferencingChain(t *testing.T) {
+	r := newRand(t)
+	dir := t.TempDir()
+	const size = 3 << 20
+	paths := []string{filepath.Join(dir, "a.vhd"), filepath.Join(dir, "b.vhd"), filepath.Join(dir, "c.vhd")}
+	model := make([]byte, size)
+	var models [][]byte
+	for i, p := range paths {
+		opts := CreateOptions{Type: Dynamic, Size: size, BlockSize: 512 << 10, UniqueID: [16]byte{byte(i + 1)}, Timestamp: testTime}
+		if i > 0 {
+			opts = CreateOptions{Type: Differencing, Parent: paths[i-1], BlockSize: 64 << 10, UniqueID: [16]byte{byte(i + 1)}, Timestamp: testTime}
+		}
+		d, err := Create(p, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Reopen writable: the parent locators are resolved here.
+		if d, err = Open(p, false); err != nil {
+			t.Fatal(err)
+		}
+		randomWrites(t, r, d, model, 15)
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, bytes.Clone(model))
+	}
+	for i, p := range paths {
+		d, err := Open(p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, d); !bytes.Equal(got, models[i]) {
+			t.Errorf("%s differs from its model at %d", filepath.Base(p), firstDiff(got, models[i]))
+		}
+		d.Close()
+	}
+}
