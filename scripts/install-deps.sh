@@ -6,8 +6,9 @@ set -euo pipefail
 
 purpose=${1:-test}
 # Packages every purpose needs. GNU tar is the import/export peer and oracle; qemu-utils
-# (qemu-img, qemu-io) is the VHD oracle of pkg/vhd.
-pkgs=(tar gzip zstd ca-certificates qemu-utils)
+# (qemu-img, qemu-io), 7zip (7zz) and libvhdi-utils (vhdiinfo) are the VHD oracles of
+# pkg/vhd; 7zz is the only one here that reads differencing VHDs.
+pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils)
 case "$purpose" in
   bench) pkgs+=(time) ;;
 esac

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -513,5 +514,41 @@ func TestDifferencingChain(t *testing.T) {
 			t.Errorf("%s differs from its model at %d", filepath.Base(p), firstDiff(got, models[i]))
 		}
 		d.Close()
+	}
+}
+
+// TestDifferencingOracles has 7-Zip read a differencing chain made here (qemu 7.2
+// cannot open differencing VHDs) and vhdiinfo report its type and parent.
+func TestDifferencingOracles(t *testing.T) {
+	requireTool(t, "7zz", "7zip")
+	requireTool(t, "vhdiinfo", "libvhdi-utils")
+	r := newRand(t)
+	dir := t.TempDir()
+	const size = 5<<20 + 512*9
+	base := filepath.Join(dir, "base.vhd")
+	d, err := Create(base, CreateOptions{Type: Dynamic, Size: size, UniqueID: [16]byte{0x11, 0x22}, Timestamp: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	randomWrites(t, r, d, model, 20)
+	d.Close()
+	if got := sevenZipRaw(t, dir, "base.vhd"); !bytes.Equal(got, model) {
+		t.Fatalf("7-Zip read of the dynamic parent differs from the model at %d (len %d)", firstDiff(got, model), len(got))
+	}
+	child, err := Create(filepath.Join(dir, "child.vhd"), CreateOptions{Type: Differencing, Parent: base, BlockSize: 256 << 10, Timestamp: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomWrites(t, r, child, model, 40)
+	child.Close()
+	if got := sevenZipRaw(t, dir, "child.vhd"); !bytes.Equal(got, model) {
+		t.Fatalf("7-Zip read of the differencing child differs from the model at %d (len %d)", firstDiff(got, model), len(got))
+	}
+	out := string(run(t, "vhdiinfo", filepath.Join(dir, "child.vhd")))
+	for _, want := range []string{"Disk type\t\t: Differential", "Media size\t\t: 5.0 MiB (5247488 bytes)", "Parent identifier\t: 11220000-0000-0000-0000-000000000000", "Parent filename\t\t: base.vhd"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("vhdiinfo output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -60,3 +60,24 @@ func randomBytes(t *testing.T, n int) []byte {
 	}
 	return b
 }
+
+// requireTool skips the test when tool is not installed.
+func requireTool(t *testing.T, tool, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		t.Skipf("%s not installed (Debian package %s, see scripts/install-deps.sh): oracle test skipped", tool, pkg)
+	}
+}
+
+// sevenZipRaw extracts the virtual disk of a VHD with 7-Zip, run in the file's
+// directory so that relative parent locators resolve as they do for this package.
+func sevenZipRaw(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	cmd := exec.Command("7zz", "e", "-tVHD", "-so", name)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("7zz e -tVHD -so %s: %v", name, err)
+	}
+	return out
+}
