@@ -282,7 +282,7 @@ func newDisk(f *os.File, path string, readOnly bool, depth int, parent *Disk) (*
 	footerOff := fileSize - FooterSize
 	b := make([]byte, DynamicHeaderSize)
 	if _, err := f.ReadAt(b[:FooterSize], footerOff); err != nil {
-		return nil, formatErr("footer", footerOff, err)
+		return nil, formatErr("footer", footerOff, ioErr(err))
 	}
 	footer, err := ParseFooterAt(b[:FooterSize], footerOff)
 	if err != nil {
@@ -301,7 +301,7 @@ func newDisk(f *os.File, path string, readOnly bool, depth int, parent *Disk) (*
 		return nil, formatErr("dynamic header", hdrOff, fmt.Errorf("%w: header does not fit before the footer at %d", ErrTruncated, footerOff))
 	}
 	if _, err := f.ReadAt(b, hdrOff); err != nil {
-		return nil, formatErr("dynamic header", hdrOff, err)
+		return nil, formatErr("dynamic header", hdrOff, ioErr(err))
 	}
 	h, err := ParseDynamicHeaderAt(b, hdrOff)
 	if err != nil {
@@ -320,7 +320,7 @@ func newDisk(f *os.File, path string, readOnly bool, depth int, parent *Disk) (*
 	}
 	raw := make([]byte, batLen)
 	if _, err := f.ReadAt(raw, tableOff); err != nil {
-		return nil, formatErr("BAT", tableOff, err)
+		return nil, formatErr("BAT", tableOff, ioErr(err))
 	}
 	d.bat = make([]uint32, h.MaxTableEntries)
 	blockSpan := d.bitmapSize + d.blockSize
@@ -369,7 +369,7 @@ func (d *Disk) openParent(fileSize int64, depth int) (*Disk, error) {
 			}
 			buf := make([]byte, l.DataLength)
 			if _, err := d.f.ReadAt(buf, int64(l.DataOffset)); err != nil {
-				return nil, formatErr(fmt.Sprintf("parent locator %d", i), int64(l.DataOffset), err)
+				return nil, formatErr(fmt.Sprintf("parent locator %d", i), int64(l.DataOffset), ioErr(err))
 			}
 			p := strings.ReplaceAll(decodeUTF16LE(buf), `\`, "/")
 			if p == "" {
@@ -451,7 +451,7 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if d.header == nil {
 		n, err := d.f.ReadAt(p, off)
 		if err != nil {
-			return n, formatErr("data", off+int64(n), err)
+			return n, formatErr("data", off+int64(n), ioErr(err))
 		}
 		return n, eof
 	}
@@ -485,7 +485,7 @@ func (d *Disk) readBlock(p []byte, blk, in int64) error {
 	}
 	if d.parent == nil {
 		if _, err := d.f.ReadAt(p, boff+d.bitmapSize+in); err != nil {
-			return formatErr(fmt.Sprintf("block %d", blk), boff, err)
+			return formatErr(fmt.Sprintf("block %d", blk), boff, ioErr(err))
 		}
 		return nil
 	}
@@ -503,7 +503,7 @@ func (d *Disk) readBlock(p []byte, blk, in int64) error {
 		n := min(end-in, int64(len(p)))
 		if set {
 			if _, err := d.f.ReadAt(p[:n], boff+d.bitmapSize+in); err != nil {
-				return formatErr(fmt.Sprintf("block %d", blk), boff, err)
+				return formatErr(fmt.Sprintf("block %d", blk), boff, ioErr(err))
 			}
 		} else if err := d.readParent(p[:n], blk*d.blockSize+in); err != nil {
 			return err
@@ -530,7 +530,7 @@ func (d *Disk) readParent(p []byte, off int64) error {
 
 func (d *Disk) loadBitmap(blk, boff int64) error {
 	if _, err := d.f.ReadAt(d.bitmap, boff); err != nil {
-		return formatErr(fmt.Sprintf("block %d bitmap", blk), boff, err)
+		return formatErr(fmt.Sprintf("block %d bitmap", blk), boff, ioErr(err))
 	}
 	return nil
 }
@@ -695,4 +695,12 @@ func (d *Disk) Close() error {
 		errs = append(errs, d.parent.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// ioErr turns the end of the file in the middle of a structure into ErrTruncated.
+func ioErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return ErrTruncated
+	}
+	return err
 }
