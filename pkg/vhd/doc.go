@@ -49,6 +49,13 @@
 // worst an unreferenced block. Nothing is synced until [Disk.Flush] or
 // [Disk.Close]. A parent disk must not be written while a child refers to it.
 //
+// # VHDX
+//
+// VHDX support has started with reading: [ReadVHDXInfo] checks the file type
+// identifier, chooses the current of the two headers (CRC-32C, sequence numbers)
+// and reads the region table, falling back to its second copy. The log, metadata
+// and BAT are not read yet, and nothing is written.
+//
 // # Limits
 //
 // The 511-byte footers of Virtual PC before 2004 are not recognised. A footer
