@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -158,6 +159,7 @@ func TestCreateQemuOracle(t *testing.T) {
 			if got := qemuRaw(t, path, false); !bytes.Equal(got, model) {
 				t.Fatalf("qemu-img convert differs from the model at %d (len %d, want %d)", firstDiff(got, model), len(got), len(model))
 			}
+			otherOracles(t, path, tt.typ, model)
 			sum := fileSHA(t, path)
 			d, err = Open(path, true)
 			if err != nil {
@@ -550,5 +552,71 @@ func TestDifferencingOracles(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("vhdiinfo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// otherOracles checks a disk with 7-Zip and vhdiinfo when they are installed.
+func otherOracles(t *testing.T, path string, typ DiskType, model []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("7zz"); err == nil {
+		if got := sevenZipRaw(t, filepath.Dir(path), filepath.Base(path)); !bytes.Equal(got, model) {
+			t.Errorf("7-Zip read differs from the model at %d (len %d, want %d)", firstDiff(got, model), len(got), len(model))
+		}
+	} else {
+		t.Log("7zz not installed (Debian package 7zip): 7-Zip oracle skipped")
+	}
+	if _, err := exec.LookPath("vhdiinfo"); err == nil {
+		out := string(run(t, "vhdiinfo", path))
+		wantType := map[DiskType]string{Fixed: "Fixed", Dynamic: "Dynamic", Differencing: "Differential"}[typ]
+		for _, want := range []string{"Disk type\t\t: " + wantType, "(" + strconv.Itoa(len(model)) + " bytes)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("vhdiinfo output lacks %q:\n%s", want, out)
+			}
+		}
+	} else {
+		t.Log("vhdiinfo not installed (Debian package libvhdi-utils): vhdiinfo oracle skipped")
+	}
+}
+
+// TestConcurrentWrites writes disjoint ranges from several goroutines; run with
+// -race.
+func TestConcurrentWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.vhd")
+	const size = 8 << 20
+	d, err := Create(path, CreateOptions{Type: Dynamic, Size: size, BlockSize: 256 << 10, Timestamp: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	model := make([]byte, size)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 32 {
+				off := int64(g*size/4 + i*(size/4/32) + 100)
+				b := bytes.Repeat([]byte{byte(g*32 + i + 1)}, 5000)
+				if _, err := d.WriteAt(b, off); err != nil {
+					t.Error(err)
+					return
+				}
+				got := make([]byte, len(b))
+				if _, err := d.ReadAt(got, off); err != nil || !bytes.Equal(got, b) {
+					t.Errorf("read back at %d: %v", off, err)
+					return
+				}
+			}
+		}()
+		for i := range 32 {
+			off := g*size/4 + i*(size/4/32) + 100
+			for j := range 5000 {
+				model[off+j] = byte(g*32 + i + 1)
+			}
+		}
+	}
+	wg.Wait()
+	if got := readAll(t, d); !bytes.Equal(got, model) {
+		t.Fatalf("differs from the model at %d", firstDiff(got, model))
 	}
 }
