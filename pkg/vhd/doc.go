@@ -52,9 +52,11 @@
 // # VHDX
 //
 // VHDX support has started with reading: [ReadVHDXInfo] checks the file type
-// identifier, chooses the current of the two headers (CRC-32C, sequence numbers)
-// and reads the region table, falling back to its second copy. The log, metadata
-// and BAT are not read yet, and nothing is written.
+// identifier, chooses the current of the two headers (CRC-32C, sequence numbers),
+// reads the region table (falling back to its second copy) and the metadata items
+// (block size, virtual size, sector sizes, disk ID, fixed and differencing flags),
+// refusing unknown required regions and items. The log, BAT and parent locator are
+// not read yet, and nothing is written.
 //
 // # Limits
 //

@@ -31,6 +31,7 @@ type qemuImageInfo struct {
 	Format          string `json:"format"`
 	VirtualSize     int64  `json:"virtual-size"`
 	BackingFilename string `json:"backing-filename"`
+	ClusterSize     int64  `json:"cluster-size"`
 }
 
 func qemuInfo(t *testing.T, args ...string) qemuImageInfo {

@@ -1,8 +1,8 @@
 package vhd
 
-// Reading the fixed structures at the start of a VHDX file ([MS-VHDX] §2.1–2.2):
-// the file type identifier, the two headers and the region table. The log,
-// metadata region and BAT are not read yet.
+// Reading the structures of a VHDX file that describe it ([MS-VHDX] §2.1–2.6):
+// the file type identifier, the two headers, the region table and the metadata
+// items. The log and the BAT are not read yet.
 
 import (
 	"bytes"
@@ -243,6 +243,17 @@ type VHDXInfo struct {
 	// Regions is the region table in use (the first copy, or the second when the
 	// first is damaged).
 	Regions VHDXRegionTable
+	// Metadata lists the entries of the metadata table, including unknown ones.
+	Metadata []VHDXMetadataEntry
+
+	// Values of the system metadata items.
+	BlockSize           uint32
+	LeaveBlockAllocated bool // set on fixed disks
+	HasParent           bool // set on differencing disks
+	VirtualDiskSize     uint64
+	VirtualDiskID       guid.GUID
+	LogicalSectorSize   uint32
+	PhysicalSectorSize  uint32
 }
 
 // ReadVHDXInfo reads the file type identifier, chooses the current header (the
@@ -301,6 +312,9 @@ func ReadVHDXInfo(r io.ReaderAt) (*VHDXInfo, error) {
 			continue
 		}
 		info.Regions = *t
+		if err := readVHDXMetadata(r, info); err != nil {
+			return nil, err
+		}
 		return info, nil
 	}
 	return nil, firstErr
@@ -311,4 +325,141 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// Metadata item GUIDs.
+var (
+	VHDXItemFileParameters     = guid.GUID{Data1: 0xCAA16737, Data2: 0xFA36, Data3: 0x4D43, Data4: [8]byte{0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B}}
+	VHDXItemVirtualDiskSize    = guid.GUID{Data1: 0x2FA54224, Data2: 0xCD1B, Data3: 0x4876, Data4: [8]byte{0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8}}
+	VHDXItemVirtualDiskID      = guid.GUID{Data1: 0xBECA12AB, Data2: 0xB2E6, Data3: 0x4523, Data4: [8]byte{0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46}}
+	VHDXItemLogicalSectorSize  = guid.GUID{Data1: 0x8141BF1D, Data2: 0xA96F, Data3: 0x4709, Data4: [8]byte{0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F}}
+	VHDXItemPhysicalSectorSize = guid.GUID{Data1: 0xCDA348C7, Data2: 0x445D, Data3: 0x4471, Data4: [8]byte{0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56}}
+	VHDXItemParentLocator      = guid.GUID{Data1: 0xA8D35F2D, Data2: 0xB30B, Data3: 0x454D, Data4: [8]byte{0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C}}
+)
+
+// VHDXMetadataEntry is an entry of the metadata table. Offset is relative to the
+// start of the metadata region.
+type VHDXMetadataEntry struct {
+	ItemID        guid.GUID
+	Offset        uint32
+	Length        uint32
+	IsUser        bool
+	IsVirtualDisk bool
+	IsRequired    bool
+}
+
+const (
+	vhdxMetadataSignature  = "metadata"
+	vhdxMetadataTableSize  = 64 << 10
+	vhdxMaxMetadataEntries = 2047
+	vhdxMaxVirtualSize     = 64 << 40
+)
+
+// readVHDXMetadata reads the metadata table and the system items into info.
+func readVHDXMetadata(r io.ReaderAt, info *VHDXInfo) error {
+	const s = "VHDX metadata table"
+	region, _ := info.Regions.Region(VHDXRegionMetadata)
+	base := int64(region.FileOffset)
+	if region.Length < vhdxMetadataTableSize {
+		return formatErrf(s, base, "metadata region of %d bytes", region.Length)
+	}
+	b := make([]byte, vhdxMetadataTableSize)
+	if _, err := r.ReadAt(b, base); err != nil {
+		return formatErr(s, base, ioErr(err))
+	}
+	if string(b[:8]) != vhdxMetadataSignature {
+		return formatErrf(s, base, "signature %q, want %q", b[:8], vhdxMetadataSignature)
+	}
+	le := binary.LittleEndian
+	n := int(le.Uint16(b[10:]))
+	if n > vhdxMaxMetadataEntries {
+		return formatErrf(s, base+10, "%d entries, at most %d", n, vhdxMaxMetadataEntries)
+	}
+	type key struct {
+		id   guid.GUID
+		user bool
+	}
+	seen := map[key]bool{}
+	items := map[guid.GUID][]byte{}
+	for i := range n {
+		p := b[32+32*i:]
+		off := base + 32 + 32*int64(i)
+		flags := le.Uint32(p[24:])
+		e := VHDXMetadataEntry{
+			ItemID: winGUID(p), Offset: le.Uint32(p[16:]), Length: le.Uint32(p[20:]),
+			IsUser: flags&1 != 0, IsVirtualDisk: flags&2 != 0, IsRequired: flags&4 != 0,
+		}
+		if flags&^7 != 0 {
+			return formatErrf(s, off+24, "item %v: reserved flag bits 0x%X set", e.ItemID, flags&^7)
+		}
+		if e.Length > vhdxMiB || (e.Length == 0 && e.Offset != 0) || (e.Length != 0 && (e.Offset < vhdxMetadataTableSize || uint64(e.Offset)+uint64(e.Length) > uint64(region.Length))) {
+			return formatErrf(s, off+16, "item %v: %d bytes at %d outside the metadata region", e.ItemID, e.Length, e.Offset)
+		}
+		k := key{e.ItemID, e.IsUser}
+		if seen[k] {
+			return formatErrf(s, off, "item %v listed twice", e.ItemID)
+		}
+		seen[k] = true
+		info.Metadata = append(info.Metadata, e)
+		if e.IsUser {
+			continue
+		}
+		switch e.ItemID {
+		case VHDXItemFileParameters, VHDXItemVirtualDiskSize, VHDXItemVirtualDiskID,
+			VHDXItemLogicalSectorSize, VHDXItemPhysicalSectorSize, VHDXItemParentLocator:
+			want := map[guid.GUID]uint32{VHDXItemFileParameters: 8, VHDXItemVirtualDiskSize: 8, VHDXItemVirtualDiskID: 16,
+				VHDXItemLogicalSectorSize: 4, VHDXItemPhysicalSectorSize: 4}[e.ItemID]
+			if want != 0 && e.Length != want {
+				return formatErrf(s, off+20, "item %v: length %d, want %d", e.ItemID, e.Length, want)
+			}
+			data := make([]byte, e.Length)
+			if _, err := r.ReadAt(data, base+int64(e.Offset)); err != nil {
+				return formatErr("VHDX metadata item", base+int64(e.Offset), ioErr(err))
+			}
+			items[e.ItemID] = data
+		default:
+			if e.IsRequired {
+				return formatErr(s, off, fmt.Errorf("%w: unknown required metadata item %v", ErrUnsupported, e.ItemID))
+			}
+		}
+	}
+	for _, id := range []guid.GUID{VHDXItemFileParameters, VHDXItemVirtualDiskSize, VHDXItemVirtualDiskID, VHDXItemLogicalSectorSize, VHDXItemPhysicalSectorSize} {
+		if items[id] == nil {
+			return formatErrf(s, base, "required item %v missing", id)
+		}
+	}
+	itemErr := func(id guid.GUID, format string, args ...any) error {
+		for _, e := range info.Metadata {
+			if e.ItemID == id && !e.IsUser {
+				return formatErrf("VHDX metadata item", base+int64(e.Offset), format, args...)
+			}
+		}
+		return formatErrf("VHDX metadata item", base, format, args...)
+	}
+	fp := items[VHDXItemFileParameters]
+	info.BlockSize = le.Uint32(fp)
+	fpFlags := le.Uint32(fp[4:])
+	info.LeaveBlockAllocated, info.HasParent = fpFlags&1 != 0, fpFlags&2 != 0
+	if bs := info.BlockSize; bs < vhdxMiB || bs > 256*vhdxMiB || bs&(bs-1) != 0 {
+		return itemErr(VHDXItemFileParameters, "block size %d is not a power of two from 1 MiB to 256 MiB", bs)
+	}
+	if fpFlags&^3 != 0 {
+		return itemErr(VHDXItemFileParameters, "reserved file parameter bits 0x%X set", fpFlags&^3)
+	}
+	if info.HasParent && items[VHDXItemParentLocator] == nil {
+		return itemErr(VHDXItemFileParameters, "HasParent set without a parent locator item")
+	}
+	info.LogicalSectorSize = le.Uint32(items[VHDXItemLogicalSectorSize])
+	info.PhysicalSectorSize = le.Uint32(items[VHDXItemPhysicalSectorSize])
+	for id, v := range map[guid.GUID]uint32{VHDXItemLogicalSectorSize: info.LogicalSectorSize, VHDXItemPhysicalSectorSize: info.PhysicalSectorSize} {
+		if v != 512 && v != 4096 {
+			return itemErr(id, "sector size %d, want 512 or 4096", v)
+		}
+	}
+	info.VirtualDiskSize = le.Uint64(items[VHDXItemVirtualDiskSize])
+	if info.VirtualDiskSize == 0 || info.VirtualDiskSize > vhdxMaxVirtualSize || info.VirtualDiskSize%uint64(info.LogicalSectorSize) != 0 {
+		return itemErr(VHDXItemVirtualDiskSize, "virtual disk size %d is not a multiple of %d up to 64 TiB", info.VirtualDiskSize, info.LogicalSectorSize)
+	}
+	info.VirtualDiskID = winGUID(items[VHDXItemVirtualDiskID])
+	return nil
 }

@@ -67,7 +67,8 @@ func qemuVHDX(t *testing.T, opts string) (string, []byte) {
 func TestReadVHDXInfoQemu(t *testing.T) {
 	for _, opts := range []string{"subformat=dynamic", "subformat=fixed,block_size=1M"} {
 		t.Run(opts, func(t *testing.T) {
-			_, b := qemuVHDX(t, opts)
+			path, b := qemuVHDX(t, opts)
+			qi := qemuInfo(t, path)
 			info, err := ReadVHDXInfo(bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
@@ -82,6 +83,16 @@ func TestReadVHDXInfoQemu(t *testing.T) {
 			md, ok2 := info.Regions.Region(VHDXRegionMetadata)
 			if !ok1 || !ok2 || bat.FileOffset != 2<<20 || md.FileOffset != bat.FileOffset+uint64(bat.Length) {
 				t.Errorf("regions %+v", info.Regions.Entries)
+			}
+
+			if info.VirtualDiskSize != 64<<20 || info.LogicalSectorSize != 512 || info.BlockSize == 0 || info.HasParent {
+				t.Errorf("metadata: size %d, LSS %d, block size %d, has parent %v", info.VirtualDiskSize, info.LogicalSectorSize, info.BlockSize, info.HasParent)
+			}
+			if int64(info.BlockSize) != qi.ClusterSize || int64(info.VirtualDiskSize) != qi.VirtualSize || qi.Format != "vhdx" {
+				t.Errorf("block size %d and size %d, qemu-img info says %+v", info.BlockSize, info.VirtualDiskSize, qi)
+			}
+			if fixed := opts != "subformat=dynamic"; info.LeaveBlockAllocated != fixed {
+				t.Errorf("LeaveBlockAllocated = %v for %s", info.LeaveBlockAllocated, opts)
 			}
 
 			// Damage header 1, then both headers.
@@ -119,26 +130,74 @@ func TestReadVHDXInfoQemu(t *testing.T) {
 	}
 }
 
+// vhdxItem is a metadata item for buildVHDX.
+type vhdxItem struct {
+	id    guid.GUID
+	flags uint32
+	data  []byte
+}
+
+// standardItems returns the five mandatory metadata items of a dynamic disk.
+func standardItems(size uint64, blockSize uint32) []vhdxItem {
+	le := func(n int, v uint64) []byte {
+		b := make([]byte, n)
+		for i := range n {
+			b[i] = byte(v >> (8 * i))
+		}
+		return b
+	}
+	return []vhdxItem{
+		{VHDXItemFileParameters, 4, append(le(4, uint64(blockSize)), le(4, 0)...)},
+		{VHDXItemVirtualDiskSize, 6, le(8, size)},
+		{VHDXItemVirtualDiskID, 6, bytes.Repeat([]byte{0x42}, 16)},
+		{VHDXItemLogicalSectorSize, 6, le(4, 512)},
+		{VHDXItemPhysicalSectorSize, 6, le(4, 4096)},
+	}
+}
+
+// buildVHDX builds the first 1 MiB + metadata of a VHDX file: identifier, two
+// headers with the given sequence numbers, two region tables (metadata at 1 MiB,
+// BAT at 2 MiB) and a metadata table with items.
+func buildVHDX(seq1, seq2 uint64, same bool, items []vhdxItem) []byte {
+	const mdOff = 1 << 20
+	f := make([]byte, mdOff+64<<10+64*len(items))
+	copy(f, vhdxSignature)
+	copy(f[8:], encodeUTF16LE("hostcompute test"))
+	for i, seq := range []uint64{seq1, seq2} {
+		h := &VHDXHeader{SequenceNumber: seq, Version: 1, LogOffset: 1 << 20, LogLength: 1 << 20}
+		if !same {
+			h.FileWriteGUID.Data1 = uint32(i + 1)
+		}
+		hb, _ := h.MarshalBinary()
+		copy(f[[]int{vhdxHeader1Offset, vhdxHeader2Offset}[i]:], hb)
+	}
+	rt := &VHDXRegionTable{Entries: []VHDXRegion{
+		{GUID: VHDXRegionBAT, FileOffset: 2 << 20, Length: 1 << 20, Required: true},
+		{GUID: VHDXRegionMetadata, FileOffset: mdOff, Length: 1 << 20, Required: true},
+	}}
+	rb, _ := rt.MarshalBinary()
+	copy(f[vhdxRegionTable1Offset:], rb)
+	copy(f[vhdxRegionTable2Offset:], rb)
+	md := f[mdOff:]
+	copy(md, vhdxMetadataSignature)
+	md[10] = byte(len(items))
+	dataOff := uint32(64 << 10)
+	for i, it := range items {
+		e := md[32+32*i:]
+		a := it.id.ToWindowsArray()
+		copy(e, a[:])
+		for j, v := range []uint32{dataOff, uint32(len(it.data)), it.flags} {
+			e[16+4*j], e[17+4*j], e[18+4*j], e[19+4*j] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+		}
+		copy(md[dataOff:], it.data)
+		dataOff += 64
+	}
+	return f
+}
+
 func TestVHDXHeaderSelection(t *testing.T) {
 	base := func(seq1, seq2 uint64, same bool) []byte {
-		f := make([]byte, 1<<20)
-		copy(f, vhdxSignature)
-		for i, seq := range []uint64{seq1, seq2} {
-			h := &VHDXHeader{SequenceNumber: seq, Version: 1, LogOffset: 1 << 20, LogLength: 1 << 20}
-			if !same {
-				h.FileWriteGUID.Data1 = uint32(i + 1)
-			}
-			hb, _ := h.MarshalBinary()
-			copy(f[[]int{vhdxHeader1Offset, vhdxHeader2Offset}[i]:], hb)
-		}
-		rt := &VHDXRegionTable{Entries: []VHDXRegion{
-			{GUID: VHDXRegionBAT, FileOffset: 2 << 20, Length: 1 << 20, Required: true},
-			{GUID: VHDXRegionMetadata, FileOffset: 3 << 20, Length: 1 << 20, Required: true},
-		}}
-		rb, _ := rt.MarshalBinary()
-		copy(f[vhdxRegionTable1Offset:], rb)
-		copy(f[vhdxRegionTable2Offset:], rb)
-		return f
+		return buildVHDX(seq1, seq2, same, standardItems(1<<30, 1<<20))
 	}
 	tests := []struct {
 		name       string
@@ -172,18 +231,7 @@ func TestVHDXHeaderSelection(t *testing.T) {
 }
 
 func FuzzReadVHDXInfo(f *testing.F) {
-	f1 := make([]byte, 320<<10)
-	copy(f1, vhdxSignature)
-	h := &VHDXHeader{SequenceNumber: 1, Version: 1, LogOffset: 1 << 20, LogLength: 1 << 20}
-	hb, _ := h.MarshalBinary()
-	copy(f1[vhdxHeader1Offset:], hb)
-	rt := &VHDXRegionTable{Entries: []VHDXRegion{
-		{GUID: VHDXRegionBAT, FileOffset: 2 << 20, Length: 1 << 20},
-		{GUID: VHDXRegionMetadata, FileOffset: 3 << 20, Length: 1 << 20},
-	}}
-	rb, _ := rt.MarshalBinary()
-	copy(f1[vhdxRegionTable1Offset:], rb)
-	f.Add(f1)
+	f.Add(buildVHDX(1, 2, false, standardItems(1<<30, 1<<20)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		info, err := ReadVHDXInfo(bytes.NewReader(b))
 		if err != nil {
@@ -208,4 +256,43 @@ func FuzzReadVHDXInfo(f *testing.F) {
 			t.Fatalf("region table round trip: %v", err)
 		}
 	})
+}
+
+func TestVHDXMetadata(t *testing.T) {
+	var unknown guid.GUID
+	unknown.Data1 = 0x12345678
+	tests := []struct {
+		name  string
+		items []vhdxItem
+		is    error
+	}{
+		{"standard", standardItems(1<<30, 1<<20), nil},
+		{"unknown optional item", append(standardItems(1<<30, 1<<20), vhdxItem{unknown, 0, []byte{1}}), nil},
+		{"user item with a system GUID", append(standardItems(1<<30, 1<<20), vhdxItem{VHDXItemVirtualDiskSize, 1, []byte{1}}), nil},
+		{"unknown required item", append(standardItems(1<<30, 1<<20), vhdxItem{unknown, 4, []byte{1}}), ErrUnsupported},
+		{"missing item", standardItems(1<<30, 1<<20)[1:], ErrInvalidFormat},
+		{"bad block size", standardItems(1<<30, 3<<20), ErrInvalidFormat},
+		{"unaligned size", standardItems(1<<30+1, 1<<20), ErrInvalidFormat},
+		{"duplicate item", append(standardItems(1<<30, 1<<20), standardItems(1<<30, 1<<20)[0]), ErrInvalidFormat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := ReadVHDXInfo(bytes.NewReader(buildVHDX(1, 2, false, tt.items)))
+			if tt.is != nil {
+				if !errors.Is(err, tt.is) || !errors.Is(err, ErrInvalidFormat) {
+					t.Fatalf("err = %v, want %v", err, tt.is)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.VirtualDiskSize != 1<<30 || info.BlockSize != 1<<20 || info.LogicalSectorSize != 512 || info.PhysicalSectorSize != 4096 || info.HasParent || info.LeaveBlockAllocated {
+				t.Errorf("info %+v", info)
+			}
+			if info.Creator != "hostcompute test" || info.HeaderIndex != 1 {
+				t.Errorf("creator %q header %d", info.Creator, info.HeaderIndex)
+			}
+		})
+	}
 }
