@@ -218,6 +218,13 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	default:
 		return opError("", fmt.Errorf("%w: tar entry type %q", ErrUnsupported, hdr.Typeflag))
 	}
+	for k := range hdr.PAXRecords {
+		// archive/tar expands sparse holes into zeros that the stream does not
+		// hold, so a few bytes of input could fill the disk.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("%w: GNU sparse file", ErrUnsupported)
+		}
+	}
 	if name == "." {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("%w: the root entry is not a directory", ErrInvalidEntry)

@@ -22,6 +22,11 @@
 // except that a directory entry over an existing directory only updates the
 // directory's metadata and keeps its contents.
 //
+// Sparse files (GNU 'S' entries and PAX GNU.sparse records) are rejected with
+// ErrUnsupported: their holes would be written out as zeros that the stream
+// does not hold, so a small layer could fill the disk. OCI layers do not use
+// them.
+//
 // # Confinement
 //
 // Every path is resolved under a descriptor of root with openat2(2) and
