@@ -55,8 +55,9 @@
 // identifier, chooses the current of the two headers (CRC-32C, sequence numbers),
 // reads the region table (falling back to its second copy) and the metadata items
 // (block size, virtual size, sector sizes, disk ID, fixed and differencing flags),
-// refusing unknown required regions and items. The log, BAT and parent locator are
-// not read yet, and nothing is written.
+// refusing unknown required regions and items. [OpenVHDX] reads the virtual disk of
+// a fixed or dynamic VHDX through its BAT. Differencing VHDX, log replay and
+// writing are not implemented yet.
 //
 // # Limits
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -292,6 +293,51 @@ func TestVHDXMetadata(t *testing.T) {
 			}
 			if info.Creator != "hostcompute test" || info.HeaderIndex != 1 {
 				t.Errorf("creator %q header %d", info.Creator, info.HeaderIndex)
+			}
+		})
+	}
+}
+
+// TestOpenVHDXQemu reads VHDX files written by qemu and compares with qemu-img
+// convert.
+func TestOpenVHDXQemu(t *testing.T) {
+	requireQemu(t)
+	for _, opts := range []string{
+		"subformat=dynamic",
+		"subformat=dynamic,block_size=1M,block_state_zero=off",
+		"subformat=fixed,block_size=1M",
+		"subformat=dynamic,block_size=32M",
+	} {
+		t.Run(opts, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "q.vhdx")
+			run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", opts, p, "100M")
+			run(t, "qemu-io", "-f", "vhdx",
+				"-c", "write -P 0xab 1M 64k",
+				"-c", "write -P 0x12 0 512",
+				"-c", "write -P 0xcd 33M 3M",
+				"-c", "write -P 0xef 99M 1M",
+				p)
+			out := filepath.Join(t.TempDir(), "out.raw")
+			run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", p, out)
+			want, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := fileSHA(t, p)
+			d, err := OpenVHDX(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			got := make([]byte, d.Size())
+			if n, err := d.ReadAt(got, 0); n != len(got) || (err != nil && err != io.EOF) {
+				t.Fatalf("ReadAt: %d, %v", n, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("contents differ from qemu-img convert at %d (len %d, want %d)", firstDiff(got, want), len(got), len(want))
+			}
+			if fileSHA(t, p) != sum {
+				t.Fatal("OpenVHDX modified the file")
 			}
 		})
 	}
