@@ -386,7 +386,7 @@ func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, 
 		if fd >= 0 {
 			err = unix.Fchmod(fd, mode)
 		} else {
-			err = unix.Fchmodat(pfd, base, mode, 0)
+			err = chmodNoFollow(pfd, base, mode)
 		}
 		if err != nil {
 			return opError("chmod", err)
@@ -406,6 +406,27 @@ func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, 
 		return opError("utimes", err)
 	}
 	return nil
+}
+
+// chmodNoFollow changes the mode of a device or fifo without following base
+// should it have been replaced by a symlink: fchmodat(2) has no
+// AT_SYMLINK_NOFOLLOW before fchmodat2, so the node is pinned with an O_PATH
+// descriptor and changed through its /proc/self/fd entry, which names exactly
+// that inode.
+func chmodNoFollow(pfd int, base string, mode uint32) error {
+	fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.ELOOP
+	}
+	return unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
 }
 
 // dirMeta applies owner, mode and xattrs to the open directory fd and queues

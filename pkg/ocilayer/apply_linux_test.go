@@ -277,6 +277,21 @@ func TestApplyErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("offset", func(t *testing.T) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "a", Mode: 0o644, Size: 600})
+		tw.Write(make([]byte, 600))
+		tw.Flush()
+		want := int64(buf.Len())
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "l", Linkname: "../x"})
+		tw.Close()
+		_, err := Apply(context.Background(), t.TempDir(), &buf, WithoutOwnership())
+		var ee *EntryError
+		if !errors.As(err, &ee) || !errors.Is(err, ErrInsecurePath) || ee.Offset != want || ee.Entry != "l" {
+			t.Errorf("Apply: %v; want *EntryError for l at offset %d matching ErrInsecurePath", err, want)
+		}
+	})
 	t.Run("truncated", func(t *testing.T) {
 		b := layer(t, file("a", strings.Repeat("x", 2000)))
 		_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(b[:1500]), WithoutOwnership())
@@ -337,7 +352,7 @@ func baseLayer(t testing.TB) []byte {
 		withMeta(dir("var/cache/"), 0o755, 0, 0, t1, nil),
 		withMeta(file("var/cache/x", "x"), 0o644, 0, 0, t1, nil),
 		withMeta(dir("tmp/"), 0o1777, 0, 0, t1, nil),
-		withMeta(symlink("lib", "usr/lib"), 0o777, 5, 6, t1, nil),
+		withMeta(symlink("lib", "usr/lib"), 0o777, 5, 6, t1, map[string]string{"trusted.sym": "s"}),
 		withMeta(dir("dev/"), 0o755, 0, 0, t1, nil),
 		withMeta(ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Devmajor: 1, Devminor: 3}}, 0o666, 0, 0, t1, nil),
 		withMeta(ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo"}}, 0o640, 0, 0, t1, nil),
@@ -392,7 +407,7 @@ func TestApplyTwoLayers(t *testing.T) {
 		"var":           {Kind: unix.S_IFDIR, Mode: 0o755, Mtime: got["var"].Mtime}, // implicit parent: time of creation
 		"var/cache":     reg("now a file", 0o644, 0, 0, t2, ""),
 		"tmp":           {Kind: unix.S_IFDIR, Mode: 0o1777, Mtime: t1.UnixNano()},
-		"lib":           {Kind: unix.S_IFLNK, Mode: 0o777, UID: 5, GID: 6, Target: "usr/lib", Mtime: t1.UnixNano()},
+		"lib":           {Kind: unix.S_IFLNK, Mode: 0o777, UID: 5, GID: 6, Target: "usr/lib", Mtime: t1.UnixNano(), Xattrs: "trusted.sym=s"},
 		"dev":           {Kind: unix.S_IFDIR, Mode: 0o755, Mtime: got["dev"].Mtime},
 		"dev/null":      {Kind: unix.S_IFCHR, Mode: 0o666, Rdev: unix.Mkdev(1, 3), Mtime: t1.UnixNano()},
 		"fifo":          {Kind: unix.S_IFIFO, Mode: 0o640, Mtime: t1.UnixNano()},
