@@ -277,6 +277,26 @@ func TestApplyErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("PAX sparse file", func(t *testing.T) {
+		// archive/tar's writer drops GNU.sparse records, so write look-alike
+		// keys and rename them in the record block, which no checksum covers.
+		b := layer(t, ent{
+			hdr: tar.Header{Typeflag: tar.TypeReg, Name: "sparse", Size: 1, PAXRecords: map[string]string{
+				"XNU.sparse.numblocks": "1", "XNU.sparse.map": "1099511627775,1", "XNU.sparse.size": "1099511627776",
+			}},
+			body: "x",
+		})
+		b = bytes.ReplaceAll(b, []byte("XNU.sparse."), []byte("GNU.sparse."))
+		root := t.TempDir()
+		_, err := Apply(context.Background(), root, bytes.NewReader(b), WithoutOwnership())
+		var ee *EntryError
+		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ee) || ee.Entry != "sparse" {
+			t.Errorf("Apply of a sparse file: %v; want *EntryError matching ErrUnsupported", err)
+		}
+		if _, err := os.Lstat(filepath.Join(root, "sparse")); err == nil {
+			t.Error("the sparse file was created")
+		}
+	})
 	t.Run("offset", func(t *testing.T) {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
