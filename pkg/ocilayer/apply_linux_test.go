@@ -175,6 +175,28 @@ func TestBreakouts(t *testing.T) {
 			check: wantMissing("s"),
 		},
 		{
+			name: "whiteout through a symlink inside root",
+			ents: func(s *sandbox) []ent {
+				return []ent{dir("d"), file("d/f", "f"), file("d/g", "g"), symlink("s", "/d"), file("s/.wh.f", "")}
+			},
+			check: func(t *testing.T, s *sandbox) {
+				wantMissing("d/f")(t, s)
+				wantFile("d/g", "g")(t, s)
+			},
+		},
+		{
+			name: "opaque marker through a symlink inside root",
+			ents: func(s *sandbox) []ent {
+				return []ent{dir("d"), file("d/f", "f"), symlink("s", "../d"), file("s/.wh..wh..opq", ""), file("s/new", "n")}
+			},
+			// The marker's directory is s (resolving to d), so d/f, written
+			// under another name, does not count as this layer's.
+			check: func(t *testing.T, s *sandbox) {
+				wantMissing("d/f")(t, s)
+				wantFile("d/new", "n")(t, s)
+			},
+		},
+		{
 			name: "opaque marker in a symlinked directory",
 			ents: func(s *sandbox) []ent {
 				return []ent{symlink("s", s.outside), file("s/.wh..wh..opq", "")}
@@ -310,6 +332,16 @@ func TestApplyErrors(t *testing.T) {
 		var ee *EntryError
 		if !errors.As(err, &ee) || !errors.Is(err, ErrInsecurePath) || ee.Offset != want || ee.Entry != "l" {
 			t.Errorf("Apply: %v; want *EntryError for l at offset %d matching ErrInsecurePath", err, want)
+		}
+	})
+	t.Run("standard classes", func(t *testing.T) {
+		_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(layer(t, file("../x", ""))))
+		if !errors.Is(err, tar.ErrInsecurePath) {
+			t.Errorf("Apply of ../x: %v; want a match for tar.ErrInsecurePath", err)
+		}
+		_, err = Apply(context.Background(), t.TempDir(), bytes.NewReader(layer(t, ent{hdr: tar.Header{Typeflag: 'Z', Name: "z"}})))
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("Apply of an unknown type: %v; want a match for errors.ErrUnsupported", err)
 		}
 	})
 	t.Run("truncated", func(t *testing.T) {
