@@ -15,7 +15,10 @@
 // OCI whiteouts are honoured: an entry ".wh.NAME" removes NAME (and all below
 // it) from the directory; ".wh..wh..opq" makes its directory opaque, removing
 // everything below it that was not written by this layer, whether the layer's
-// entries come before or after the marker. Other ".wh..wh." names are AUFS
+// entries come before or after the marker. "From this layer" goes by the
+// names the entries are written under: when the marker's directory is reached
+// through a symlink, entries written to the same directory under its real name
+// do not count. Other ".wh..wh." names are AUFS
 // metadata and are ignored. Whiteout entries are never created on disk.
 //
 // When a name occurs twice the later entry wins: it replaces what is there,
@@ -34,7 +37,8 @@
 // replaced or changed relative to its parent's descriptor without following
 // it. Symlinks already in the tree, absolute ones included, therefore resolve
 // as if root were "/": after "a -> /etc", an entry "a/passwd" writes
-// root/etc/passwd, never the host's file. Hard-link targets and whiteouts are
+// root/etc/passwd (or fails when root/etc does not exist), never the host's
+// file. Hard-link targets and whiteouts are
 // resolved the same way. Leading slashes in names are dropped; a name,
 // hard-link target or whiteout that still leaves root after cleaning (such as
 // "../x") is rejected with ErrInsecurePath rather than clamped, since no

@@ -34,8 +34,9 @@ type EntryError struct {
 	// Entry is the entry name as found in the tar stream (Apply) or the path
 	// relative to the upper directory (Diff).
 	Entry string
-	// Offset is the number of tar stream bytes read before the entry's header
-	// (Apply); -1 when unknown.
+	// Offset is the position in the tar stream of the entry's first header
+	// block, PAX and long-name headers included (Apply); -1 when unknown, as
+	// for Diff and for directory times set after the last entry.
 	Offset int64
 	// Op is the operation that failed, such as "mknod" or "open".
 	Op string

@@ -61,3 +61,16 @@ func ExampleApply() {
 	// etc
 	// etc/new.conf
 }
+
+// Diff turns the upper directory of an unmounted overlay into a layer.
+// Compile-only: it needs an overlay's upper directory.
+func ExampleDiff() {
+	f, err := os.Create("/var/tmp/layer.tar")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	if err := ocilayer.Diff(context.Background(), f, "/var/lib/snapshots/42/upper"); err != nil {
+		log.Fatal(err)
+	}
+}
