@@ -27,7 +27,8 @@ const (
 // files whose log needs replaying are not supported yet.
 type VHDXDisk struct {
 	mu     sync.Mutex
-	f      *os.File
+	f      io.ReaderAt
+	c      io.Closer
 	info   VHDXInfo
 	bat    []uint64
 	chunk  int64 // chunk ratio: payload blocks per sector bitmap block
@@ -44,19 +45,23 @@ func OpenVHDX(path string) (*VHDXDisk, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := newVHDXDisk(f)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	d, err := NewVHDXReader(f, fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("vhd: opening %s: %w", path, err)
 	}
+	d.c = f
 	return d, nil
 }
 
-func newVHDXDisk(f *os.File) (*VHDXDisk, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
+// NewVHDXReader reads a VHDX image of fileSize bytes from f, as OpenVHDX does for a
+// file. Close does nothing on the result.
+func NewVHDXReader(f io.ReaderAt, fileSize int64) (*VHDXDisk, error) {
 	info, err := ReadVHDXInfo(f)
 	if err != nil {
 		return nil, err
@@ -77,8 +82,8 @@ func newVHDXDisk(f *os.File) (*VHDXDisk, error) {
 	entries := pb + (pb-1)/d.chunk
 	region, _ := info.Regions.Region(VHDXRegionBAT)
 	batOff := int64(region.FileOffset)
-	if entries*8 > int64(region.Length) || batOff+entries*8 > fi.Size() {
-		return nil, formatErr("VHDX BAT", batOff, fmt.Errorf("%w: %d entries, region of %d bytes, file of %d bytes", ErrTruncated, entries, region.Length, fi.Size()))
+	if entries*8 > int64(region.Length) || batOff+entries*8 > fileSize {
+		return nil, formatErr("VHDX BAT", batOff, fmt.Errorf("%w: %d entries, region of %d bytes, file of %d bytes", ErrTruncated, entries, region.Length, fileSize))
 	}
 	raw := make([]byte, entries*8)
 	if _, err := f.ReadAt(raw, batOff); err != nil {
@@ -102,8 +107,8 @@ func newVHDXDisk(f *os.File) (*VHDXDisk, error) {
 		}
 		switch state {
 		case VHDXBlockFullyPresent:
-			if fileOff < vhdxMiB || fileOff+d.bs > fi.Size() {
-				return nil, formatErrf("VHDX BAT", off, "entry %d: block at %d outside the file of %d bytes", i, fileOff, fi.Size())
+			if fileOff < vhdxMiB || fileOff+d.bs > fileSize {
+				return nil, formatErrf("VHDX BAT", off, "entry %d: block at %d outside the file of %d bytes", i, fileOff, fileSize)
 			}
 		case VHDXBlockNotPresent, VHDXBlockUndefined, VHDXBlockZero, VHDXBlockUnmapped, vhdxBlockUnmappedDraft:
 		default:
@@ -167,5 +172,8 @@ func (d *VHDXDisk) Close() error {
 		return os.ErrClosed
 	}
 	d.closed = true
-	return d.f.Close()
+	if d.c == nil {
+		return nil
+	}
+	return d.c.Close()
 }

@@ -342,3 +342,81 @@ func TestOpenVHDXQemu(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVHDXReader opens a VHDX built from a valid template with fuzzed bytes laid
+// over the metadata table, the metadata items and the BAT (the header section has
+// FuzzReadVHDXInfo), then reads the first and last sector of up to 4096 blocks.
+// No panics, and errors of this package's classes only.
+func FuzzVHDXReader(f *testing.F) {
+	img := buildVHDX(1, 2, false, standardItems(64<<20, 1<<20))
+	template := make([]byte, 6<<20)
+	copy(template, img)
+	for i := 3 << 20; i < 6<<20; i += 4096 {
+		template[i] = byte(i >> 12)
+	}
+	const mdOff, batOff = 1 << 20, 2 << 20
+	mdTable := bytes.Clone(img[mdOff : mdOff+32+32*5])
+	mdItems := bytes.Clone(img[mdOff+64<<10:])
+	// 64 payload entries: three present blocks after the BAT, one zero block.
+	bat := make([]byte, 64*8)
+	for i, off := range map[int]int{0: 3, 5: 4, 63: 5} {
+		v := uint64(off)<<20 | VHDXBlockFullyPresent
+		for j := range 8 {
+			bat[8*i+j] = byte(v >> (8 * j))
+		}
+	}
+	bat[8*7] = VHDXBlockZero
+	f.Add(mdTable, mdItems, bat)
+	f.Fuzz(func(t *testing.T, table, items, bat []byte) {
+		b := bytes.Clone(template)
+		copy(b[mdOff:mdOff+64<<10], table)
+		copy(b[mdOff+64<<10:batOff], items)
+		copy(b[batOff:3<<20], bat)
+		d, err := NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			if !errors.Is(err, ErrInvalidFormat) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %v is of no class of this package", err)
+			}
+			return
+		}
+		defer d.Close()
+		buf := make([]byte, 512)
+		bs := int64(d.Info().BlockSize)
+		for i, off := 0, int64(0); i < 4096 && off < d.Size(); i, off = i+1, off+bs {
+			for _, o := range []int64{off, min(off+bs, d.Size()) - 512} {
+				if _, err := d.ReadAt(buf, o); err != nil && err != io.EOF && !errors.Is(err, ErrInvalidFormat) {
+					t.Fatalf("ReadAt(%d): %v", o, err)
+				}
+			}
+		}
+	})
+}
+
+func TestVHDXReaderTemplate(t *testing.T) {
+	img := buildVHDX(1, 2, false, standardItems(64<<20, 1<<20))
+	b := make([]byte, 6<<20)
+	copy(b, img)
+	v := uint64(3)<<20 | VHDXBlockFullyPresent
+	for j := range 8 {
+		b[2<<20+8*5+j] = byte(v >> (8 * j))
+	}
+	b[3<<20+7] = 0x77
+	d, err := NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 16)
+	if _, err := d.ReadAt(got, 5<<20); err != nil || got[7] != 0x77 || got[6] != 0 {
+		t.Fatalf("block 5: % x, %v", got, err)
+	}
+	if _, err := d.ReadAt(got, 6<<20); err != nil || !bytes.Equal(got, make([]byte, 16)) {
+		t.Fatalf("block 6: % x, %v", got, err)
+	}
+	// Reserved BAT bits are refused with the entry's offset.
+	b[2<<20+8*9+1] = 0x10
+	_, err = NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+	var fe *FormatError
+	if !errors.As(err, &fe) || fe.Structure != "VHDX BAT" || fe.Offset != 2<<20+8*9 {
+		t.Fatalf("reserved bits: %v", err)
+	}
+}
