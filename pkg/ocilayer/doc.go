@@ -38,8 +38,7 @@
 // it. Symlinks already in the tree, absolute ones included, therefore resolve
 // as if root were "/": after "a -> /etc", an entry "a/passwd" writes
 // root/etc/passwd (or fails when root/etc does not exist), never the host's
-// file. Hard-link targets and whiteouts are
-// resolved the same way. Leading slashes in names are dropped; a name,
+// file. Hard-link targets and whiteouts are resolved the same way. Leading slashes in names are dropped; a name,
 // hard-link target or whiteout that still leaves root after cleaning (such as
 // "../x") is rejected with ErrInsecurePath rather than clamped, since no
 // well-formed layer contains one.
