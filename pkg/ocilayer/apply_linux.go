@@ -204,6 +204,9 @@ func (a *applier) markAdded(name string) {
 }
 
 func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // archive/tar returns global PAX headers as entries; nothing to apply
+	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return err

@@ -334,6 +334,14 @@ func TestApplyErrors(t *testing.T) {
 			t.Errorf("Apply: %v; want *EntryError for l at offset %d matching ErrInsecurePath", err, want)
 		}
 	})
+	t.Run("global PAX header", func(t *testing.T) {
+		root := t.TempDir()
+		l := layer(t, ent{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "made by git archive"}}}, file("a", "a"))
+		if _, err := Apply(context.Background(), root, bytes.NewReader(l), WithoutOwnership()); err != nil {
+			t.Fatalf("Apply of a layer with a global header: %v", err)
+		}
+		wantFile("a", "a")(t, &sandbox{root: root})
+	})
 	t.Run("standard classes", func(t *testing.T) {
 		_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(layer(t, file("../x", ""))))
 		if !errors.Is(err, tar.ErrInsecurePath) {
