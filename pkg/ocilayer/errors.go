@@ -49,6 +49,9 @@ func (e *EntryError) Error() string {
 	if e.Op != "" {
 		op = e.Op + " "
 	}
+	if e.Entry == "" {
+		return fmt.Sprintf("ocilayer: %sat offset %d: %v", op, e.Offset, e.Err)
+	}
 	if e.Offset >= 0 {
 		return fmt.Sprintf("ocilayer: %sentry %q at offset %d: %v", op, e.Entry, e.Offset, e.Err)
 	}
