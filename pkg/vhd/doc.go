@@ -56,8 +56,10 @@
 // reads the region table (falling back to its second copy) and the metadata items
 // (block size, virtual size, sector sizes, disk ID, fixed and differencing flags),
 // refusing unknown required regions and items. [OpenVHDX] reads the virtual disk of
-// a fixed or dynamic VHDX through its BAT. Differencing VHDX, log replay and
-// writing are not implemented yet.
+// a fixed or dynamic VHDX through its BAT. [CreateVHDX] writes a new, empty dynamic
+// VHDX (Windows layout: log at 1 MiB, metadata at 2 MiB, BAT at 3 MiB), such as a
+// blank scratch disk. Differencing VHDX, log replay and writing data are not
+// implemented yet.
 //
 // # Limits
 //

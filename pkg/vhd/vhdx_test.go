@@ -6,7 +6,9 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hostcompute/hostcompute/pkg/guid"
@@ -418,5 +420,103 @@ func TestVHDXReaderTemplate(t *testing.T) {
 	var fe *FormatError
 	if !errors.As(err, &fe) || fe.Structure != "VHDX BAT" || fe.Offset != 2<<20+8*9 {
 		t.Fatalf("reserved bits: %v", err)
+	}
+}
+
+func TestCreateVHDXOracles(t *testing.T) {
+	requireQemu(t)
+	tests := []struct {
+		name string
+		opts VHDXCreateOptions
+	}{
+		{"20GiB 1MiB blocks (hcsshim scratch)", VHDXCreateOptions{Size: 20 << 30, BlockSize: 1 << 20}},
+		{"100MiB default blocks", VHDXCreateOptions{Size: 100 << 20}},
+		{"odd size 512-byte sectors", VHDXCreateOptions{Size: 3<<20 + 4096*3, BlockSize: 2 << 20, PhysicalSectorSize: 512}},
+		// 7-Zip 26.02 refuses virtual sizes that are not a multiple of 4096
+		// (observed); qemu reads them.
+		{"size not a multiple of 4096", VHDXCreateOptions{Size: 3<<20 + 512*3, BlockSize: 2 << 20}},
+		{"4K logical sectors", VHDXCreateOptions{Size: 64 << 20, LogicalSectorSize: 4096}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "new.vhdx")
+			if err := CreateVHDX(p, tt.opts); err != nil {
+				t.Fatal(err)
+			}
+			d, err := OpenVHDX(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := d.Info()
+			d.Close()
+			if int64(info.VirtualDiskSize) != tt.opts.Size {
+				t.Errorf("size %d, want %d", info.VirtualDiskSize, tt.opts.Size)
+			}
+			if _, err := exec.LookPath("7zz"); err == nil && tt.opts.Size%4096 == 0 {
+				out := string(run(t, "7zz", "l", p))
+				if strings.Contains(out, "ERROR") {
+					t.Errorf("7zz l reports an error:\n%s", out)
+				}
+			}
+			if tt.opts.LogicalSectorSize == 4096 {
+				return // qemu 7.2 cannot open 4K logical sector VHDX
+			}
+			out := string(run(t, "qemu-img", "check", p))
+			if !strings.Contains(out, "No errors were found") {
+				t.Errorf("qemu-img check:\n%s", out)
+			}
+			qi := qemuInfo(t, p)
+			if qi.Format != "vhdx" || qi.VirtualSize != tt.opts.Size || qi.ClusterSize != int64(info.BlockSize) {
+				t.Errorf("qemu-img info %+v", qi)
+			}
+			if tt.opts.Size > 1<<30 {
+				return
+			}
+			// qemu writes into it, and this package reads what qemu reads.
+			run(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0xab 1M 64k", "-c", "write -P 0x5a 0 4096", p)
+			run(t, "qemu-img", "check", p)
+			raw := filepath.Join(t.TempDir(), "out.raw")
+			run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", p, raw)
+			want, err := os.ReadFile(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, err = OpenVHDX(p); err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			got := make([]byte, d.Size())
+			if _, err := d.ReadAt(got, 0); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("differs from qemu-img convert at %d", firstDiff(got, want))
+			}
+		})
+	}
+}
+
+func TestCreateVHDXDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	opts := VHDXCreateOptions{Size: 1 << 30, BlockSize: 1 << 20}
+	opts.FileWriteGUID.Data1, opts.DataWriteGUID.Data1, opts.VirtualDiskID.Data1 = 1, 2, 3
+	var sums [][32]byte
+	for _, name := range []string{"a.vhdx", "b.vhdx"} {
+		p := filepath.Join(dir, name)
+		if err := CreateVHDX(p, opts); err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, fileSHA(t, p))
+	}
+	if sums[0] != sums[1] {
+		t.Error("same options gave different files")
+	}
+	if err := CreateVHDX(filepath.Join(dir, "a.vhdx"), opts); !errors.Is(err, os.ErrExist) {
+		t.Errorf("CreateVHDX over an existing file: %v", err)
+	}
+	for _, bad := range []VHDXCreateOptions{{Size: 1000}, {Size: 1 << 20, BlockSize: 3 << 20}, {Size: 1 << 20, LogicalSectorSize: 1024}, {Size: 65<<40 + 0}} {
+		if err := CreateVHDX(filepath.Join(dir, "bad.vhdx"), bad); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("CreateVHDX(%+v): %v, want ErrInvalidOptions", bad, err)
+		}
 	}
 }
