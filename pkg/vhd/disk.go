@@ -483,12 +483,6 @@ func (d *Disk) readBlock(p []byte, blk, in int64) error {
 	if boff < 0 {
 		return d.readParent(p, blk*d.blockSize+in)
 	}
-	if d.parent == nil {
-		if _, err := d.f.ReadAt(p, boff+d.bitmapSize+in); err != nil {
-			return formatErr(fmt.Sprintf("block %d", blk), boff, ioErr(err))
-		}
-		return nil
-	}
 	if err := d.loadBitmap(blk, boff); err != nil {
 		return err
 	}
@@ -585,10 +579,6 @@ func (d *Disk) writeBlock(p []byte, blk, in int64) error {
 		}
 	}
 	data := boff + d.bitmapSize
-	if d.parent == nil {
-		_, err := d.f.WriteAt(p, data+in)
-		return err
-	}
 	if err := d.loadBitmap(blk, boff); err != nil {
 		return err
 	}
@@ -596,7 +586,8 @@ func (d *Disk) writeBlock(p []byte, blk, in int64) error {
 	s1 := (in + int64(len(p)) + SectorSize - 1) / SectorSize
 	buf := p
 	if in%SectorSize != 0 || int64(len(p))%SectorSize != 0 {
-		// Complete the first and last sectors from this file or the parent.
+		// Complete the first and last sectors from this file, or from the parent
+		// (zeros on a dynamic disk) where their bit is 0.
 		buf = make([]byte, (s1-s0)*SectorSize)
 		for _, s := range []int64{s0, s1 - 1} {
 			b := buf[(s-s0)*SectorSize : (s-s0+1)*SectorSize]
@@ -615,8 +606,15 @@ func (d *Disk) writeBlock(p []byte, blk, in int64) error {
 	if _, err := d.f.WriteAt(buf, data+s0*SectorSize); err != nil {
 		return err
 	}
+	changed := false
 	for s := s0; s < s1; s++ {
-		d.bitmap[s/8] |= 0x80 >> (s % 8)
+		if !bitSet(d.bitmap, s) {
+			d.bitmap[s/8] |= 0x80 >> (s % 8)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
 	}
 	b0, b1 := s0/8, (s1-1)/8+1
 	_, err := d.f.WriteAt(d.bitmap[b0:b1], boff+b0)

@@ -620,3 +620,52 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Fatalf("differs from the model at %d", firstDiff(got, model))
 	}
 }
+
+// TestDynamicSectorBitmap: on a dynamic disk a sector whose bitmap bit is 0 reads
+// as zeros whatever the block holds, and writing it sets the bit.
+func TestDynamicSectorBitmap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.vhd")
+	d, err := Create(path, CreateOptions{Type: Dynamic, Size: 1 << 20, BlockSize: 64 << 10, Timestamp: testTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(bytes.Repeat([]byte{0xEE}, 64<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	// Block 0 is the first block after the BAT; clear the bits of sectors 1 and 2.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.Header()
+	boff := int64(h.TableOffset) + batBytes(h.MaxTableEntries)
+	if _, err := f.WriteAt([]byte{0x9F}, boff); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	d, err = Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	want := bytes.Repeat([]byte{0xEE}, 2048)
+	clear(want[512:1536])
+	got := make([]byte, 2048)
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read with bits 1 and 2 cleared: %v\n% x", err, got[500:1540])
+	}
+	// A partial write into sector 2 completes it with zeros and sets its bit.
+	if _, err := d.WriteAt([]byte{1, 2, 3}, 1024+10); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[1024+10:], []byte{1, 2, 3})
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after partial write: %v", err)
+	}
+	bm := make([]byte, 1)
+	if _, err := d.f.ReadAt(bm, boff); err != nil || bm[0] != 0xBF {
+		t.Fatalf("bitmap byte 0x%02X, want 0xBF (%v)", bm[0], err)
+	}
+}

@@ -10,7 +10,9 @@
 //     turns a raw image (for example an ext4 file system) into a fixed VHD.
 //   - Dynamic: a copy of the footer at offset 0, a dynamic disk header at offset 512,
 //     a block allocation table (BAT), then data blocks allocated on first write, and
-//     the footer at the end. Unallocated blocks read as zeros.
+//     the footer at the end. Unallocated blocks, and sectors whose bit in the
+//     block's sector bitmap is 0, read as zeros. Blocks allocated here get a bitmap
+//     of all ones, as qemu writes them.
 //   - Differencing: a dynamic disk whose unwritten sectors come from a parent disk,
 //     found through the parent locators in the header and checked against the
 //     parent's unique ID.
