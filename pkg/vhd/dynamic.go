@@ -44,7 +44,6 @@ const (
 	PlatformWi2k            uint32 = 0x5769326B // deprecated
 	PlatformMacAlias        uint32 = 0x4D616320 // "Mac "
 	PlatformMacURL          uint32 = 0x4D616358 // "MacX", UTF-8 file URL
-	defaultLocatorDataSpace        = 1          // sectors reserved per locator written here
 )
 
 // ParentLocator is one of the eight parent locator entries of a dynamic header.

@@ -133,6 +133,41 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		defer d.Close()
+		// Writes to a writable open read back, also after reopening.
+		if d.Size() >= SectorSize {
+			w, err := Open(p, false)
+			if err != nil {
+				t.Fatalf("read-only open succeeded, writable open failed: %v", err)
+			}
+			pattern := bytes.Repeat([]byte("fuzz"), 40)
+			offs := []int64{0, d.Size() - int64(len(pattern))}
+			if offs[1] < int64(len(pattern)) {
+				offs = offs[:1]
+			}
+			for _, o := range offs {
+				if o < 0 {
+					continue
+				}
+				if _, err := w.WriteAt(pattern, o); err != nil {
+					t.Fatalf("WriteAt(%d): %v", o, err)
+				}
+			}
+			w.Close()
+			r, err := Open(p, true)
+			if err != nil {
+				t.Fatalf("reopen after writing: %v", err)
+			}
+			got := make([]byte, len(pattern))
+			for _, o := range offs {
+				if o < 0 {
+					continue
+				}
+				if _, err := r.ReadAt(got, o); (err != nil && err != io.EOF) || !bytes.Equal(got, pattern) {
+					t.Fatalf("read back at %d: %q, %v", o, got, err)
+				}
+			}
+			r.Close()
+		}
 		step := int64(DefaultBlockSize)
 		if h := d.Header(); h != nil {
 			step = int64(h.BlockSize)
