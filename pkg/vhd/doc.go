@@ -57,11 +57,15 @@
 // identifier, chooses the current of the two headers (CRC-32C, sequence numbers),
 // reads the region table (falling back to its second copy) and the metadata items
 // (block size, virtual size, sector sizes, disk ID, fixed and differencing flags),
-// refusing unknown required regions and items. [OpenVHDX] reads the virtual disk of
-// a fixed or dynamic VHDX through its BAT. [CreateVHDX] writes a new, empty dynamic
-// VHDX (Windows layout: log at 1 MiB, metadata at 2 MiB, BAT at 3 MiB), such as a
-// blank scratch disk. Differencing VHDX, log replay and writing data are not
-// implemented yet.
+// refusing unknown required regions and items. [OpenVHDX] reads and writes the
+// virtual disk of a fixed or dynamic VHDX through its BAT: before the first write
+// both headers get new write GUIDs and higher sequence numbers, and new blocks are
+// appended at the end of the file, data before BAT entry. BAT entries are written
+// in place, not through the log, so a crash can leave a block that is not yet
+// referenced but never a reference to an unwritten block. [CreateVHDX] writes a
+// new, empty dynamic VHDX (Windows layout: log at 1 MiB, metadata at 2 MiB, BAT at
+// 3 MiB), such as a blank scratch disk. Differencing VHDX and log replay are not
+// implemented yet; such files are refused with ErrUnsupported.
 //
 // # Limits
 //

@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -23,25 +24,40 @@ const (
 	vhdxSectorsPerBitmapBlock = 1 << 23
 )
 
-// VHDXDisk is a fixed or dynamic VHDX opened for reading. Differencing VHDX and
-// files whose log needs replaying are not supported yet.
+// VHDXDisk is an open fixed or dynamic VHDX. Differencing VHDX and files whose
+// log needs replaying are not supported yet.
 type VHDXDisk struct {
 	mu     sync.Mutex
 	f      io.ReaderAt
 	c      io.Closer
+	w      *os.File // nil when read-only
 	info   VHDXInfo
 	bat    []uint64
+	batOff int64
 	chunk  int64 // chunk ratio: payload blocks per sector bitmap block
 	bs     int64
 	size   int64
 	closed bool
+
+	// Writing.
+	started   bool  // headers updated for this session
+	nextBlock int64 // where the next payload block goes (1 MiB aligned)
 }
 
-// OpenVHDX opens a VHDX file read-only; the file is never modified. A file with a
-// non-empty log (it was not closed cleanly) and a differencing disk give errors
-// matching ErrUnsupported.
-func OpenVHDX(path string) (*VHDXDisk, error) {
-	f, err := os.Open(path)
+// OpenVHDX opens a VHDX file. With readOnly the file is opened O_RDONLY and never
+// modified. A file with a non-empty log (it was not closed cleanly) and a
+// differencing disk give errors matching ErrUnsupported.
+//
+// Writable disks update both headers (new FileWriteGuid and DataWriteGuid, higher
+// sequence numbers) before the first write, and allocate blocks at the end of the
+// file, writing the block's data before its BAT entry. The BAT entry is written in
+// place, not through the log.
+func OpenVHDX(path string, readOnly bool) (*VHDXDisk, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +72,9 @@ func OpenVHDX(path string) (*VHDXDisk, error) {
 		return nil, fmt.Errorf("vhd: opening %s: %w", path, err)
 	}
 	d.c = f
+	if !readOnly {
+		d.w = f
+	}
 	return d, nil
 }
 
@@ -85,6 +104,13 @@ func NewVHDXReader(f io.ReaderAt, fileSize int64) (*VHDXDisk, error) {
 	if entries*8 > int64(region.Length) || batOff+entries*8 > fileSize {
 		return nil, formatErr("VHDX BAT", batOff, fmt.Errorf("%w: %d entries, region of %d bytes, file of %d bytes", ErrTruncated, entries, region.Length, fileSize))
 	}
+	d.batOff = batOff
+	d.nextBlock = fileSize
+	for _, r := range info.Regions.Entries {
+		d.nextBlock = max(d.nextBlock, int64(r.FileOffset)+int64(r.Length))
+	}
+	d.nextBlock = max(d.nextBlock, int64(info.Header.LogOffset)+int64(info.Header.LogLength))
+	d.nextBlock = (d.nextBlock + vhdxMiB - 1) / vhdxMiB * vhdxMiB
 	raw := make([]byte, entries*8)
 	if _, err := f.ReadAt(raw, batOff); err != nil {
 		return nil, formatErr("VHDX BAT", batOff, ioErr(err))
@@ -164,7 +190,114 @@ func (d *VHDXDisk) ReadAt(p []byte, off int64) (int, error) {
 	return done, eof
 }
 
-// Close closes the file.
+// WriteAt writes len(p) bytes at off, which must lie within the disk. Blocks that
+// are not present are allocated at the end of the file; the rest of a new block
+// reads as zeros.
+func (d *VHDXDisk) WriteAt(p []byte, off int64) (int, error) {
+	if d.w == nil {
+		return 0, ErrReadOnly
+	}
+	if off < 0 || off > d.size || int64(len(p)) > d.size-off {
+		return 0, fmt.Errorf("%w: %d bytes at %d, size %d", ErrOutOfRange, len(p), off, d.size)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, os.ErrClosed
+	}
+	if !d.started {
+		if err := d.startSession(); err != nil {
+			return 0, err
+		}
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		k, in := pos/d.bs, pos%d.bs
+		n := int(min(int64(len(p)-done), d.bs-in))
+		idx := k + k/d.chunk
+		e := d.bat[idx]
+		if e&7 != VHDXBlockFullyPresent {
+			var err error
+			if e, err = d.allocate(idx); err != nil {
+				return done, err
+			}
+		}
+		if _, err := d.w.WriteAt(p[done:done+n], int64(e>>20)<<20+in); err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// allocate gives BAT entry idx a new zero-filled block at the end of the file.
+func (d *VHDXDisk) allocate(idx int64) (uint64, error) {
+	off := d.nextBlock
+	if err := d.w.Truncate(off + d.bs); err != nil {
+		return 0, err
+	}
+	// The block must be durable before the BAT entry points at it.
+	if err := d.w.Sync(); err != nil {
+		return 0, err
+	}
+	e := uint64(off) | VHDXBlockFullyPresent
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], e)
+	if _, err := d.w.WriteAt(b[:], d.batOff+8*idx); err != nil {
+		return 0, err
+	}
+	d.bat[idx] = e
+	d.nextBlock = off + d.bs
+	return e, nil
+}
+
+// startSession writes new headers before the first write of this open: new
+// FileWriteGuid and DataWriteGuid, the non-current slot first, then the other, each
+// with a higher sequence number, so both slots end valid and current.
+func (d *VHDXDisk) startSession() error {
+	h := d.info.Header
+	var a, b [16]byte
+	if _, err := rand.Read(a[:]); err != nil {
+		return err
+	}
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	h.FileWriteGUID, h.DataWriteGUID = guid.FromArray(a), guid.FromArray(b)
+	slots := []int64{vhdxHeader1Offset, vhdxHeader2Offset}
+	idx := 1 - d.info.HeaderIndex
+	for range 2 {
+		h.SequenceNumber++
+		hb, _ := h.MarshalBinary()
+		if _, err := d.w.WriteAt(hb, slots[idx]); err != nil {
+			return err
+		}
+		if err := d.w.Sync(); err != nil {
+			return err
+		}
+		d.info.HeaderIndex = idx
+		idx = 1 - idx
+	}
+	d.info.Header = h
+	d.started = true
+	return nil
+}
+
+// Flush syncs a writable disk to stable storage.
+func (d *VHDXDisk) Flush() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return os.ErrClosed
+	}
+	if d.w == nil {
+		return nil
+	}
+	return d.w.Sync()
+}
+
+// Close syncs a writable disk and closes the file.
 func (d *VHDXDisk) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -172,8 +305,14 @@ func (d *VHDXDisk) Close() error {
 		return os.ErrClosed
 	}
 	d.closed = true
-	if d.c == nil {
-		return nil
+	var err error
+	if d.w != nil {
+		err = d.w.Sync()
 	}
-	return d.c.Close()
+	if d.c != nil {
+		if cerr := d.c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }

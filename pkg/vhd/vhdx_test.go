@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -326,7 +327,7 @@ func TestOpenVHDXQemu(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := fileSHA(t, p)
-			d, err := OpenVHDX(p)
+			d, err := OpenVHDX(p, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -443,7 +444,7 @@ func TestCreateVHDXOracles(t *testing.T) {
 			if err := CreateVHDX(p, tt.opts); err != nil {
 				t.Fatal(err)
 			}
-			d, err := OpenVHDX(p)
+			d, err := OpenVHDX(p, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -481,7 +482,7 @@ func TestCreateVHDXOracles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d, err = OpenVHDX(p); err != nil {
+			if d, err = OpenVHDX(p, true); err != nil {
 				t.Fatal(err)
 			}
 			defer d.Close()
@@ -519,4 +520,113 @@ func TestCreateVHDXDeterministic(t *testing.T) {
 			t.Errorf("CreateVHDX(%+v): %v, want ErrInvalidOptions", bad, err)
 		}
 	}
+}
+
+// TestVHDXWriteQemu writes random data into VHDX files made here and by qemu, then
+// has qemu-img check them and compares qemu-img convert with the model.
+func TestVHDXWriteQemu(t *testing.T) {
+	requireQemu(t)
+	const size = 40 << 20
+	tests := []struct {
+		name   string
+		create func(t *testing.T, p string)
+	}{
+		{"CreateVHDX 1MiB blocks", func(t *testing.T, p string) {
+			if err := CreateVHDX(p, VHDXCreateOptions{Size: size, BlockSize: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"CreateVHDX 32MiB blocks", func(t *testing.T, p string) {
+			if err := CreateVHDX(p, VHDXCreateOptions{Size: size}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"qemu dynamic", func(t *testing.T, p string) {
+			run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic,block_size=1M", p, strconv.Itoa(size))
+			run(t, "qemu-io", "-f", "vhdx", "-c", "write -P 0xab 1M 64k", p)
+		}},
+		{"qemu fixed", func(t *testing.T, p string) {
+			run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed,block_size=1M", p, strconv.Itoa(size))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRand(t)
+			p := filepath.Join(t.TempDir(), "w.vhdx")
+			tt.create(t, p)
+			d, err := OpenVHDX(p, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := d.Info().Header
+			model := make([]byte, d.Size())
+			if _, err := d.ReadAt(model, 0); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			for range 30 {
+				n := r.Int64N(3<<20) + 1
+				off := r.Int64N(int64(len(model)) - n + 1)
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(r.Uint32())
+				}
+				if _, err := d.WriteAt(b, off); err != nil {
+					t.Fatal(err)
+				}
+				copy(model[off:], b)
+			}
+			if _, err := d.WriteAt([]byte{1}, d.Size()); !errors.Is(err, ErrOutOfRange) {
+				t.Errorf("write past the end: %v", err)
+			}
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			out := string(run(t, "qemu-img", "check", p))
+			if !strings.Contains(out, "No errors were found") {
+				t.Fatalf("qemu-img check:\n%s", out)
+			}
+			raw := filepath.Join(t.TempDir(), "out.raw")
+			run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", p, raw)
+			got, err := os.ReadFile(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, model) {
+				t.Fatalf("qemu-img convert differs from the model at %d", firstDiff(got, model))
+			}
+			if _, err := exec.LookPath("7zz"); err == nil {
+				if got := sevenZipVHDX(t, p); !bytes.Equal(got, model) {
+					t.Fatalf("7-Zip read differs from the model at %d", firstDiff(got, model))
+				}
+			}
+			// Both headers were rewritten with new GUIDs and higher sequence numbers.
+			d, err = OpenVHDX(p, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			after := d.Info().Header
+			if after.SequenceNumber != before.SequenceNumber+2 || after.DataWriteGUID == before.DataWriteGUID || after.FileWriteGUID == before.FileWriteGUID {
+				t.Errorf("header before %+v, after %+v", before, after)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, off := range []int64{vhdxHeader1Offset, vhdxHeader2Offset} {
+				if _, err := ParseVHDXHeaderAt(b[off:], off); err != nil {
+					t.Errorf("header at %d: %v", off, err)
+				}
+			}
+		})
+	}
+}
+
+func sevenZipVHDX(t *testing.T, path string) []byte {
+	t.Helper()
+	out, err := exec.Command("7zz", "e", "-tVHDX", "-so", path).Output()
+	if err != nil {
+		t.Fatalf("7zz e -tVHDX: %v", err)
+	}
+	return out
 }
