@@ -25,6 +25,9 @@ var testTime = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 func randomWrites(t *testing.T, r *rand.Rand, d *Disk, model []byte, count int) {
 	t.Helper()
 	size := int64(len(model))
+	if testing.Short() {
+		count = max(count/4, 1)
+	}
 	for range count {
 		n := r.Int64N(min(size, 300<<10)) + 1
 		if r.IntN(2) == 0 {
