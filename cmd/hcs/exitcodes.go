@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
@@ -54,6 +55,8 @@ var invalidInput = []error{
 	winfile.ErrInvalidFormat,
 	compress.ErrCorrupt,
 	compress.ErrUnsupported,
+	ocilayer.ErrInsecurePath,
+	ocilayer.ErrInvalidEntry,
 	io.ErrUnexpectedEOF,
 }
 

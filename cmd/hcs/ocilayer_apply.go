@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/internal/progress"
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
+)
+
+type ociApplyResult struct {
+	Root        string  `json:"root"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	ReadBytes   int64   `json:"readBytes"`
+	Compression string  `json:"compression"`
+}
+
+func (a *app) newOCILayerApplyCommand() *cobra.Command {
+	var (
+		file        string
+		skipDevices bool
+		noOwnership bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply [flags] ROOTDIR",
+		Short: "Apply an OCI Linux layer tar onto a directory",
+		Long: `Read an OCI Linux layer tar (plain, gzip or zstd) and apply it onto ROOTDIR,
+which is created if missing. Whiteouts remove files of the layers applied before;
+later entries replace earlier ones.
+
+Every path is resolved inside ROOTDIR: symlinks already there, absolute ones
+included, resolve as if ROOTDIR were "/". An entry, hard-link target or whiteout
+whose name leaves ROOTDIR (such as "../x") fails the command with exit code 3.
+The layer is applied entry by entry: on failure the entries before the failing one
+stay applied. The error names the failing entry and the offset of its header in
+the uncompressed tar.
+
+Devices need privileges: --skip-devices skips those that may not be created.
+Without root, --no-ownership leaves files owned by the calling user.
+
+On success one line is printed: the bytes of file data written, ROOTDIR and the
+time taken. With -o json it is {"root": ..., "bytes": ..., "seconds": ...,
+"readBytes": ..., "compression": ...}, readBytes being the size of the input as
+read (compressed).`,
+		Example: `  hcs ocilayer apply -f base.tar.gz /var/lib/rootfs
+  curl -sL "$BLOB_URL" | hcs ocilayer apply /var/lib/rootfs`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			var opts []ocilayer.ApplyOption
+			if skipDevices {
+				opts = append(opts, ocilayer.WithSkipDevices())
+			}
+			if noOwnership {
+				opts = append(opts, ocilayer.WithoutOwnership())
+			}
+			return a.applyOCILayer(cmd.Context(), file, args[0], opts)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", stdio, "read the tar from `FILE`; - is standard input")
+	f.BoolVar(&skipDevices, "skip-devices", false, "skip character and block devices that may not be created here instead of failing")
+	f.BoolVar(&noOwnership, "no-ownership", false, "leave files owned by the calling user instead of applying the uid and gid of each entry")
+	return cmd
+}
+
+func (a *app) applyOCILayer(ctx context.Context, file, root string, opts []ocilayer.ApplyOption) error {
+	start := time.Now()
+	in, err := a.openInput(file)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+
+	bar := a.progress("apply", in.size)
+	defer bar.Stop()
+	rc, format, err := compress.NewReaderFormat(bar.Reader(in))
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", in.name, err)
+	}
+	defer rc.Close()
+	a.log.Debug("apply", logKeyFile, in.name, logKeyRoot, root, logKeyCompression, format, logKeyBytes, in.size)
+
+	n, err := ocilayer.Apply(ctx, root, ctxReader{ctx, rc}, opts...)
+	bar.Stop()
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", in.name, classifyEntryError(err))
+	}
+	elapsed := time.Since(start)
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		abs = root
+	}
+	a.log.Debug("applied", logKeyRoot, abs, logKeyBytes, n, logKeyElapsed, elapsed)
+	return a.result(
+		fmt.Sprintf("applied %s to %s in %s", progress.Bytes(n), abs, seconds(elapsed)),
+		ociApplyResult{Root: abs, Bytes: n, Seconds: elapsed.Seconds(), ReadBytes: bar.N(), Compression: format.String()})
+}
+
+// logKeyRoot is the log key of an OCI layer root or upper directory.
+const logKeyRoot = "root"
+
+// classifyEntryError marks a failure tied to a layer entry as invalid input
+// unless the system failed while handling it (disk full, permission denied,
+// a device or xattr this host cannot create, ...), as exitCode does for
+// ociwclayer. It covers what the sentinels in invalidInput do not: a tar the
+// reader cannot parse, entry types ocilayer does not handle (sparse files,
+// sockets) and upper directories using metacopy or redirect_dir.
+func classifyEntryError(err error) error {
+	if !errors.As(err, new(*ocilayer.EntryError)) {
+		return err
+	}
+	if errors.As(err, new(syscall.Errno)) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return invalidTarError{err}
+}
+
+// invalidTarError is bad input; it matches ocilayer.ErrInvalidEntry besides
+// its cause, and reads as its cause.
+type invalidTarError struct{ err error }
+
+func (e invalidTarError) Error() string   { return e.err.Error() }
+func (e invalidTarError) Unwrap() []error { return []error{e.err, ocilayer.ErrInvalidEntry} }

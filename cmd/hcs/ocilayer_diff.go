@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/internal/progress"
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
+)
+
+type ociDiffResult struct {
+	Upper       string  `json:"upper"`
+	File        string  `json:"file"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	Compression string  `json:"compression"`
+}
+
+func (a *app) newOCILayerDiffCommand() *cobra.Command {
+	var (
+		file      string
+		gzip, zst bool
+	)
+	cmd := &cobra.Command{
+		Use:   "diff [flags] UPPERDIR",
+		Short: "Write an overlayfs upper directory as an OCI Linux layer tar",
+		Long: `Write the overlayfs upper directory UPPERDIR as an OCI Linux layer tar, to
+standard output or to the file given with -f. The tar is deterministic. Overlay
+whiteouts (0/0 character devices) become ".wh.NAME" entries and opaque
+directories get a ".wh..wh..opq" entry. --gzip or --zstd compress it.
+
+Upper directories using metacopy or redirect_dir cannot be translated without
+the lower layers and fail with exit code 3.
+
+A file is written under a temporary name in the same directory, flushed to stable
+storage and renamed over FILE at the end, so a failed diff leaves no partial file
+(only a killed process leaves its .FILE.hcs-diff-* behind); an existing FILE is
+replaced. The new file's mode is 0666 less the umask.
+
+When writing to a file, one line is printed: the bytes written, the file and the
+time taken; with -o json it is {"upper": ..., "file": ..., "bytes": ...,
+"seconds": ..., "compression": ...}. When the tar goes to standard output nothing
+else is printed there.`,
+		Example: `  hcs ocilayer diff -f layer.tar.gz --gzip /var/lib/overlay/upper
+  hcs ocilayer diff /var/lib/overlay/upper | sha256sum`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			format := compress.None
+			switch {
+			case gzip:
+				format = compress.Gzip
+			case zst:
+				format = compress.Zstd
+			}
+			if file == stdio {
+				return a.diffToStdout(cmd.Context(), args[0], format)
+			}
+			return a.diffToFile(cmd.Context(), args[0], file, format)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", stdio, "write the tar to `FILE`; - is standard output")
+	f.BoolVar(&gzip, "gzip", false, "compress with gzip")
+	f.BoolVar(&zst, "zstd", false, "compress with zstd")
+	cmd.MarkFlagsMutuallyExclusive("gzip", "zstd")
+	return cmd
+}
+
+func (a *app) diffToStdout(ctx context.Context, upper string, format compress.Format) error {
+	if progress.IsTerminal(a.stdout) {
+		return usageErrorf("refusing to write a tar to a terminal: give -f FILE or redirect standard output")
+	}
+	bw := bufio.NewWriterSize(a.stdout, 256<<10)
+	if _, err := a.diff(ctx, bw, upper, format); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (a *app) diffToFile(ctx context.Context, upper, file string, format compress.Format) (err error) {
+	start := time.Now()
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		return fmt.Errorf("diff: %s is a directory", file)
+	}
+	// Check the upper directory before creating anything.
+	if st, err := os.Stat(upper); err != nil {
+		return err
+	} else if !st.IsDir() {
+		return fmt.Errorf("diff: %s is not a directory", upper)
+	}
+	dir := filepath.Dir(file)
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(file)+".hcs-diff-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				a.log.Warn("removing temporary file", logKeyFile, tmp, logKeyError, rerr)
+			}
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	n, err := a.diff(ctx, bw, upper, format)
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	syncDir(dir)
+	elapsed := time.Since(start)
+	abs, aerr := filepath.Abs(upper)
+	if aerr != nil {
+		abs = upper
+	}
+	a.log.Debug("diffed", logKeyRoot, abs, logKeyFile, file, logKeyBytes, n, logKeyElapsed, elapsed)
+	return a.result(
+		fmt.Sprintf("wrote %s to %s (%s) in %s", abs, file, progress.Bytes(n), seconds(elapsed)),
+		ociDiffResult{Upper: abs, File: file, Bytes: n, Seconds: elapsed.Seconds(), Compression: format.String()})
+}
+
+// diff writes upper to w as a layer tar compressed in format and returns the
+// bytes written to w.
+func (a *app) diff(ctx context.Context, w io.Writer, upper string, format compress.Format) (int64, error) {
+	bar := a.progress("diff", 0)
+	defer bar.Stop()
+	cw, err := compress.NewWriter(bar.Writer(w), format)
+	if err != nil {
+		return 0, err
+	}
+	if err := ocilayer.Diff(ctx, ctxWriter{ctx, cw}, upper); err != nil {
+		return 0, fmt.Errorf("diff %s: %w", upper, classifyEntryError(err))
+	}
+	if err := cw.Close(); err != nil {
+		return 0, err
+	}
+	return bar.N(), nil
+}
