@@ -11,6 +11,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -57,6 +58,9 @@ var invalidInput = []error{
 	compress.ErrUnsupported,
 	ocilayer.ErrInsecurePath,
 	ocilayer.ErrInvalidEntry,
+	vhd.ErrInvalidFormat,
+	vhd.ErrChecksum,
+	vhd.ErrTruncated,
 	io.ErrUnexpectedEOF,
 }
 

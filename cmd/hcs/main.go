@@ -129,6 +129,7 @@ Errors go to standard error as "hcs: <message>".
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bar and no text summary")
 	f.BoolVar(&a.debug, "debug", false, "log debugging information to standard error")
 	root.AddCommand(a.newLayerCommand())
+	root.AddCommand(a.newVHDCommand())
 	root.AddCommand(a.newOCILayerCommand())
 	return root
 }
