@@ -23,7 +23,7 @@ const (
 	targetVHDXFixed   = "vhdx-fixed"
 )
 
-// convertChunk is the copy unit; a larger target block size replaces it.
+// convertChunk is the copy unit; the larger block size of a dynamic VHD replaces it.
 const convertChunk = 1 << 20
 
 func (a *app) newVHDConvertCommand() *cobra.Command {
@@ -38,8 +38,8 @@ pkg/vhd cannot create fixed VHDX files). SRC is any disk that hcs vhd opens
 neither VHD nor VHDX. Without --to a raw SRC becomes vhd-dynamic and a disk
 becomes raw.
 
-The disk is copied in chunks of 1 MiB, or of the target's block size when that
-is larger. Chunks of zeros are not written, so every target is sparse: dynamic
+The disk is copied in chunks of 1 MiB, or of the block size of a dynamic VHD
+target when that is larger. Chunks of zeros are not written, so every target is sparse: dynamic
 disks leave such blocks unallocated, raw images and fixed VHDs keep holes. A raw
 SRC whose size is not a multiple of 512 is padded with zeros.
 
@@ -203,7 +203,9 @@ func createTarget(path, target string, size int64) (diskWriter, int64, error) {
 			os.Remove(path)
 			return nil, 0, err
 		}
-		return d, max(int64(convertChunk), int64(d.Info().BlockSize)), nil
+		// Blocks of a VHDX are large (32 MiB) and the rest of a new block reads as
+		// zeros, so 1 MiB chunks keep zero runs inside a block unwritten.
+		return d, convertChunk, nil
 	case targetVHDXFixed:
 		return nil, 0, fmt.Errorf("--to %s: %w: pkg/vhd cannot create fixed VHDX files yet", target, errors.ErrUnsupported)
 	}
