@@ -142,7 +142,7 @@ func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
 		}
 		return d, format, nil
 	case formatVHD:
-		d, err := vhd.Open(path, true)
+		d, err := openVHD(path)
 		if err != nil {
 			return nil, "", err
 		}
@@ -150,7 +150,7 @@ func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
 	}
 	if !allowRaw {
 		// Let pkg/vhd name the problem with the footer.
-		d, err := vhd.Open(path, true)
+		d, err := openVHD(path)
 		if err == nil {
 			return d, formatVHD, nil
 		}
@@ -170,6 +170,16 @@ func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
 		return nil, "", fmt.Errorf("%s is not a regular file", path)
 	}
 	return rawDisk{f, st.Size()}, formatRaw, nil
+}
+
+// openVHD opens a VHD read-only. A parent with another unique ID than the child
+// records makes the chain corrupt: the error then matches vhd.ErrInvalidFormat too.
+func openVHD(path string) (*vhd.Disk, error) {
+	d, err := vhd.Open(path, true)
+	if errors.Is(err, vhd.ErrParentMismatch) {
+		err = fmt.Errorf("%w (%w)", err, vhd.ErrInvalidFormat)
+	}
+	return d, err
 }
 
 // formatID formats a 16-byte unique ID the way VHD tools print it.

@@ -25,7 +25,8 @@ virtual disk, through the parent chain of a differencing disk. For a dynamic or
 differencing VHD the footer copy at offset 0 must match the footer at the end.
 The file is never modified.
 
-Exit code 0 when the disk is sound, 3 when it is corrupt (each problem printed),
+Exit code 0 when the disk is sound, 3 when it is corrupt (each problem printed;
+also a parent whose unique ID differs from the one the child records),
 5 when the file or the parent of a differencing disk is missing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {

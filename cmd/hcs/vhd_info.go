@@ -83,7 +83,7 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 		return info, nil
 	}
 	// Anything else must be a VHD; pkg/vhd names what is wrong with it.
-	d, err := vhd.Open(path, true)
+	d, err := openVHD(path)
 	if err != nil {
 		return nil, err
 	}

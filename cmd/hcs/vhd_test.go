@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -97,6 +98,17 @@ func TestVHDDifferencing(t *testing.T) {
 		t.Errorf("child info %+v, parent %+v", info, parent)
 	}
 	wantCode(t, hcs(t, nil, "vhd", "check", child), exitOK)
+
+	// A parent replaced by another disk makes the chain corrupt: exit code 3.
+	if err := os.Rename(base, base+".orig"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "create", "--size", "8M", base), exitOK)
+	wantCode(t, hcs(t, nil, "vhd", "check", child), exitInvalidInput)
+	wantCode(t, hcs(t, nil, "vhd", "info", child), exitInvalidInput)
+	if err := os.Rename(base+".orig", base); err != nil {
+		t.Fatal(err)
+	}
 
 	// Without its parent the child cannot be read: exit code 5.
 	if err := os.Rename(base, base+".away"); err != nil {
@@ -209,5 +221,67 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) succeeded", in)
 		}
+	}
+}
+
+func TestVHDConvertDifferencing(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.vhd")
+	child := filepath.Join(dir, "child.vhd")
+	want := make([]byte, 4<<20)
+	copy(want[100:], bytes.Repeat([]byte("base"), 300000))
+	d, err := vhd.Create(base, vhd.CreateOptions{Type: vhd.Dynamic, Size: int64(len(want))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "create", "--type", "differencing", "--parent", base, child), exitOK)
+	if d, err = vhd.Open(child, false); err != nil {
+		t.Fatal(err)
+	}
+	patch := bytes.Repeat([]byte("child"), 1000)
+	copy(want[3<<20+7*512:], patch)
+	if _, err := d.WriteAt(patch, 3<<20+7*512); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.img")
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "raw", child, out), exitOK)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("raw image of the differencing disk differs (%v)", err)
+	}
+}
+
+func TestVHDConvertInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	src := writeFile(t, dir, "disk.img", bytes.Repeat([]byte{1}, 2<<20))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := hcsContext(t, ctx, nil, "vhd", "convert", src, filepath.Join(dir, "disk.vhd"))
+	wantCode(t, r, exitInterrupted)
+	wantDirNames(t, dir, "disk.img")
+}
+
+func TestVHDConvertProgress(t *testing.T) {
+	dir := t.TempDir()
+	src := writeFile(t, dir, "disk.img", bytes.Repeat([]byte{1}, 2<<20))
+	var stdout, stderr bytes.Buffer
+	a := newApp(strings.NewReader(""), &stdout, &stderr)
+	a.forceProgress = true
+	if code := a.execute(context.Background(), []string{"vhd", "convert", src, filepath.Join(dir, "disk.vhd")}); code != exitOK {
+		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+	if !strings.HasSuffix(stderr.String(), "\r\x1b[K") {
+		t.Errorf("stderr %q does not end by erasing the progress line", stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "converted ") {
+		t.Errorf("stdout %q", stdout.String())
 	}
 }
