@@ -8,7 +8,8 @@ purpose=${1:-test}
 # Packages every purpose needs. GNU tar is the import/export peer and oracle; qemu-utils
 # (qemu-img, qemu-io), 7zip (7zz) and libvhdi-utils (vhdiinfo) are the VHD oracles of
 # pkg/vhd; 7zz is the only one here that reads differencing VHDs.
-pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils)
+# e2fsprogs (mkfs.ext4) formats the loop devices of the internal/loop tests.
+pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils e2fsprogs)
 case "$purpose" in
   bench) pkgs+=(time) ;;
 esac
