@@ -33,6 +33,14 @@
 // Two callers can be handed the same free device; the loser gets EBUSY from
 // LOOP_CONFIGURE and Attach retries with another device, a bounded number of
 // times. The methods of one Device are safe for concurrent use.
+//
+// # Hazards
+//
+// Detach tells a mounted device from an idle one by an exclusive open, which
+// a mount racing with Detach can slip past; the kernel then defers the
+// detach to the last unmount instead of failing. While a Device is open its
+// attachment cannot be replaced by another process's: LOOP_CLR_FD from
+// elsewhere only marks it for clearing at the Device's close.
 package loop
 
 import (
