@@ -111,8 +111,10 @@ func (a *app) newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hcs",
 		Short: "Host Compute Service storage and compute, native on Linux",
-		Long: `hcs manages Windows container storage on Linux the way the Windows Host Compute
-Service does: layer folders imported from and exported to OCI Windows layer tars.
+		Long: `hcs manages container storage on Linux the way the Windows Host Compute Service
+does: Windows layer folders imported from and exported to OCI Windows layer tars,
+VHD and VHDX virtual disks, and OCI Linux layers applied to and taken from
+directories.
 
 Results go to standard output as text, or as one JSON document with -o json.
 Errors go to standard error as "hcs: <message>".
