@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -84,45 +81,14 @@ func (a *app) exportToStdout(ctx context.Context, layer string, format compress.
 	return bw.Flush()
 }
 
-func (a *app) exportToFile(ctx context.Context, layer, file string, format compress.Format) (err error) {
+func (a *app) exportToFile(ctx context.Context, layer, file string, format compress.Format) error {
 	start := time.Now()
-	if st, err := os.Stat(file); err == nil && st.IsDir() {
-		return fmt.Errorf("export: %s is a directory", file)
-	}
-	dir := filepath.Dir(file)
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := filepath.Join(dir, "."+filepath.Base(file)+".hcs-export-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	n, err := a.writeFileAtomically(file, "export", func(w io.Writer) (int64, error) {
+		return a.export(ctx, w, layer, format)
+	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				a.log.Warn("removing temporary file", logKeyFile, tmp, logKeyError, rerr)
-			}
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	n, err := a.export(ctx, bw, layer, format)
-	if err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return err
-	}
-	syncDir(dir)
 	elapsed := time.Since(start)
 	abs, aerr := filepath.Abs(layer)
 	if aerr != nil {

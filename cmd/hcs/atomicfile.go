@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// writeFileAtomically writes file through a temporary sibling that is flushed, synced
+// and renamed into place only when write succeeds, so a failed or interrupted command
+// leaves neither a partial file nor a temporary one. kind names the temporary file
+// (".<file>.hcs-<kind>-<random>") and prefixes errors. It returns what write returns.
+func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (int64, error)) (n int64, err error) {
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		return 0, fmt.Errorf("%s: %s is a directory", kind, file)
+	}
+	dir := filepath.Dir(file)
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(file)+".hcs-"+kind+"-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				a.log.Warn("removing temporary file", logKeyFile, tmp, logKeyError, rerr)
+			}
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if n, err = write(bw); err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return 0, err
+	}
+	syncDir(dir)
+	return n, nil
+}
