@@ -20,7 +20,6 @@ const (
 	targetVHDFixed    = "vhd-fixed"
 	targetVHDDynamic  = "vhd-dynamic"
 	targetVHDXDynamic = "vhdx-dynamic"
-	targetVHDXFixed   = "vhdx-fixed"
 )
 
 // convertChunk is the copy unit; the larger block size of a dynamic VHD replaces it.
@@ -32,8 +31,7 @@ func (a *app) newVHDConvertCommand() *cobra.Command {
 		Use:   "convert [flags] SRC DST",
 		Short: "Convert between raw images, VHD and VHDX",
 		Long: `Copy the virtual disk of SRC into a new disk DST of the format given by --to:
-raw, vhd-fixed, vhd-dynamic, vhdx-dynamic or vhdx-fixed (not implemented yet:
-pkg/vhd cannot create fixed VHDX files). SRC is any disk that hcs vhd opens
+raw, vhd-fixed, vhd-dynamic or vhdx-dynamic. SRC is any disk that hcs vhd opens
 (VHD of any type, fixed or dynamic VHDX), or a raw image: a regular file that is
 neither VHD nor VHDX. Without --to a raw SRC becomes vhd-dynamic and a disk
 becomes raw.
@@ -49,10 +47,10 @@ interruption leaves nothing behind.`,
 		Args: cobra.ExactArgs(2),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			switch to {
-			case "", targetRaw, targetVHDFixed, targetVHDDynamic, targetVHDXDynamic, targetVHDXFixed:
+			case "", targetRaw, targetVHDFixed, targetVHDDynamic, targetVHDXDynamic:
 				return nil
 			}
-			return usageErrorf("invalid --to %q: want raw, vhd-fixed, vhd-dynamic, vhdx-dynamic or vhdx-fixed", to)
+			return usageErrorf("invalid --to %q: want raw, vhd-fixed, vhd-dynamic or vhdx-dynamic", to)
 		},
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[1]
@@ -81,7 +79,7 @@ interruption leaves nothing behind.`,
 				map[string]any{"source": src, "sourceFormat": format, "file": dst, "target": target, "virtualSize": size, "bytesWritten": written, "seconds": elapsed.Seconds()})
 		}),
 	}
-	cmd.Flags().StringVar(&to, "to", "", "target `FORMAT`: raw, vhd-fixed, vhd-dynamic, vhdx-dynamic or vhdx-fixed")
+	cmd.Flags().StringVar(&to, "to", "", "target `FORMAT`: raw, vhd-fixed, vhd-dynamic or vhdx-dynamic")
 	return cmd
 }
 
@@ -206,8 +204,6 @@ func createTarget(path, target string, size int64) (diskWriter, int64, error) {
 		// Blocks of a VHDX are large (32 MiB) and the rest of a new block reads as
 		// zeros, so 1 MiB chunks keep zero runs inside a block unwritten.
 		return d, convertChunk, nil
-	case targetVHDXFixed:
-		return nil, 0, fmt.Errorf("--to %s: %w: pkg/vhd cannot create fixed VHDX files yet", target, errors.ErrUnsupported)
 	}
 	return nil, 0, usageErrorf("invalid --to %q", target)
 }

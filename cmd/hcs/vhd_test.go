@@ -164,8 +164,8 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 
 	// An existing destination is refused, unchanged.
 	wantCode(t, hcs(t, nil, "vhd", "convert", src, filepath.Join(dir, "vhd-fixed")), exitExists)
-	// A failed conversion leaves nothing.
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-fixed", src, filepath.Join(dir, "x")), exitFailure)
+	// A target format that cannot be made is a usage error and leaves nothing.
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-fixed", src, filepath.Join(dir, "x")), exitUsage)
 	wantDirNames(t, dir, "disk.img", "vhd-dynamic", "vhd-dynamic.img", "vhd-fixed", "vhd-fixed.img", "vhdx-dynamic", "vhdx-dynamic.img")
 }
 
