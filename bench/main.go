@@ -35,6 +35,7 @@ const modulePath = "github.com/hostcompute/hostcompute"
 // images, VHDX conversion, CIM builds, FUSE reads) add their constructor here.
 var registry = []func(env *Env) []*Row{
 	wclayerRows,
+	vhdRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,
