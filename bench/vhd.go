@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -136,7 +139,11 @@ func vhdConvertRow(size int64) *Row {
 // mode writeback, no O_DIRECT), check the pattern of every read, and flush the image
 // when they close it.
 func vhdRandomIORow(size int64, ios int) *Row {
-	var script, vhdio string
+	var (
+		script, reads, vhdio string
+		checked              bool
+		crossCheck           string
+	)
 	return &Row{
 		Setup: func(ctx context.Context, env *Env, dir string) (Setup, error) {
 			if err := env.need(ctx, "qemu-io", "qemu-utils"); err != nil {
@@ -156,7 +163,8 @@ func vhdRandomIORow(size int64, ios int) *Row {
 				}
 			}
 			script = filepath.Join(dir, "io.txt")
-			if err := writeIOScript(script, env.Seed, size, ios); err != nil {
+			reads = filepath.Join(dir, "reads.txt")
+			if err := writeIOScript(script, reads, env.Seed, size, ios); err != nil {
 				return Setup{}, err
 			}
 			return Setup{
@@ -191,16 +199,48 @@ func vhdRandomIORow(size int64, ios int) *Row {
 				if err := vhd.CreateVHDX(img, vhd.VHDXCreateOptions{Size: size}); err != nil {
 					return nil, err
 				}
-				return &Run{Cmds: []*exec.Cmd{env.command(ctx, vhdio, script, img)}}, nil
+				return &Run{
+					Cmds: []*exec.Cmd{env.command(ctx, vhdio, script, img)},
+					// Once, untimed: qemu-io reads back what pkg/vhd wrote.
+					Check: func() error {
+						if checked {
+							return nil
+						}
+						checked = true
+						in, err := os.Open(reads)
+						if err != nil {
+							return err
+						}
+						defer in.Close()
+						cmd := exec.CommandContext(ctx, "qemu-io", "-r", "-f", "vhdx", img)
+						cmd.Stdin = in
+						out, err := cmd.CombinedOutput()
+						if err == nil && bytes.Contains(out, []byte("failed")) {
+							err = errors.New("a read failed")
+						}
+						if err != nil {
+							return fmt.Errorf("qemu-io reading back %s: %w\n%s", img, err, lastLines(out, 5))
+						}
+						crossCheck = fmt.Sprintf("qemu-io read back all %d written blocks of ours' image with the right pattern (first run)", ios)
+						return nil
+					},
+				}, nil
 			},
 		},
+		Verdict: func(res *Result) []string { return []string{crossCheck} },
 	}
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // writeIOScript writes the qemu-io commands of the random I/O row: ios writes of 4 KiB
 // at random 4 KiB-aligned offsets below size, then reads of the same offsets in
-// another random order.
-func writeIOScript(path string, seed uint64, size int64, ios int) error {
+// another random order. The reads alone also go to readsPath.
+func writeIOScript(path, readsPath string, seed uint64, size int64, ios int) error {
 	rng := rand.New(rand.NewPCG(seed, 0x76686469)) // "vhdi"
 	offs := make([]int64, ios)
 	for i := range offs {
@@ -215,14 +255,19 @@ func writeIOScript(path string, seed uint64, size int64, ios int) error {
 		fmt.Fprintf(w, "write -P 0xab %d 4k\n", off)
 	}
 	rng.Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
+	var rb strings.Builder
 	for _, off := range offs {
-		fmt.Fprintf(w, "read -P 0xab %d 4k\n", off)
+		fmt.Fprintf(&rb, "read -P 0xab %d 4k\n", off)
 	}
+	w.WriteString(rb.String())
 	err = w.Flush()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(readsPath, []byte(rb.String()), 0o644)
 }
 
 // rawImage returns a raw disk image of size bytes in the cache, generating it unless
