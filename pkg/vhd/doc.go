@@ -47,9 +47,11 @@
 // # Concurrency and durability
 //
 // A Disk serialises its own ReadAt and WriteAt calls. Block allocation writes the
-// block, then the trailing footer, then the BAT entry, so that a crash leaves at
-// worst an unreferenced block. Nothing is synced until [Disk.Flush] or
-// [Disk.Close]. A parent disk must not be written while a child refers to it.
+// block, then the trailing footer, then the BAT entry, so that a process crash leaves
+// at worst an unreferenced block. A VHD is not synced until [Disk.Flush] or
+// [Disk.Close], so after a machine crash the kernel may have written these in another
+// order; a VHDX (below) syncs on each block allocation instead. A parent disk must not
+// be written while a child refers to it.
 //
 // # VHDX
 //
