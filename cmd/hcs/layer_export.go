@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -25,10 +24,7 @@ type exportResult struct {
 }
 
 func (a *app) newLayerExportCommand() *cobra.Command {
-	var (
-		file      string
-		gzip, zst bool
-	)
+	var out tarOutput
 	cmd := &cobra.Command{
 		Use:   "export [flags] LAYERDIR",
 		Short: "Write a layer folder as an OCI Windows layer tar",
@@ -49,36 +45,15 @@ else is printed there.`,
   hcs layer export /var/lib/hcs/app | sha256sum`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			format := compress.None
-			switch {
-			case gzip:
-				format = compress.Gzip
-			case zst:
-				format = compress.Zstd
+			ctx, format := cmd.Context(), out.format()
+			if out.file == stdio {
+				return a.writeStdout(func(w io.Writer) (int64, error) { return a.export(ctx, w, args[0], format) })
 			}
-			if file == stdio {
-				return a.exportToStdout(cmd.Context(), args[0], format)
-			}
-			return a.exportToFile(cmd.Context(), args[0], file, format)
+			return a.exportToFile(ctx, args[0], out.file, format)
 		}),
 	}
-	f := cmd.Flags()
-	f.StringVarP(&file, "file", "f", stdio, "write the tar to `FILE`; - is standard output")
-	f.BoolVar(&gzip, "gzip", false, "compress with gzip")
-	f.BoolVar(&zst, "zstd", false, "compress with zstd")
-	cmd.MarkFlagsMutuallyExclusive("gzip", "zstd")
+	out.register(cmd)
 	return cmd
-}
-
-func (a *app) exportToStdout(ctx context.Context, layer string, format compress.Format) error {
-	if progress.IsTerminal(a.stdout) {
-		return usageErrorf("refusing to write a tar to a terminal: give -f FILE or redirect standard output")
-	}
-	bw := bufio.NewWriterSize(a.stdout, 256<<10)
-	if _, err := a.export(ctx, bw, layer, format); err != nil {
-		return err
-	}
-	return bw.Flush()
 }
 
 func (a *app) exportToFile(ctx context.Context, layer, file string, format compress.Format) error {

@@ -9,6 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/internal/progress"
 )
 
 // writeFileAtomically writes file through a temporary sibling that is flushed, synced
@@ -53,4 +58,41 @@ func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (in
 	}
 	syncDir(dir)
 	return n, nil
+}
+
+// tarOutput holds the flags of a command that writes a tar: -f FILE (or - for
+// standard output) and --gzip/--zstd.
+type tarOutput struct {
+	file      string
+	gzip, zst bool
+}
+
+func (o *tarOutput) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "file", "f", stdio, "write the tar to `FILE`; - is standard output")
+	f.BoolVar(&o.gzip, "gzip", false, "compress with gzip")
+	f.BoolVar(&o.zst, "zstd", false, "compress with zstd")
+	cmd.MarkFlagsMutuallyExclusive("gzip", "zstd")
+}
+
+func (o *tarOutput) format() compress.Format {
+	switch {
+	case o.gzip:
+		return compress.Gzip
+	case o.zst:
+		return compress.Zstd
+	}
+	return compress.None
+}
+
+// writeStdout writes a tar to standard output, refusing a terminal.
+func (a *app) writeStdout(write func(w io.Writer) (int64, error)) error {
+	if progress.IsTerminal(a.stdout) {
+		return usageErrorf("refusing to write a tar to a terminal: give -f FILE or redirect standard output")
+	}
+	bw := bufio.NewWriterSize(a.stdout, 256<<10)
+	if _, err := write(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
