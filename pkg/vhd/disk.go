@@ -455,16 +455,9 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return n, eof
 	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		blk := pos / d.blockSize
-		in := pos % d.blockSize
-		n := min(int64(len(p)-done), d.blockSize-in)
-		if err := d.readBlock(p[done:done+int(n)], blk, in); err != nil {
-			return done, err
-		}
-		done += int(n)
+	done, err := forEachBlock(p, off, d.blockSize, d.readBlock)
+	if err != nil {
+		return done, err
 	}
 	return done, eof
 }
@@ -553,18 +546,7 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if d.header == nil {
 		return d.f.WriteAt(p, off)
 	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		blk := pos / d.blockSize
-		in := pos % d.blockSize
-		n := min(int64(len(p)-done), d.blockSize-in)
-		if err := d.writeBlock(p[done:done+int(n)], blk, in); err != nil {
-			return done, err
-		}
-		done += int(n)
-	}
-	return done, nil
+	return forEachBlock(p, off, d.blockSize, d.writeBlock)
 }
 
 func (d *Disk) writeBlock(p []byte, blk, in int64) error {

@@ -171,21 +171,20 @@ func (d *VHDXDisk) ReadAt(p []byte, off int64) (int, error) {
 	if d.closed {
 		return 0, os.ErrClosed
 	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		k, in := pos/d.bs, pos%d.bs
-		n := int(min(int64(len(p)-done), d.bs-in))
+	done, err := forEachBlock(p, off, d.bs, func(part []byte, k, in int64) error {
 		e := d.bat[k+k/d.chunk]
-		if e&7 == VHDXBlockFullyPresent {
-			blockOff := int64(e>>20) << 20
-			if _, err := d.f.ReadAt(p[done:done+n], blockOff+in); err != nil {
-				return done, formatErr(fmt.Sprintf("VHDX block %d", k), blockOff, ioErr(err))
-			}
-		} else {
-			clear(p[done : done+n])
+		if e&7 != VHDXBlockFullyPresent {
+			clear(part)
+			return nil
 		}
-		done += n
+		blockOff := int64(e>>20) << 20
+		if _, err := d.f.ReadAt(part, blockOff+in); err != nil {
+			return formatErr(fmt.Sprintf("VHDX block %d", k), blockOff, ioErr(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return done, err
 	}
 	return done, eof
 }
@@ -210,25 +209,19 @@ func (d *VHDXDisk) WriteAt(p []byte, off int64) (int, error) {
 			return 0, err
 		}
 	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		k, in := pos/d.bs, pos%d.bs
-		n := int(min(int64(len(p)-done), d.bs-in))
+	done, err := forEachBlock(p, off, d.bs, func(part []byte, k, in int64) error {
 		idx := k + k/d.chunk
 		e := d.bat[idx]
 		if e&7 != VHDXBlockFullyPresent {
 			var err error
 			if e, err = d.allocate(idx); err != nil {
-				return done, err
+				return err
 			}
 		}
-		if _, err := d.w.WriteAt(p[done:done+n], int64(e>>20)<<20+in); err != nil {
-			return done, err
-		}
-		done += n
-	}
-	return done, nil
+		_, err := d.w.WriteAt(part, int64(e>>20)<<20+in)
+		return err
+	})
+	return done, err
 }
 
 // allocate gives BAT entry idx a new zero-filled block at the end of the file.
