@@ -8,10 +8,16 @@ purpose=${1:-test}
 # Packages every purpose needs. GNU tar is the import/export peer and oracle; qemu-utils
 # (qemu-img, qemu-io), 7zip (7zz) and libvhdi-utils (vhdiinfo) are the VHD oracles of
 # pkg/vhd; 7zz is the only one here that reads differencing VHDs.
-# e2fsprogs (mkfs.ext4) formats the loop devices of the internal/loop tests.
-pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils e2fsprogs)
+# e2fsprogs (mkfs.ext4, e2fsck, resize2fs) formats and checks ext4 disks and images;
+# cryptsetup-bin (veritysetup) checks dm-verity trees; ntfs-3g (mkntfs) formats NTFS
+# scratch disks; fuse3 gives fusermount3 to the FUSE views; runc and busybox-static run
+# containers from mounted layer stacks.
+pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils e2fsprogs
+  cryptsetup-bin ntfs-3g fuse3 runc busybox-static)
 case "$purpose" in
-  bench) pkgs+=(time) ;;
+  # Peers of the benchmarks: debootstrap makes the Debian rootfs tar; erofs-utils,
+  # squashfs-tools and squashfuse are the image-build and image-read peers of CimFS.
+  bench) pkgs+=(time debootstrap erofs-utils squashfs-tools squashfuse) ;;
 esac
 
 missing=()
