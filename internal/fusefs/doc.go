@@ -51,7 +51,8 @@
 // [Unmount] unmounts a file system by ID and waits for its helper to exit.
 // [Cleanup] repairs what crashes leave: directories whose helper is gone
 // (killed, crashed) are removed after a lazy unmount of their mount point,
-// which also clears a dead FUSE mount that answers ENOTCONN; mounts of type
+// which also clears a dead FUSE mount that answers ENOTCONN (or
+// ECONNABORTED); mounts of type
 // fuse.hostcompute whose connection is dead and whose directory is gone are
 // lazily unmounted too. A caller killed after starting a helper leaks nothing
 // either: the helper lives on with a valid record, which [List] shows and

@@ -268,8 +268,8 @@ func TestCleanupKilledHelper(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(rec.Mountpoint, &st); !errors.Is(err, unix.ENOTCONN) {
-		t.Errorf("stat of a dead mount: %v, want ENOTCONN", err)
+	if err := unix.Stat(rec.Mountpoint, &st); !deadConn(err) {
+		t.Errorf("stat of a dead mount: %v, want ENOTCONN or ECONNABORTED", err)
 	}
 	if list, _ := List(); len(list) != 0 {
 		t.Errorf("List shows a dead helper: %+v", list)
@@ -335,6 +335,29 @@ func TestCallerKilled(t *testing.T) {
 	}
 	if err := Unmount(context.Background(), id); err != nil {
 		t.Fatal(err)
+	}
+	checkGone(t, rec)
+}
+
+// TestCleanupOrphanMount: a dead mount whose state directory is gone is
+// still found through mountinfo and lazily unmounted.
+func TestCleanupOrphanMount(t *testing.T) {
+	needFUSE(t)
+	mp := t.TempDir()
+	rec, err := Mount(context.Background(), Request{Kind: "testfile", Source: source(t, []byte("o")), Mountpoint: mp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Kill(rec.PID, unix.SIGKILL)
+	for i := 0; alive(rec.PID) && i < 500; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.RemoveAll(filepath.Join(StateDir(), rec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	cleaned, err := Cleanup(context.Background())
+	if err != nil || len(cleaned) != 1 || cleaned[0] != rec.ID {
+		t.Errorf("Cleanup = %v, %v", cleaned, err)
 	}
 	checkGone(t, rec)
 }

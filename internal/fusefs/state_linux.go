@@ -302,7 +302,7 @@ func Cleanup(ctx context.Context) ([]string, error) {
 			continue
 		}
 		var st unix.Stat_t
-		if err := unix.Stat(m.Mountpoint, &st); !errors.Is(err, unix.ENOTCONN) {
+		if err := unix.Stat(m.Mountpoint, &st); !deadConn(err) {
 			continue
 		}
 		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err == nil {
@@ -328,4 +328,10 @@ func processRunning(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// deadConn reports whether err is what a FUSE mount whose server has gone
+// answers: ENOTCONN, or ECONNABORTED when the server asked for abort errors.
+func deadConn(err error) bool {
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
 }
