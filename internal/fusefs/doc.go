@@ -6,9 +6,9 @@
 //
 // A file system kind is a name ("vhd-raw", "cim", ...) and an [OpenFunc] that
 // builds the go-fuse root node for a [Request]. Packages register their kinds
-// with [Register] from an init function. [Mount] does not serve anything in the
-// calling process: it re-executes the running binary (/proc/self/exe) as a
-// helper, in a new session with its standard streams detached, and waits until
+// with [Register] (Linux only, like go-fuse) from an init function. [Mount]
+// does not serve anything in the calling process: it re-executes the running
+// binary (/proc/self/exe) as a helper, in a new session with its standard streams detached, and waits until
 // the helper reports that the kernel has the mount, or reports why it failed.
 // The helper looks the kind up, opens the source, mounts, writes the record and
 // serves until the file system is unmounted, then closes the source, removes

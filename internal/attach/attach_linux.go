@@ -1,0 +1,522 @@
+package attach
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/internal/loop"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
+)
+
+const (
+	recordFile = "record.json"
+	lockFile   = "lock"
+	// globalLock serialises Attach's check for an existing attachment of the
+	// same disk with the creation of the new record.
+	globalLock = ".lock"
+)
+
+// Attach makes the disk at path a block device and returns its attachment.
+// It first runs Cleanup, so that what an earlier crashed caller left is
+// gone. On failure nothing stays attached, mounted or recorded.
+func Attach(ctx context.Context, path string, opts Options) (*Attachment, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{Op: "attach", Path: path, Err: err}
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	info, err := Detect(abs)
+	if err != nil {
+		return nil, &Error{Op: "attach", Path: abs, Err: err}
+	}
+	// What an earlier crash left is cleaned first; a failure there (say, a
+	// broken attachment still mounted) does not concern this disk.
+	_ = Cleanup(ctx)
+	a := &Attachment{
+		Version:  recordVersion,
+		ID:       newID(),
+		Disk:     abs,
+		Format:   info.Format,
+		Size:     info.Size,
+		ReadOnly: opts.ReadOnly,
+		RawView:  !info.Format.RawBacked(),
+		Created:  time.Now().UTC(),
+	}
+	dir, lock, err := createRecord(a)
+	if err != nil {
+		return nil, &Error{Op: "attach", Path: abs, Err: err}
+	}
+	defer lock.Close()
+	if err := attach(ctx, dir, a); err != nil {
+		undo(ctx, dir, a)
+		return nil, &Error{Op: "attach", Path: abs, Device: a.Device, Err: err}
+	}
+	return a, nil
+}
+
+func newID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// createRecord checks that a.Disk is not attached, and creates a's state
+// directory, locked, with its first record.
+func createRecord(a *Attachment) (string, *os.File, error) {
+	if err := os.MkdirAll(StateDir(), 0o700); err != nil {
+		return "", nil, err
+	}
+	g, err := os.OpenFile(filepath.Join(StateDir(), globalLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", nil, err
+	}
+	defer g.Close()
+	if err := unix.Flock(int(g.Fd()), unix.LOCK_EX); err != nil {
+		return "", nil, err
+	}
+	all, err := records()
+	if err != nil {
+		return "", nil, err
+	}
+	for _, o := range all {
+		if o.Disk == a.Disk {
+			return "", nil, fmt.Errorf("%w as %s", ErrAttached, o.Device)
+		}
+	}
+	dir := filepath.Join(StateDir(), a.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err == nil {
+		err = writeRecord(dir, a)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, lock, nil
+}
+
+// attach does the work of Attach once the record exists.
+func attach(ctx context.Context, dir string, a *Attachment) error {
+	a.BackingFile = a.Disk
+	var sizeLimit int64
+	if a.Format == FormatVHDFixed {
+		sizeLimit = a.Size
+	}
+	if a.RawView {
+		rec, err := fusefs.Mount(ctx, fusefs.Request{ID: a.ID, Kind: RawViewKind, Source: a.Disk, ReadOnly: a.ReadOnly})
+		if err != nil {
+			return err
+		}
+		a.BackingFile = filepath.Join(rec.Mountpoint, RawViewFile)
+		testHook("view-mounted")
+	}
+	// Autoclear until the device is recorded: if this process dies first,
+	// the kernel detaches the device when its handle closes.
+	dev, err := loop.Attach(a.BackingFile, loop.Options{ReadOnly: a.ReadOnly, SizeLimit: sizeLimit, AutoClear: true})
+	if err != nil {
+		return err
+	}
+	a.Device = dev.Path()
+	testHook("loop-attached")
+	if err := writeRecord(dir, a); err != nil {
+		dev.Detach()
+		return err
+	}
+	testHook("device-recorded")
+	if err := setAutoClear(a.Device, false); err != nil {
+		dev.Detach()
+		return err
+	}
+	testHook("autoclear-off")
+	a.Complete = true
+	if err := writeRecord(dir, a); err != nil {
+		dev.Detach()
+		return err
+	}
+	// The device stays attached after its handle is closed: autoclear is off.
+	return dev.Release()
+}
+
+// setAutoClear sets or clears LO_FLAGS_AUTOCLEAR of an attached device.
+func setAutoClear(device string, on bool) error {
+	fd, err := unix.Open(device, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	if err != nil {
+		return fmt.Errorf("LOOP_GET_STATUS64 on %s: %w", device, err)
+	}
+	if on {
+		info.Flags |= unix.LO_FLAGS_AUTOCLEAR
+	} else {
+		info.Flags &^= unix.LO_FLAGS_AUTOCLEAR
+	}
+	if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
+		return fmt.Errorf("LOOP_SET_STATUS64 on %s: %w", device, err)
+	}
+	return nil
+}
+
+// undo removes whatever part of a exists: its loop device (if it is still
+// bound to a's backing file), its raw view, and its state directory.
+func undo(ctx context.Context, dir string, a *Attachment) error {
+	var errs []error
+	if a.Device != "" && boundTo(a.Device, a.BackingFile) {
+		if err := detachLoop(ctx, a.Device); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.RawView {
+		if err := fusefs.Unmount(ctx, a.ID); err != nil && !errors.Is(err, fusefs.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// boundTo reports whether device is a loop device bound to backingFile.
+func boundTo(device, backingFile string) bool {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(device), "loop", "backing_file"))
+	if err != nil {
+		return false
+	}
+	bf := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	return bf == backingFile
+}
+
+// detachLoop detaches device and waits until the kernel has let go of its
+// backing file (a raw view cannot be unmounted before).
+func detachLoop(ctx context.Context, device string) error {
+	if err := loop.DetachPath(device); err != nil {
+		return err
+	}
+	backing := filepath.Join("/sys/block", filepath.Base(device), "loop", "backing_file")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(backing); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s still bound after detaching (opened by another process?)", device)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Detach ends the attachment of a device (/dev/loopN) or disk file. A device
+// that is mounted or held by another device gives ErrBusy and stays attached.
+func Detach(ctx context.Context, deviceOrDisk string) error {
+	a, err := find(deviceOrDisk)
+	if err != nil {
+		return &Error{Op: "detach", Path: deviceOrDisk, Err: err}
+	}
+	dir := filepath.Join(StateDir(), a.ID)
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
+	if err != nil {
+		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: fmt.Errorf("%w: attach in progress", ErrBusy)}
+	}
+	if boundTo(a.Device, a.BackingFile) {
+		if err := checkUnused(a.Device); err != nil {
+			return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
+		}
+	}
+	if err := undo(ctx, dir, a); err != nil {
+		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
+	}
+	return nil
+}
+
+// checkUnused fails with ErrBusy if device is mounted or held by another
+// block device.
+func checkUnused(device string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(device, &st); err != nil {
+		return err
+	}
+	mounts, err := mountinfo.Read()
+	if err != nil {
+		return err
+	}
+	var at []string
+	for _, m := range mounts {
+		if m.Major == unix.Major(st.Rdev) && m.Minor == unix.Minor(st.Rdev) {
+			at = append(at, m.Mountpoint)
+		}
+	}
+	if len(at) > 0 {
+		return fmt.Errorf("%w: mounted at %s", ErrBusy, strings.Join(at, ", "))
+	}
+	holders, _ := os.ReadDir(filepath.Join("/sys/block", filepath.Base(device), "holders"))
+	if len(holders) > 0 {
+		return fmt.Errorf("%w: held by %s", ErrBusy, holders[0].Name())
+	}
+	return nil
+}
+
+// MountPoints returns where the device of a is mounted, from mountinfo.
+func MountPoints(a *Attachment) ([]string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(a.Device, &st); err != nil {
+		return nil, err
+	}
+	mounts, err := mountinfo.Read()
+	if err != nil {
+		return nil, err
+	}
+	var at []string
+	for _, m := range mounts {
+		if m.Major == unix.Major(st.Rdev) && m.Minor == unix.Minor(st.Rdev) && m.Root == "/" {
+			at = append(at, m.Mountpoint)
+		}
+	}
+	return at, nil
+}
+
+// Get returns the complete attachment of a device (/dev/loopN) or disk file.
+func Get(deviceOrDisk string) (*Attachment, error) {
+	a, err := find(deviceOrDisk)
+	if err != nil {
+		return nil, &Error{Op: "get", Path: deviceOrDisk, Err: err}
+	}
+	return a, nil
+}
+
+// find returns the complete attachment whose device or disk is deviceOrDisk.
+func find(deviceOrDisk string) (*Attachment, error) {
+	all, err := records()
+	if err != nil {
+		return nil, err
+	}
+	want := deviceOrDisk
+	if !strings.HasPrefix(want, "/dev/") {
+		if abs, err := filepath.Abs(want); err == nil {
+			want = abs
+		}
+		if r, err := filepath.EvalSymlinks(want); err == nil {
+			want = r
+		}
+	}
+	for i := range all {
+		if all[i].Complete && (all[i].Device == want || all[i].Disk == want) {
+			return &all[i], nil
+		}
+	}
+	return nil, ErrNotAttached
+}
+
+// List returns the complete attachments, sorted by device.
+func List() ([]Attachment, error) {
+	all, err := records()
+	if err != nil {
+		return nil, &Error{Op: "list", Err: err}
+	}
+	var out []Attachment
+	for _, a := range all {
+		if a.Complete {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
+	return out, nil
+}
+
+// records reads every record in the state directory, complete or not.
+func records() ([]Attachment, error) {
+	entries, err := os.ReadDir(StateDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Attachment
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		a, err := readRecord(filepath.Join(StateDir(), e.Name()))
+		if err != nil {
+			continue
+		}
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+func readRecord(dir string) (*Attachment, error) {
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var a Attachment
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, recordFile), err)
+	}
+	if a.Version != recordVersion || a.ID != filepath.Base(dir) {
+		return nil, fmt.Errorf("%s: record version %d for %q", filepath.Join(dir, recordFile), a.Version, a.ID)
+	}
+	return &a, nil
+}
+
+// writeRecord stores a as dir/record.json through a synced temporary file.
+func writeRecord(dir string, a *Attachment) error {
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, recordFile+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, recordFile))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Cleanup removes what crashed callers left: attachments that Attach did not
+// finish, attachments whose loop device was detached by someone else or
+// whose raw view died, raw views that belong to no attachment, and dead
+// FUSE mounts (fusefs.Cleanup). Attachments in progress and healthy ones are
+// left alone.
+func Cleanup(ctx context.Context) error {
+	var errs []error
+	entries, err := os.ReadDir(StateDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return &Error{Op: "cleanup", Path: StateDir(), Err: err}
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(StateDir(), e.Name())
+		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && !recent(dir) {
+				os.RemoveAll(dir) // a directory from a caller that died at once
+			}
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			lock.Close() // an Attach at work
+			continue
+		}
+		a, err := readRecord(dir)
+		switch {
+		case err != nil:
+			if errors.Is(err, os.ErrNotExist) {
+				os.RemoveAll(dir) // died before its first record
+			}
+		case !a.Complete || !healthy(a):
+			if a.Device != "" && boundTo(a.Device, a.BackingFile) && checkUnused(a.Device) != nil {
+				// Broken but mounted: it goes when its user unmounts and
+				// detaches it.
+				break
+			}
+			if err := undo(ctx, dir, a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		lock.Close()
+	}
+	// Raw views whose attachment directory is gone. Attach creates the
+	// directory before the view, so a view without one is an orphan.
+	views, err := fusefs.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range views {
+		if _, err := os.Stat(filepath.Join(StateDir(), v.ID)); v.Kind == RawViewKind && errors.Is(err, os.ErrNotExist) {
+			if err := fusefs.Unmount(ctx, v.ID); err != nil && !errors.Is(err, fusefs.ErrNotFound) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if _, err := fusefs.Cleanup(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &Error{Op: "cleanup", Err: err}
+	}
+	return nil
+}
+
+// healthy reports whether a complete attachment still works: its device is
+// bound to its backing file and its raw view, if any, is served.
+func healthy(a *Attachment) bool {
+	if !boundTo(a.Device, a.BackingFile) {
+		return false
+	}
+	if a.RawView {
+		rec, err := fusefs.Get(a.ID)
+		if err != nil {
+			return false
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(rec.Mountpoint, &st); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func recent(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && time.Since(fi.ModTime()) < 10*time.Second
+}
+
+// testHook, when set by a test, is called at each step of attach, so that a
+// test can kill the process there.
+var testHook = func(stage string) {}

@@ -1,0 +1,460 @@
+package attach
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/internal/loop"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
+)
+
+func TestMain(m *testing.M) {
+	fusefs.MaybeRunHelper()
+	if stage := os.Getenv("ATTACH_TEST_CRASH_AT"); stage != "" {
+		crashChild(stage)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild attaches ATTACH_TEST_DISK and kills itself with SIGKILL at the
+// given stage of attach ("never" to print the device and wait).
+func crashChild(stage string) {
+	testHook = func(s string) {
+		if s == stage {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Hour)
+		}
+	}
+	a, err := Attach(context.Background(), os.Getenv("ATTACH_TEST_DISK"), Options{})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(a.Device)
+	time.Sleep(time.Hour)
+}
+
+const testSize = 64 << 20
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for loop devices and mounts")
+	}
+	for _, p := range []string{"/dev/loop-control", "/dev/fuse"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("no %s: %v", p, err)
+		}
+	}
+	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s: %v", tool, err)
+		}
+	}
+	t.Setenv(envStateDir, t.TempDir())
+	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// makeDisk creates an empty disk of the given format and testSize in dir.
+func makeDisk(t *testing.T, dir string, format Format) string {
+	t.Helper()
+	switch format {
+	case FormatRaw:
+		p := filepath.Join(dir, "disk.img")
+		if err := os.Truncate(p, testSize); err != nil {
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Truncate(testSize)
+			f.Close()
+		}
+		return p
+	case FormatVHDFixed, FormatVHDDynamic:
+		p := filepath.Join(dir, "disk.vhd")
+		typ := vhd.Fixed
+		if format == FormatVHDDynamic {
+			typ = vhd.Dynamic
+		}
+		d, err := vhd.Create(p, vhd.CreateOptions{Type: typ, Size: testSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		return p
+	case FormatVHDDifferencing:
+		base := filepath.Join(dir, "base.vhd")
+		d, err := vhd.Create(base, vhd.CreateOptions{Type: vhd.Dynamic, Size: testSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Data in the parent that the child must show through.
+		d.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), testSize-4096)
+		d.Close()
+		p := filepath.Join(dir, "child.vhd")
+		d, err = vhd.Create(p, vhd.CreateOptions{Type: vhd.Differencing, Parent: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		return p
+	case FormatVHDXFixed:
+		p := filepath.Join(dir, "disk.vhdx")
+		run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed", p, fmt.Sprint(testSize))
+		return p
+	case FormatVHDXDynamic:
+		p := filepath.Join(dir, "disk.vhdx")
+		if err := vhd.CreateVHDX(p, vhd.VHDXCreateOptions{Size: testSize, BlockSize: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Fatalf("no maker for %s", format)
+	return ""
+}
+
+// virtualImage copies the virtual disk at path, read through package vhd, to
+// a raw file.
+func virtualImage(t *testing.T, path string) string {
+	t.Helper()
+	d, err := OpenDisk(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	out := filepath.Join(t.TempDir(), "virtual.raw")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, io.NewSectionReader(d, 0, d.Size())); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkClean fails if a left a loop device, a mount, a helper or state.
+func checkClean(t *testing.T, a *Attachment) {
+	t.Helper()
+	if a.Device != "" && boundTo(a.Device, a.BackingFile) {
+		t.Errorf("%s still bound to %s", a.Device, a.BackingFile)
+	}
+	if devs, _ := loop.Find(a.Disk); len(devs) > 0 {
+		t.Errorf("loop devices still on %s: %v", a.Disk, devs)
+	}
+	ms, err := mountinfo.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if strings.Contains(m.Source, a.ID) || (a.Device != "" && m.Source == a.Device) {
+			t.Errorf("mount left: %+v", m)
+		}
+	}
+	for _, dir := range []string{StateDir(), fusefs.StateDir()} {
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			var names []string
+			for _, e := range entries {
+				if e.Name() != globalLock {
+					names = append(names, e.Name())
+				}
+			}
+			if len(names) > 0 {
+				t.Errorf("state left in %s: %v", dir, names)
+			}
+		}
+	}
+	out, _ := exec.Command("pgrep", "-f", "fusefs-helper "+a.ID).Output()
+	if len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("helper processes left: %s", out)
+	}
+}
+
+var allFormats = []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDDifferencing, FormatVHDXFixed, FormatVHDXDynamic}
+
+// TestFormatMountWrite: attach each kind, mkfs.ext4, mount, write, unmount,
+// detach; then read the disk again through package vhd and find the file
+// with debugfs, and e2fsck finds the file system clean.
+func TestFormatMountWrite(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	for _, format := range allFormats {
+		t.Run(string(format), func(t *testing.T) {
+			if format == FormatVHDXFixed {
+				if _, err := exec.LookPath("qemu-img"); err != nil {
+					t.Skip("no qemu-img to make a fixed VHDX")
+				}
+			}
+			disk := makeDisk(t, t.TempDir(), format)
+			a, err := Attach(ctx, disk, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Format != format || a.Size != testSize || a.RawView == format.RawBacked() {
+				t.Errorf("attachment %+v", a)
+			}
+			if got := deviceSize(t, a.Device); got != testSize {
+				t.Errorf("device size %d, want %d", got, testSize)
+			}
+			if format == FormatVHDDifferencing {
+				// The parent's data shows through the child.
+				b := make([]byte, 4096)
+				f, _ := os.Open(a.Device)
+				f.ReadAt(b, testSize-4096)
+				f.Close()
+				if !bytes.Equal(b, bytes.Repeat([]byte{0xa5}, 4096)) {
+					t.Error("parent data not visible through the differencing child")
+				}
+			}
+			run(t, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", a.Device)
+			mp := t.TempDir()
+			if err := unix.Mount(a.Device, mp, "ext4", 0, ""); err != nil {
+				t.Fatal(err)
+			}
+			want := bytes.Repeat([]byte(string(format)+" data\n"), 50000)
+			if err := os.WriteFile(filepath.Join(mp, "hello"), want, 0o644); err != nil {
+				unix.Unmount(mp, 0)
+				t.Fatal(err)
+			}
+			if err := Detach(ctx, a.Device); !errors.Is(err, ErrBusy) {
+				t.Errorf("Detach of a mounted device: %v, want ErrBusy", err)
+			}
+			if err := unix.Unmount(mp, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := Detach(ctx, disk); err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, a)
+			raw := virtualImage(t, disk)
+			run(t, "e2fsck", "-fn", raw)
+			got, err := exec.Command("debugfs", "-R", "cat /hello", raw).Output()
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("debugfs cat /hello: %d bytes (want %d), %v", len(got), len(want), err)
+			}
+			if format == FormatVHDXDynamic {
+				if _, err := exec.LookPath("qemu-img"); err == nil {
+					run(t, "qemu-img", "check", "-f", "vhdx", disk)
+				}
+			}
+		})
+	}
+}
+
+func deviceSize(t *testing.T, dev string) int64 {
+	t.Helper()
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func fileHash(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// TestReadOnly: a read-only attachment refuses writes and leaves the file
+// byte-identical.
+func TestReadOnly(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXDynamic} {
+		t.Run(string(format), func(t *testing.T) {
+			disk := makeDisk(t, t.TempDir(), format)
+			before := fileHash(t, disk)
+			a, err := Attach(ctx, disk, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(a.Device, os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteAt([]byte("x"), 0)
+				if err == nil {
+					err = f.Sync()
+				}
+				f.Close()
+			}
+			if err == nil {
+				t.Error("writing to a read-only device succeeded")
+			}
+			b := make([]byte, 4096)
+			r, err := os.Open(a.Device)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.ReadAt(b, 0); err != nil {
+				t.Errorf("reading a read-only device: %v", err)
+			}
+			r.Close()
+			if err := Detach(ctx, a.Device); err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, a)
+			if fileHash(t, disk) != before {
+				t.Error("read-only attach changed the disk file")
+			}
+		})
+	}
+}
+
+func TestAttachErrors(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := Attach(ctx, filepath.Join(dir, "missing"), Options{}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing disk: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.vhdx")
+	os.WriteFile(bad, append([]byte("vhdxfile"), make([]byte, 1<<20)...), 0o644)
+	if _, err := Attach(ctx, bad, Options{}); !errors.Is(err, vhd.ErrInvalidFormat) {
+		t.Errorf("corrupt VHDX: %v", err)
+	}
+	disk := makeDisk(t, dir, FormatVHDDynamic)
+	a, err := Attach(ctx, disk, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Attach(ctx, disk, Options{ReadOnly: true}); !errors.Is(err, ErrAttached) || !strings.Contains(err.Error(), a.Device) {
+		t.Errorf("second attach: %v", err)
+	}
+	if got, err := Get(a.Device); err != nil || got.ID != a.ID {
+		t.Errorf("Get: %+v, %v", got, err)
+	}
+	if l, err := List(); err != nil || len(l) != 1 {
+		t.Errorf("List: %+v, %v", l, err)
+	}
+	if err := Detach(ctx, disk); err != nil {
+		t.Fatal(err)
+	}
+	if err := Detach(ctx, disk); !errors.Is(err, ErrNotAttached) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("second detach: %v", err)
+	}
+	checkClean(t, a)
+}
+
+// TestCrashedCaller kills a child process with SIGKILL at each step of
+// Attach; Cleanup (or the next Attach) leaves nothing behind.
+func TestCrashedCaller(t *testing.T) {
+	needRoot(t)
+	for _, stage := range []string{"view-mounted", "loop-attached", "device-recorded", "autoclear-off"} {
+		for _, format := range []Format{FormatRaw, FormatVHDXDynamic} {
+			if stage == "view-mounted" && format.RawBacked() {
+				continue
+			}
+			t.Run(stage+"/"+string(format), func(t *testing.T) {
+				disk := makeDisk(t, t.TempDir(), format)
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), "ATTACH_TEST_CRASH_AT="+stage, "ATTACH_TEST_DISK="+disk)
+				out, _ := cmd.CombinedOutput()
+				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("child did not die at %s: %s", stage, out)
+				}
+				// The next Attach of the same disk cleans up and works.
+				a, err := Attach(context.Background(), disk, Options{})
+				if err != nil {
+					t.Fatalf("attach after a crash at %s: %v", stage, err)
+				}
+				if err := Detach(context.Background(), a.Device); err != nil {
+					t.Fatal(err)
+				}
+				if err := Cleanup(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				checkClean(t, a)
+				if devs, _ := loop.Find(disk); len(devs) > 0 {
+					t.Errorf("devices left on the disk: %v", devs)
+				}
+			})
+		}
+	}
+}
+
+// TestCallerGone: an attachment made by a process that then dies stays
+// usable, and Detach from another process ends it.
+func TestCallerGone(t *testing.T) {
+	needRoot(t)
+	disk := makeDisk(t, t.TempDir(), FormatVHDDynamic)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ATTACH_TEST_CRASH_AT=never", "ATTACH_TEST_DISK="+disk)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 256)
+	n, _ := stdout.Read(line)
+	dev := strings.TrimSpace(string(line[:n]))
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Get(dev)
+	if err != nil {
+		t.Fatalf("child said %q: %v", dev, err)
+	}
+	if got := deviceSize(t, a.Device); got != testSize {
+		t.Errorf("device size %d after the caller died", got)
+	}
+	if err := Detach(context.Background(), dev); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, a)
+}
+
+// TestHelperKilled: when the raw view's helper dies, Cleanup removes the
+// broken attachment.
+func TestHelperKilled(t *testing.T) {
+	needRoot(t)
+	disk := makeDisk(t, t.TempDir(), FormatVHDXDynamic)
+	a, err := Attach(context.Background(), disk, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := fusefs.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(rec.PID, syscall.SIGKILL)
+	time.Sleep(50 * time.Millisecond)
+	if err := Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, a)
+}

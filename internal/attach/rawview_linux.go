@@ -1,0 +1,167 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/hostcompute/hostcompute/internal/fusefs"
+)
+
+// RawViewKind is the fusefs kind of the raw block view: a directory with one
+// file, RawViewFile, whose content is the virtual disk of the source.
+const RawViewKind = "vhd-raw"
+
+// RawViewFile is the name of the file in a raw view.
+const RawViewFile = "disk"
+
+func init() {
+	fusefs.Register(RawViewKind, openRawView)
+}
+
+func openRawView(req fusefs.Request) (*fusefs.FS, error) {
+	d, err := OpenDisk(req.Source, req.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	root := &gofs.Inode{}
+	file := &rawFile{disk: d, readOnly: req.ReadOnly}
+	return &fusefs.FS{
+		Root: root,
+		// Close runs once the kernel has unmounted the view, so nothing writes
+		// after it.
+		Close: d.Close,
+		Options: func(o *gofs.Options) {
+			o.OnAdd = func(ctx context.Context) {
+				root.AddChild(RawViewFile, root.NewPersistentInode(ctx, file, gofs.StableAttr{Ino: 2}), false)
+			}
+		},
+	}, nil
+}
+
+// rawFile is the file of a raw view. Reads and writes go straight to the
+// disk, which serialises them itself.
+type rawFile struct {
+	gofs.Inode
+	disk     Disk
+	readOnly bool
+
+	flushMu sync.Mutex // one Flush at a time
+}
+
+var (
+	_ gofs.NodeGetattrer = (*rawFile)(nil)
+	_ gofs.NodeSetattrer = (*rawFile)(nil)
+	_ gofs.NodeOpener    = (*rawFile)(nil)
+	_ gofs.NodeReader    = (*rawFile)(nil)
+	_ gofs.NodeWriter    = (*rawFile)(nil)
+	_ gofs.NodeFsyncer   = (*rawFile)(nil)
+	_ gofs.NodeReleaser  = (*rawFile)(nil)
+)
+
+func (f *rawFile) mode() uint32 {
+	if f.readOnly {
+		return syscall.S_IFREG | 0o444
+	}
+	return syscall.S_IFREG | 0o644
+}
+
+func (f *rawFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = f.mode()
+	out.Size = uint64(f.disk.Size())
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = 4096
+	out.Nlink = 1
+	return 0
+}
+
+// Setattr accepts only what changes nothing: the size of a virtual disk
+// changes through package vhd, not through the view.
+func (f *rawFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok && int64(sz) != f.disk.Size() {
+		return syscall.EPERM
+	}
+	if _, ok := in.GetMode(); ok {
+		return syscall.EPERM
+	}
+	if _, ok := in.GetUID(); ok {
+		return syscall.EPERM
+	}
+	return f.Getattr(ctx, fh, out)
+}
+
+func (f *rawFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if f.readOnly && flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EPERM
+	}
+	// The content changes only through this mount: keep the page cache.
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (f *rawFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := f.disk.Size()
+	if off >= size {
+		return fuse.ReadResultData(nil), 0
+	}
+	if rem := size - off; int64(len(dest)) > rem {
+		dest = dest[:rem]
+	}
+	n, err := f.disk.ReadAt(dest, off)
+	if err != nil && !(errors.Is(err, io.EOF) && n == len(dest)) {
+		return nil, gofs.ToErrno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (f *rawFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if f.readOnly {
+		return 0, syscall.EROFS
+	}
+	if off < 0 || off+int64(len(data)) > f.disk.Size() {
+		return 0, syscall.ENOSPC
+	}
+	n, err := f.disk.WriteAt(data, off)
+	if err != nil {
+		return uint32(n), errnoOf(err)
+	}
+	return uint32(n), 0
+}
+
+func (f *rawFile) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	return f.flush()
+}
+
+// Release flushes when the last opener (the loop device, at detach) closes.
+func (f *rawFile) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return f.flush()
+}
+
+func (f *rawFile) flush() syscall.Errno {
+	if f.readOnly {
+		return 0
+	}
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	if err := f.disk.Flush(); err != nil {
+		return errnoOf(err)
+	}
+	return 0
+}
+
+// errnoOf maps an error from package vhd to an errno the kernel passes on:
+// the system error if there is one, else EIO.
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return syscall.EIO
+}
