@@ -342,4 +342,3 @@ func TestAppendLarge(t *testing.T) {
 		t.Errorf("Verify after corrupting block %d: %v", 777*97, err)
 	}
 }
-
