@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/progress"
 )
 
@@ -41,6 +42,9 @@ const (
 )
 
 func main() {
+	// A re-executed copy of this program serving a FUSE file system (the raw
+	// view of hcs vhd attach) never returns from here.
+	fusefs.MaybeRunHelper()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal the command cleans up and returns; restoring the

@@ -33,6 +33,8 @@ Sizes accept the binary suffixes K, M, G and T (optionally followed by "iB" or
 		a.newVHDInfoCommand(),
 		a.newVHDCheckCommand(),
 		a.newVHDConvertCommand(),
+		a.newVHDAttachCommand(),
+		a.newVHDDetachCommand(),
 	)
 	return cmd
 }
