@@ -1,0 +1,48 @@
+// Package mount mounts and unmounts the file systems that layer stacks are made of:
+// overlayfs unions, ext4 file systems on block devices, and the mount table
+// (/proc/self/mountinfo) that tells which of them are in place.
+//
+// # Overlay unions
+//
+// MountOverlay builds the union through the new mount API: fsopen("overlay"), one
+// fsconfig "lowerdir+" call per lower layer, "upperdir" and "workdir" when the
+// union is writable, FSCONFIG_CMD_CREATE, fsmount and move_mount. Each lower is
+// passed on its own, so the one-page limit of mount(2)'s option string (about 57
+// layers of absolute paths, moby#26380) does not apply, and paths may hold ':' and
+// ',' without escaping. The kernel's own limit is 500 lower layers
+// (OVL_MAX_STACK); a longer stack is refused with ErrTooManyLayers before anything
+// is mounted. Stacks are not nested to go beyond it: a nested overlay cannot be
+// used as a lower of another one more than once (FILESYSTEM_MAX_STACK_DEPTH is 2)
+// and whiteouts of the inner union would be interpreted twice, so callers that need
+// more layers must flatten some of them first.
+//
+// A union without Upper and Work is mounted read-only. Overlayfs refuses such a union
+// of a single layer, so that one is a read-only bind mount of the layer instead; the
+// view is the same except that overlay whiteouts in that layer stay visible as the
+// 0/0 character devices they are, where a union would hide them (there is nothing
+// below them to hide). "lowerdir+" needs Linux 6.8
+// or later; an older kernel gives an error matching errors.ErrUnsupported.
+//
+// # Mount table
+//
+// ParseMountInfo reads the format of proc(5)'s mountinfo, unescaping the octal
+// escapes (\040 for a space, \011, \012, \134) the kernel writes in paths. Mounts
+// and Under read the calling process's table; state about what is mounted is
+// always rebuilt from it, never kept in memory across processes.
+//
+// # Unmounting
+//
+// Unmount is a plain umount2 without flags, so a busy mount fails with an error
+// matching ErrBusy instead of disappearing from the namespace while still in use.
+// UnmountAll unmounts everything at or below a directory, deepest first; with
+// Detach it falls back to a lazy unmount (MNT_DETACH) for mounts still busy, which is
+// only meant for cleaning up after a crashed process, when no caller is left to
+// close the files keeping the mount busy.
+//
+// # Errors
+//
+// Mount and unmount failures are *Error values naming the operation, the target and,
+// for overlays, the kernel's own message from the file system context (for example
+// "overlay: failed to resolve '/x': -2"). Malformed mountinfo gives *ParseError,
+// matching ErrInvalidMountInfo.
+package mount

@@ -1,0 +1,250 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// MountOverlay mounts the union o at target, an existing directory. On failure
+// nothing is mounted.
+func MountOverlay(target string, o Overlay) error {
+	if err := o.validate(target); err != nil {
+		return err
+	}
+	if len(o.Lower) == 1 && o.Upper == "" {
+		return bindReadOnly(o.Lower[0], target)
+	}
+	fail := func(src string, fsfd int, err error) error {
+		e := &Error{Op: "mount overlay", Target: target, Source: src, Err: err}
+		if fsfd >= 0 {
+			e.Detail = contextMessages(fsfd)
+			if errors.Is(err, unix.EINVAL) && strings.Contains(e.Detail, "lowerdir+") {
+				e.Err = fmt.Errorf("%w (overlay's lowerdir+ needs Linux 6.8 or later): %w", errors.ErrUnsupported, err)
+			}
+		}
+		return e
+	}
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENODEV) {
+			err = fmt.Errorf("%w: fsopen(overlay): %w", errors.ErrUnsupported, err)
+		}
+		return fail("", -1, err)
+	}
+	defer unix.Close(fsfd)
+	source := o.Source
+	if source == "" {
+		source = "overlay"
+	}
+	if err := unix.FsconfigSetString(fsfd, "source", source); err != nil {
+		return fail("", fsfd, fmt.Errorf("fsconfig source: %w", err))
+	}
+	for _, l := range o.Lower {
+		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
+			return fail(l, fsfd, fmt.Errorf("fsconfig lowerdir+: %w", err))
+		}
+	}
+	attr := 0
+	if o.Upper != "" {
+		if err := unix.FsconfigSetString(fsfd, "upperdir", o.Upper); err != nil {
+			return fail(o.Upper, fsfd, fmt.Errorf("fsconfig upperdir: %w", err))
+		}
+		if err := unix.FsconfigSetString(fsfd, "workdir", o.Work); err != nil {
+			return fail(o.Work, fsfd, fmt.Errorf("fsconfig workdir: %w", err))
+		}
+	} else {
+		attr = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fail("", fsfd, fmt.Errorf("creating the file system: %w", err))
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attr)
+	if err != nil {
+		return fail("", fsfd, fmt.Errorf("fsmount: %w", err))
+	}
+	defer unix.Close(mfd)
+	// Until move_mount the mount is detached: closing mfd on failure drops it.
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fail("", -1, fmt.Errorf("move_mount: %w", err))
+	}
+	return nil
+}
+
+// contextMessages drains the messages the kernel queued on a file system context
+// ("e overlay: ..." lines), joined by "; ".
+func contextMessages(fsfd int) string {
+	var msgs []string
+	buf := make([]byte, 4096)
+	for range 32 {
+		n, err := unix.Read(fsfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		m := string(buf[:n])
+		if len(m) > 2 && m[1] == ' ' {
+			m = m[2:] // severity prefix: e, w, i
+		}
+		msgs = append(msgs, m)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// MountExt4 mounts the ext4 file system on device at target, an existing directory.
+// readOnly mounts it read-only without replaying the journal, as a layer image
+// attached read-only must be: a journal needing recovery is refused rather than
+// replayed onto a device that cannot be written.
+func MountExt4(device, target string, readOnly bool) error {
+	flags := uintptr(0)
+	data := ""
+	if readOnly {
+		flags |= unix.MS_RDONLY
+		data = "noload"
+	}
+	if err := unix.Mount(device, target, "ext4", flags, data); err != nil {
+		return &Error{Op: "mount ext4", Target: target, Source: device, Err: err}
+	}
+	return nil
+}
+
+// bindReadOnly bind-mounts source at target read-only, with open_tree and
+// mount_setattr so that the mount is never writable, even for a moment.
+func bindReadOnly(source, target string) error {
+	fail := func(err error) error {
+		return &Error{Op: "mount overlay", Target: target, Source: source, Err: err}
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fail(fmt.Errorf("open_tree: %w", err))
+	}
+	defer unix.Close(fd)
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		return fail(fmt.Errorf("mount_setattr: %w", err))
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fail(fmt.Errorf("move_mount: %w", err))
+	}
+	return nil
+}
+
+// Bind bind-mounts the directory source at target.
+func Bind(source, target string) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+		return &Error{Op: "bind mount", Target: target, Source: source, Err: err}
+	}
+	return nil
+}
+
+// Unmount unmounts the file system at target. A busy file system gives an error
+// matching ErrBusy, and a target that is not a mount point one matching
+// ErrNotMounted; neither is unmounted lazily.
+func Unmount(target string) error {
+	return unmount(target, 0)
+}
+
+func unmount(target string, flags int) error {
+	err := unix.Unmount(target, flags)
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Unmount(target, flags)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		err = fmt.Errorf("%w: %w", ErrBusy, err)
+	case errors.Is(err, unix.EINVAL):
+		err = fmt.Errorf("%w: %w", ErrNotMounted, err)
+	}
+	op := "unmount"
+	if flags&unix.MNT_DETACH != 0 {
+		op = "lazy unmount"
+	}
+	return &Error{Op: op, Target: target, Err: err}
+}
+
+// Mounts returns the calling process's mount table, from /proc/self/mountinfo.
+func Mounts() ([]Info, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseMountInfo(f)
+}
+
+// Lookup returns the mounts whose mount point is path (the last one is on top), or
+// none. path is made absolute and its symbolic links resolved first.
+func Lookup(path string) ([]Info, error) {
+	p, err := canonical(path)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := Mounts()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, in := range infos {
+		if in.MountPoint == p {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// IsMountPoint says whether something is mounted at path.
+func IsMountPoint(path string) (bool, error) {
+	m, err := Lookup(path)
+	return len(m) > 0, err
+}
+
+func canonical(path string) (string, error) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		p = r
+	}
+	return p, nil
+}
+
+// UnmountAll unmounts every file system mounted at dir or below it, the most
+// recently mounted first (children before their parents), and returns the mounts it
+// found, in the order they were unmounted. With detach, a mount still busy is
+// unmounted lazily (MNT_DETACH): it leaves the namespace at once and the kernel
+// releases it when its last user goes. Without detach, UnmountAll stops at the first
+// failure.
+func UnmountAll(dir string, detach bool) ([]Info, error) {
+	p, err := canonical(dir)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := Mounts()
+	if err != nil {
+		return nil, err
+	}
+	under := Under(infos, p)
+	// The table lists a mount after its parent, so reverse order unmounts children
+	// and stacked mounts first.
+	slices.Reverse(under)
+	for i, in := range under {
+		err := Unmount(in.MountPoint)
+		if errors.Is(err, ErrNotMounted) {
+			continue // gone meanwhile, with its parent say
+		}
+		if errors.Is(err, ErrBusy) && detach {
+			err = unmount(in.MountPoint, unix.MNT_DETACH)
+		}
+		if err != nil {
+			return under[:i], err
+		}
+	}
+	return under, nil
+}
