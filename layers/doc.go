@@ -1,0 +1,71 @@
+// Package layers mounts container layer stacks on Linux: hcsshim's internal/layers API
+// (MountLCOWLayers, MountWCOWLayers, GetHCSLayers, ToHostHcsSchemaLayers,
+// MountSandboxVolume, RemoveSandboxMountPoint) with the same names and, as far as Go
+// types allow, the same signatures, so that a port is mostly an import change.
+//
+// # Linux layers (LCOW)
+//
+// MountLCOWLayers takes ext4 layer images, each usually a fixed VHD (the file system
+// followed by a 512-byte VHD footer, as tar2ext4 -vhd writes it; a raw ext4 image
+// without footer works too), and a scratch disk. Under guestRoot it
+//
+//  1. attaches the scratch disk read-write through a loop device, making it first if
+//     the file does not exist (a sparse fixed VHD formatted ext4, WithScratchSize
+//     bytes, 20 GiB by default), and mounts it at guestRoot;
+//  2. attaches every layer read-only, with the footer outside the device, and mounts
+//     it read-only at guestRoot/layers/<i> (i = 0 for the top-most layer);
+//  3. mounts an overlay union at guestRoot/rootfs: the layers as lowers, top-most
+//     first, guestRoot/upper as the writable layer and guestRoot/work as overlayfs's
+//     work directory.
+//
+// It returns guestRoot/rootfs (the container's root file system), guestRoot (the
+// scratch mount) and a ResourceCloser. Loop devices are attached with autoclear, so
+// the kernel detaches each one when its mount goes: a process that exits leaves
+// mounts (on purpose, see the hcs layer mount command) but never a loop device that
+// no mount uses.
+//
+// # Windows layers (WCOW)
+//
+// MountWCOWLayers makes the union of the Files/ folders of layer folders written by
+// package winlayer, with the scratch folder's Files/ as the writable layer (or, when
+// the scratch folder holds a sandbox.vhdx that is a fixed VHD or raw image, the
+// Files/ of that disk's ext4 file system). Deletions in the union are overlay
+// whiteouts in the scratch; Windows metadata of new files is not recorded.
+//
+// # The closer contract
+//
+// Each step that acquires something (a loop device, a mount, a file made) pushes
+// its undo onto a stack. When a later step fails, the stack is unwound in reverse
+// order before the error is returned, so a failed call leaves nothing behind: no
+// mount, no loop device, no scratch file it created. ResourceCloser.Release unwinds
+// the stack of a successful call the same way. Release stops at the first step that
+// fails (a busy mount, say) and keeps the rest, so it can be called again once the
+// cause is gone; after it succeeded, further calls return nil.
+//
+// # Differences from hcsshim
+//
+//   - There is no utility VM: containers run on the host. The vm parameters have type
+//     *UtilityVM, a placeholder whose only accepted value is nil; a non-nil vm gives
+//     an error matching errors.ErrUnsupported.
+//   - resources.ResourceCloser becomes this package's ResourceCloser (the same single
+//     method, Release(ctx) error), and hcsschema.Layer becomes SchemaLayer (the same
+//     JSON fields Id, Path and PathType).
+//   - LCOWLayer.Partition must be 0: layers on partitioned disks are not supported
+//     (ErrUnsupportedDisk).
+//   - Layer images and scratch disks must be loop-attachable as they are: raw images
+//     or fixed VHDs. Dynamic and differencing VHDs and every VHDX are refused with
+//     ErrUnsupportedDisk, naming the format; convert them with hcs vhd convert.
+//   - MountWCOWLayers returns a directory, not a volume GUID path: volumeMountPath when
+//     given, else <scratch>/mount. MountSandboxVolume bind-mounts such a directory, or
+//     mounts an ext4 block device, at hostPath.
+//   - MountLCOWLayers and MountWCOWLayers take extra, optional Options (scratch size,
+//     logger) after the hcsshim parameters.
+//   - ReleaseCimFSHostLayers is not here: CIM layers come with the CIM work.
+//
+// # Limits
+//
+// One union has at most 500 lower layers (the kernel's limit, see internal/mount);
+// more give an error matching ErrTooManyLayers before anything is attached. The
+// overlay is mounted with the new mount API, so the one-page limit of mount(2)'s
+// option string does not apply.
+package layers

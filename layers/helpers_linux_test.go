@@ -1,0 +1,102 @@
+package layers
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
+)
+
+// needRoot skips t unless the process can mount and attach loop devices and the
+// e2fsprogs tools are installed.
+func needRoot(t *testing.T) {
+	t.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil || data[0].Effective&(1<<unix.CAP_SYS_ADMIN) == 0 {
+		t.Skip("layer mounts need CAP_SYS_ADMIN")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no loop devices:", err)
+	}
+	for _, tool := range []string{"mkfs.ext4", "e2fsck", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found (e2fsprogs, util-linux)", tool)
+		}
+	}
+}
+
+// layerVHD makes an ext4 layer image of the tree populate makes, with a fixed VHD
+// footer, as tar2ext4 -vhd would.
+func layerVHD(t *testing.T, dir, name string, populate func(root string)) string {
+	t.Helper()
+	src := filepath.Join(dir, name+".src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	populate(src)
+	img := filepath.Join(dir, name+".vhd")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-b", "4096", "-d", src, img, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	if err := vhd.AppendFixedFooterFile(img, time.Unix(0, 0), [16]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func whiteout(t *testing.T, path string) {
+	t.Helper()
+	if err := unix.Mknod(path, unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkNothingLeft fails t if anything is mounted below dir or a loop device is
+// backed by a file below dir, asking the kernel (mountinfo) and losetup -a.
+func checkNothingLeft(t *testing.T, dir string) {
+	t.Helper()
+	infos, err := mount.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mount.Under(infos, dir) {
+		t.Errorf("left mounted: %s (%s from %s)", m.MountPoint, m.FSType, m.Source)
+	}
+	out, err := exec.Command("losetup", "-a").Output()
+	if err != nil {
+		t.Fatalf("losetup -a: %v", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), dir) {
+			t.Errorf("left attached: %s", sc.Text())
+		}
+	}
+}
+
+// cleanupMounts unmounts and detaches whatever a failed test left under dir, so
+// that one failure does not break the next tests.
+func cleanupMounts(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		mount.UnmountAll(dir, true)
+	})
+}

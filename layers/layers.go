@@ -1,0 +1,172 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/wclayer"
+)
+
+// LCOWLayer is one read-only Linux layer: an ext4 image, raw or as a fixed VHD.
+type LCOWLayer struct {
+	VHDPath string
+	// Partition must be 0: the whole disk is the file system.
+	Partition uint64
+}
+
+// LCOWLayers defines a set of LCOW layers.
+type LCOWLayers struct {
+	// Layers should be in order from top-most layer to bottom-most layer.
+	Layers []*LCOWLayer
+	// ScratchVHDPath is the writable disk; it is made when it does not exist.
+	ScratchVHDPath string
+}
+
+// ResourceCloser releases what a mount call acquired. It stands in for hcsshim's
+// resources.ResourceCloser.
+type ResourceCloser interface {
+	Release(ctx context.Context) error
+}
+
+// UtilityVM stands in for hcsshim's *uvm.UtilityVM. Containers run on the host here,
+// so the only value functions accept is nil.
+type UtilityVM struct{}
+
+// SchemaLayer is a layer as the HCS schema (hcsschema.Layer) describes it.
+type SchemaLayer struct {
+	ID       string `json:"Id,omitempty"`
+	Path     string `json:"Path,omitempty"`
+	PathType string `json:"PathType,omitempty"`
+}
+
+// Errors returned by this package. Failures of a step are *Error values wrapping
+// the cause, which may be one of these or an error of internal/mount or
+// internal/loop.
+var (
+	// ErrUnsupportedDisk means a layer or scratch disk cannot be attached as it
+	// is: a dynamic, differencing or VHDX disk, or a partition.
+	ErrUnsupportedDisk = errors.New("layers: unsupported disk")
+
+	// ErrTooManyLayers means more layers than one union can stack (500); it
+	// matches internal/mount's error of the same name.
+	ErrTooManyLayers = mount.ErrTooManyLayers
+
+	// ErrInvalidArgument means a parameter is missing or out of range.
+	ErrInvalidArgument = errors.New("layers: invalid argument")
+
+	// ErrAlreadyMounted means the target of a mount already has something
+	// mounted on it. It matches fs.ErrExist.
+	ErrAlreadyMounted = alreadyMounted{}
+)
+
+type alreadyMounted struct{}
+
+func (alreadyMounted) Error() string { return "layers: already mounted" }
+func (alreadyMounted) Is(target error) bool {
+	return target == fs.ErrExist
+}
+
+// Error records the step of a mount call that failed.
+type Error struct {
+	Op   string // the step, e.g. "attach layer", "mount scratch"
+	Path string // the layer, disk or directory concerned
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return "layers: " + e.Op + ": " + e.Err.Error()
+	}
+	return "layers: " + e.Op + " " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// DefaultScratchSize is the size of a scratch disk made by MountLCOWLayers when no
+// WithScratchSize option is given: 20 GiB, allocated sparsely.
+const DefaultScratchSize = 20 << 30
+
+// Option changes how a stack is mounted.
+type Option func(*options) error
+
+type options struct {
+	scratchSize int64
+	log         *slog.Logger
+	// failAt makes the step with this number (1-based, counted over the
+	// acquiring steps) fail, to test the unwinding; 0 never.
+	failAt int
+	// steps, when set, gets the name of every acquiring step.
+	steps *[]string
+}
+
+// WithScratchSize sets the size in bytes of a scratch disk that has to be made; an
+// existing disk keeps its size. It must be a multiple of 1 MiB, at least 32 MiB.
+func WithScratchSize(size int64) Option {
+	return func(o *options) error {
+		if size < 32<<20 || size%(1<<20) != 0 {
+			return fmt.Errorf("%w: scratch size %d: want a multiple of 1 MiB, at least 32 MiB", ErrInvalidArgument, size)
+		}
+		o.scratchSize = size
+		return nil
+	}
+}
+
+// WithLogger logs the steps taken and the failures of cleanups to l. By default
+// nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
+}
+
+func newOptions(opts []Option) (*options, error) {
+	o := &options{scratchSize: DefaultScratchSize, log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func checkVM(vm *UtilityVM) error {
+	if vm != nil {
+		return fmt.Errorf("layers: utility VMs: containers run on the host: %w", errors.ErrUnsupported)
+	}
+	return nil
+}
+
+// GetHCSLayers converts host paths of container layers into HCS schema layers:
+// each gets the layer ID of its folder (wclayer.LayerID) and its path. vm must be
+// nil.
+func GetHCSLayers(ctx context.Context, vm *UtilityVM, paths []string) (layers []SchemaLayer, err error) {
+	if err := checkVM(vm); err != nil {
+		return nil, err
+	}
+	return schemaLayers(ctx, paths)
+}
+
+// ToHostHcsSchemaLayers converts the paths of read-only layers of a process-isolated
+// container into HCS schema layers, as GetHCSLayers does. containerID is not used.
+func ToHostHcsSchemaLayers(ctx context.Context, containerID string, roLayers []string) ([]SchemaLayer, error) {
+	return schemaLayers(ctx, roLayers)
+}
+
+func schemaLayers(ctx context.Context, paths []string) ([]SchemaLayer, error) {
+	out := make([]SchemaLayer, 0, len(paths))
+	for _, p := range paths {
+		id, err := wclayer.LayerID(ctx, p)
+		if err != nil {
+			return nil, &Error{Op: "layer ID", Path: p, Err: err}
+		}
+		out = append(out, SchemaLayer{ID: id.String(), Path: p})
+	}
+	return out, nil
+}

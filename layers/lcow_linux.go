@@ -1,0 +1,217 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hostcompute/hostcompute/internal/loop"
+	"github.com/hostcompute/hostcompute/internal/mount"
+)
+
+// Names inside guestRoot (the scratch mount) of MountLCOWLayers.
+const (
+	RootfsDir = "rootfs" // the union
+	UpperDir  = "upper"  // the union's writable layer
+	WorkDir   = "work"   // overlayfs's work directory
+	LayersDir = "layers" // layers/<i>: read-only layer i, 0 the top-most
+)
+
+// Overlay mount sources name the owner of a union in mountinfo.
+const (
+	LCOWSourcePrefix = "hcs-lcow:"
+	WCOWSourcePrefix = "hcs-wcow:"
+)
+
+// MountLCOWLayers mounts the Linux layers and scratch disk of a container under
+// guestRoot, a host directory, and returns the path of the container's root file
+// system (guestRoot/rootfs), the path of the mounted scratch (guestRoot) and the
+// closer that unmounts and detaches it all. See the package documentation for the
+// layout, the closer contract and the differences from hcsshim; vm must be nil.
+//
+// The scratch disk (layers.ScratchVHDPath) is made when it does not exist, with the
+// size given by WithScratchSize. On failure nothing stays mounted or attached, and a
+// scratch disk made by this call is removed.
+func MountLCOWLayers(ctx context.Context, containerID string, layers *LCOWLayers, guestRoot string, vm *UtilityVM, opts ...Option) (_, _ string, _ ResourceCloser, err error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if err := checkVM(vm); err != nil {
+		return "", "", nil, err
+	}
+	if err := validateLCOW(layers, guestRoot); err != nil {
+		return "", "", nil, err
+	}
+	if guestRoot, err = filepath.Abs(guestRoot); err != nil {
+		return "", "", nil, err
+	}
+	if err := notMounted(guestRoot); err != nil {
+		return "", "", nil, err
+	}
+	s := newStack(o)
+	defer func() {
+		if err != nil {
+			err = s.unwind(err)
+		}
+	}()
+	o.log.Debug("mounting LCOW layers", "container", containerID, "layers", len(layers.Layers), "root", guestRoot)
+	if err := s.mkdir("make guest root", guestRoot); err != nil {
+		return "", "", nil, err
+	}
+	scratch := layers.ScratchVHDPath
+	if _, err := os.Stat(scratch); errors.Is(err, fs.ErrNotExist) {
+		err := s.step("create scratch", func() (func() error, error) {
+			if err := createScratch(ctx, scratch, o.scratchSize); err != nil {
+				return nil, &Error{Op: "create scratch", Path: scratch, Err: err}
+			}
+			o.log.Debug("created scratch disk", "path", scratch, "size", o.scratchSize)
+			return func() error { return os.Remove(scratch) }, nil
+		})
+		if err != nil {
+			return "", "", nil, err
+		}
+		s.failureOnly()
+	}
+	if err := s.attachAndMount("scratch", scratch, guestRoot, false); err != nil {
+		return "", "", nil, err
+	}
+	for _, d := range []string{UpperDir, WorkDir, RootfsDir, LayersDir} {
+		if err := os.MkdirAll(filepath.Join(guestRoot, d), 0o755); err != nil {
+			return "", "", nil, &Error{Op: "make directory", Path: filepath.Join(guestRoot, d), Err: err}
+		}
+	}
+	lowers := make([]string, len(layers.Layers))
+	for i, l := range layers.Layers {
+		if err := ctx.Err(); err != nil {
+			return "", "", nil, err
+		}
+		lowers[i] = filepath.Join(guestRoot, LayersDir, strconv.Itoa(i))
+		if err := s.mkdir("make layer mount point", lowers[i]); err != nil {
+			return "", "", nil, err
+		}
+		if err := s.attachAndMount("layer", l.VHDPath, lowers[i], true); err != nil {
+			return "", "", nil, err
+		}
+	}
+	rootfs := filepath.Join(guestRoot, RootfsDir)
+	ov := mount.Overlay{
+		Lower:  lowers,
+		Upper:  filepath.Join(guestRoot, UpperDir),
+		Work:   filepath.Join(guestRoot, WorkDir),
+		Source: LCOWSourcePrefix + containerID,
+	}
+	if err := s.mountOverlay(rootfs, ov); err != nil {
+		return "", "", nil, err
+	}
+	s.commit()
+	return rootfs, guestRoot, s, nil
+}
+
+func validateLCOW(layers *LCOWLayers, guestRoot string) error {
+	bad := func(format string, args ...any) error {
+		return &Error{Op: "check arguments", Err: fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)}
+	}
+	switch {
+	case layers == nil:
+		return bad("no layers")
+	case len(layers.Layers) == 0:
+		return bad("no read-only layer")
+	case layers.ScratchVHDPath == "":
+		return bad("no scratch disk path")
+	case guestRoot == "":
+		return bad("no guest root")
+	case len(layers.Layers) > mount.MaxLowerLayers:
+		return &Error{Op: "check arguments", Err: fmt.Errorf("%w: %d layers, a union holds at most %d", ErrTooManyLayers, len(layers.Layers), mount.MaxLowerLayers)}
+	}
+	for i, l := range layers.Layers {
+		switch {
+		case l == nil || l.VHDPath == "":
+			return bad("layer %d has no path", i)
+		case l.Partition != 0:
+			return &Error{Op: "check arguments", Path: l.VHDPath, Err: fmt.Errorf("%w: partition %d: only whole-disk layers are supported", ErrUnsupportedDisk, l.Partition)}
+		}
+	}
+	return nil
+}
+
+// notMounted refuses a target that already has a mount on it.
+func notMounted(target string) error {
+	ok, err := mount.IsMountPoint(target)
+	if err != nil {
+		return &Error{Op: "read mount table", Path: target, Err: err}
+	}
+	if ok {
+		return &Error{Op: "check target", Path: target, Err: fmt.Errorf("%w (unmount it first, e.g. with hcs layer unmount)", ErrAlreadyMounted)}
+	}
+	return nil
+}
+
+// mkdir makes dir (and missing parents) as step what; the undo removes the
+// directories it made, if they are empty.
+func (s *stack) mkdir(what, dir string) error {
+	return s.step(what, func() (func() error, error) {
+		var made []string
+		for d := dir; ; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+				break
+			}
+			made = append(made, d)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, &Error{Op: what, Path: dir, Err: err}
+		}
+		if len(made) == 0 {
+			return nil, nil
+		}
+		return func() error {
+			for _, d := range made {
+				if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+			return nil
+		}, nil
+	})
+}
+
+// attachAndMount attaches the disk file (kind "layer" or "scratch") through a loop
+// device, read-only or not, and mounts its ext4 file system at target.
+func (s *stack) attachAndMount(kind, file, target string, readOnly bool) error {
+	info, err := inspectDisk(file)
+	if err != nil {
+		return err
+	}
+	var dev *loop.Device
+	err = s.step("attach "+kind, func() (func() error, error) {
+		d, err := loop.Attach(file, loop.Options{ReadOnly: readOnly, SizeLimit: info.sizeLimit, AutoClear: true})
+		if err != nil {
+			return nil, &Error{Op: "attach " + kind, Path: file, Err: err}
+		}
+		dev = d
+		s.log.Debug("attached", "kind", kind, "file", file, "device", d.Path(), "format", info.format)
+		return d.Detach, nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.step("mount "+kind, func() (func() error, error) {
+		if err := mount.MountExt4(dev.Path(), target, readOnly); err != nil {
+			return nil, &Error{Op: "mount " + kind, Path: file, Err: err}
+		}
+		return func() error { return mount.Unmount(target) }, nil
+	})
+}
+
+func (s *stack) mountOverlay(target string, ov mount.Overlay) error {
+	return s.step("mount overlay", func() (func() error, error) {
+		if err := mount.MountOverlay(target, ov); err != nil {
+			return nil, &Error{Op: "mount overlay", Path: target, Err: err}
+		}
+		return func() error { return mount.Unmount(target) }, nil
+	})
+}

@@ -1,0 +1,257 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
+)
+
+// threeLayers makes a base layer, a layer adding /etc/hello and a layer deleting
+// /deleted with a whiteout; it returns them top-most first.
+func threeLayers(t *testing.T, dir string) []*LCOWLayer {
+	base := layerVHD(t, dir, "base", func(r string) {
+		write(t, filepath.Join(r, "etc", "os"), "base")
+		write(t, filepath.Join(r, "deleted"), "x")
+		write(t, filepath.Join(r, "etc", "hello"), "old")
+	})
+	add := layerVHD(t, dir, "add", func(r string) {
+		write(t, filepath.Join(r, "etc", "hello"), "hello from layer 2\n")
+	})
+	del := layerVHD(t, dir, "del", func(r string) {
+		whiteout(t, filepath.Join(r, "deleted"))
+	})
+	return []*LCOWLayer{{VHDPath: del}, {VHDPath: add}, {VHDPath: base}}
+}
+
+func TestMountLCOWLayers(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cleanupMounts(t, dir)
+	ls := &LCOWLayers{Layers: threeLayers(t, dir), ScratchVHDPath: filepath.Join(dir, "sandbox.vhd")}
+	guest := filepath.Join(dir, "c1")
+
+	rootfs, scratch, closer, err := MountLCOWLayers(ctx, "c1", ls, guest, nil, WithScratchSize(64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rootfs != filepath.Join(guest, "rootfs") || scratch != guest {
+		t.Errorf("got rootfs %s scratch %s, want %s/rootfs and %s", rootfs, scratch, guest, guest)
+	}
+	check := func(name, want string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(rootfs, name))
+		if err != nil || string(b) != want {
+			t.Errorf("%s: got %q, %v; want %q", name, b, err, want)
+		}
+	}
+	check("etc/hello", "hello from layer 2\n")
+	check("etc/os", "base")
+	if _, err := os.Lstat(filepath.Join(rootfs, "deleted")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("deleted: got %v, want it hidden by the top layer's whiteout", err)
+	}
+	write(t, filepath.Join(rootfs, "etc", "written"), "kept")
+	if _, err := os.Stat(filepath.Join(scratch, "upper", "etc", "written")); err != nil {
+		t.Errorf("write did not land in the scratch's upper directory: %v", err)
+	}
+	if _, _, _, err := MountLCOWLayers(ctx, "c1", ls, guest, nil); !errors.Is(err, ErrAlreadyMounted) || !errors.Is(err, fs.ErrExist) {
+		t.Errorf("mounting twice: got %v, want ErrAlreadyMounted", err)
+	}
+	if err := closer.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := closer.Release(ctx); err != nil {
+		t.Errorf("second Release: %v", err)
+	}
+	checkNothingLeft(t, dir)
+
+	// The scratch disk is a fixed VHD holding a clean ext4 file system.
+	info, err := inspectDisk(ls.ScratchVHDPath)
+	if err != nil || info.format != "fixed VHD" || info.sizeLimit != 64<<20 {
+		t.Errorf("scratch: %+v, %v; want a 64 MiB fixed VHD", info, err)
+	}
+	if st, err := os.Stat(ls.ScratchVHDPath); err == nil {
+		if alloc := st.Sys().(*syscall.Stat_t).Blocks * 512; alloc > st.Size()/2 {
+			t.Errorf("scratch allocates %d of its %d bytes: want it sparse", alloc, st.Size())
+		}
+	}
+	if out, err := exec.Command("e2fsck", "-fn", ls.ScratchVHDPath).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck -fn of the scratch: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("qemu-img", "check", "-f", "vpc", ls.ScratchVHDPath).CombinedOutput(); err != nil && !strings.Contains(string(out), "not support") {
+		t.Logf("qemu-img check: %v\n%s", err, out)
+	}
+
+	// Mounting again reuses the scratch: what was written is still there.
+	rootfs, _, closer, err = MountLCOWLayers(ctx, "c1", ls, guest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("etc/written", "kept")
+	if err := closer.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, dir)
+}
+
+// TestMountLCOWLayersUnwind fails each step of MountLCOWLayers in turn and checks that
+// nothing is left: no mount, no loop device, no scratch disk, no directory made.
+func TestMountLCOWLayersUnwind(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cleanupMounts(t, dir)
+	layers := threeLayers(t, dir)
+	var steps []string
+	{
+		ls := &LCOWLayers{Layers: layers, ScratchVHDPath: filepath.Join(dir, "probe.vhd")}
+		_, _, c, err := MountLCOWLayers(ctx, "probe", ls, filepath.Join(dir, "probe"), nil, WithScratchSize(32<<20), func(o *options) error { o.steps = &steps; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("steps: %q", steps)
+	if len(steps) < 10 {
+		t.Fatalf("only %d steps recorded", len(steps))
+	}
+	for k := 1; k <= len(steps); k++ {
+		t.Run(fmt.Sprintf("%d-%s", k, strings.ReplaceAll(steps[k-1], " ", "-")), func(t *testing.T) {
+			sub := filepath.Join(dir, fmt.Sprint("run", k))
+			ls := &LCOWLayers{Layers: layers, ScratchVHDPath: filepath.Join(sub, "scratch.vhd")}
+			if err := os.Mkdir(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			guest := filepath.Join(sub, "guest", "root")
+			_, _, c, err := MountLCOWLayers(ctx, "c", ls, guest, nil, WithScratchSize(32<<20), func(o *options) error { o.failAt = k; return nil })
+			if !errors.Is(err, errInjected) || c != nil {
+				t.Fatalf("got %v, %v; want the injected failure and no closer", c, err)
+			}
+			checkNothingLeft(t, sub)
+			for _, p := range []string{ls.ScratchVHDPath, filepath.Join(sub, "guest")} {
+				if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s left behind (%v)", p, err)
+				}
+			}
+			if ents, _ := os.ReadDir(sub); len(ents) != 0 {
+				t.Errorf("left in %s: %v", sub, ents)
+			}
+		})
+	}
+}
+
+func TestMountLCOWLayersBadInput(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cleanupMounts(t, dir)
+	good := layerVHD(t, dir, "good", func(r string) { write(t, filepath.Join(r, "f"), "x") })
+	dyn := filepath.Join(dir, "dynamic.vhd")
+	d, err := vhd.Create(dyn, vhd.CreateOptions{Type: vhd.DiskTypeDynamic, Size: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	vhdx := filepath.Join(dir, "scratch.vhdx")
+	if err := vhd.CreateVHDX(vhdx, vhd.VHDXCreateOptions{Size: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	notExt4 := filepath.Join(dir, "zeros.img")
+	if err := os.WriteFile(notExt4, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]*LCOWLayer, 501)
+	for i := range many {
+		many[i] = &LCOWLayer{VHDPath: good}
+	}
+	tests := []struct {
+		name    string
+		layers  []*LCOWLayer
+		scratch string
+		want    error
+		path    string
+	}{
+		{"dynamic VHD layer", []*LCOWLayer{{VHDPath: good}, {VHDPath: dyn}}, "", ErrUnsupportedDisk, dyn},
+		{"VHDX scratch", []*LCOWLayer{{VHDPath: good}}, vhdx, ErrUnsupportedDisk, vhdx},
+		{"missing layer", []*LCOWLayer{{VHDPath: filepath.Join(dir, "nope.vhd")}}, "", fs.ErrNotExist, "nope.vhd"},
+		{"not ext4", []*LCOWLayer{{VHDPath: notExt4}}, "", nil, notExt4},
+		{"partition", []*LCOWLayer{{VHDPath: good, Partition: 1}}, "", ErrUnsupportedDisk, good},
+		{"501 layers", many, "", ErrTooManyLayers, "501"},
+		{"no layers", nil, "", ErrInvalidArgument, ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := filepath.Join(dir, fmt.Sprint("case", i))
+			os.Mkdir(sub, 0o755)
+			scratch := tt.scratch
+			if scratch == "" {
+				scratch = filepath.Join(sub, "scratch.vhd")
+			}
+			_, _, _, err := MountLCOWLayers(ctx, "c", &LCOWLayers{Layers: tt.layers, ScratchVHDPath: scratch}, filepath.Join(sub, "root"), nil, WithScratchSize(32<<20))
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.path) {
+				t.Errorf("error %q does not name %q", err, tt.path)
+			}
+			t.Log(err)
+			checkNothingLeft(t, dir)
+			if ents, _ := os.ReadDir(sub); len(ents) != 0 {
+				t.Errorf("left in %s: %v", sub, ents)
+			}
+		})
+	}
+	if _, _, _, err := MountLCOWLayers(ctx, "c", &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: good}}, ScratchVHDPath: vhdx}, dir, &UtilityVM{}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("non-nil vm: got %v, want ErrUnsupported", err)
+	}
+}
+
+// TestMountLCOWLayersDeep stacks 16 ext4 layer images, each adding a file and
+// overriding a shared one.
+func TestMountLCOWLayersDeep(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cleanupMounts(t, dir)
+	const n = 16
+	ls := &LCOWLayers{ScratchVHDPath: filepath.Join(dir, "scratch.vhd")}
+	for i := n - 1; i >= 0; i-- {
+		img := layerVHD(t, dir, fmt.Sprint("l", i), func(r string) {
+			write(t, filepath.Join(r, "shared"), fmt.Sprint(i))
+			write(t, filepath.Join(r, fmt.Sprint("own", i)), "")
+		})
+		ls.Layers = append([]*LCOWLayer{{VHDPath: img}}, ls.Layers...)
+	}
+	rootfs, _, c, err := MountLCOWLayers(ctx, "deep", ls, filepath.Join(dir, "root"), nil, WithScratchSize(32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rootfs, "shared")); string(b) != "0" {
+		t.Errorf("shared: %q, want the top layer's 0", b)
+	}
+	for i := range n {
+		if _, err := os.Stat(filepath.Join(rootfs, fmt.Sprint("own", i))); err != nil {
+			t.Error(err)
+		}
+	}
+	m, err := mount.Lookup(rootfs)
+	if err != nil || len(m) != 1 || m[0].Source != LCOWSourcePrefix+"deep" {
+		t.Errorf("mountinfo of the union: %+v, %v", m, err)
+	}
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, dir)
+}
