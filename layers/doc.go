@@ -29,8 +29,10 @@
 // MountWCOWLayers makes the union of the Files/ folders of layer folders written by
 // package winlayer, with the scratch folder's Files/ as the writable layer (or, when
 // the scratch folder holds a sandbox.vhdx that is a fixed VHD or raw image, the
-// Files/ of that disk's ext4 file system). Deletions in the union are overlay
-// whiteouts in the scratch; Windows metadata of new files is not recorded.
+// Files/ of that disk's ext4 file system). A layer's deletions (its tombstones.txt)
+// become a directory of overlay whiteouts stacked right below it, so that they hide
+// its parents' files. Deletions made through the union are overlay whiteouts in
+// the scratch; Windows metadata of files written through it is not recorded.
 //
 // # The closer contract
 //

@@ -21,6 +21,8 @@ var allowed = map[string][]string{
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"internal/mount": {"golang.org/x/sys/"},
+	"layers":         {"pkg/", "internal/mount", "internal/loop", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 }
 
 func TestDependencies(t *testing.T) {
