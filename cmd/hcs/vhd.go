@@ -19,9 +19,8 @@ func (a *app) newVHDCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vhd",
 		Short: "Create, inspect, check and convert VHD and VHDX virtual disks",
-		Long: `Virtual disks in the VHD format (fixed, dynamic and differencing) and the VHDX
-format (fixed and dynamic; differencing VHDX files are only described by info).
-New VHDX files can only be dynamic.
+		Long: `Virtual disks in the VHD and VHDX formats, each fixed, dynamic or
+differencing. A differencing disk reads through its chain of parents.
 
 Sizes accept the binary suffixes K, M, G and T (optionally followed by "iB" or
 "B"): 64M is 67108864 bytes.`,
@@ -137,13 +136,7 @@ func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
 		return nil, "", err
 	}
 	switch format {
-	case formatVHDX:
-		d, err := vhd.OpenVHDX(path, true)
-		if err != nil {
-			return nil, "", err
-		}
-		return d, format, nil
-	case formatVHD:
+	case formatVHDX, formatVHD:
 		d, err := openVHD(path)
 		if err != nil {
 			return nil, "", err
@@ -174,8 +167,9 @@ func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
 	return rawDisk{f, st.Size()}, formatRaw, nil
 }
 
-// openVHD opens a VHD read-only. A parent with another unique ID than the child
-// records makes the chain corrupt: the error then matches vhd.ErrInvalidFormat too.
+// openVHD opens a VHD or VHDX read-only. A parent with another identity than the
+// child records makes the chain corrupt: the error then matches
+// vhd.ErrInvalidFormat too.
 func openVHD(path string) (*vhd.Disk, error) {
 	d, err := vhd.Open(path, true)
 	if errors.Is(err, vhd.ErrParentMismatch) {

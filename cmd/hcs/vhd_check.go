@@ -37,7 +37,7 @@ also a parent whose unique ID differs from the one the child records),
 			}
 			defer d.Close()
 			var problems []string
-			if vd, ok := d.(*vhd.Disk); ok && vd.Type() != vhd.Fixed {
+			if vd, ok := d.(*vhd.Disk); ok && vd.Format() == vhd.FormatVHD && vd.Type() != vhd.Fixed {
 				if p := checkFooterCopy(path, vd.Footer()); p != "" {
 					problems = append(problems, p)
 				}

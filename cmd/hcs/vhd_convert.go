@@ -196,7 +196,7 @@ func createTarget(path, target string, size int64) (diskWriter, int64, error) {
 		if err := vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: size}); err != nil {
 			return nil, 0, err
 		}
-		d, err := vhd.OpenVHDX(path, false)
+		d, err := vhd.Open(path, false)
 		if err != nil {
 			os.Remove(path)
 			return nil, 0, err

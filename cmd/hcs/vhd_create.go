@@ -11,16 +11,23 @@ import (
 
 func (a *app) newVHDCreateCommand() *cobra.Command {
 	var typ, size, blockSize, parent, format string
+	var sectorSize int
 	cmd := &cobra.Command{
 		Use:   "create [flags] FILE",
 		Short: "Create an empty virtual disk",
 		Long: `Create a new virtual disk at FILE, which must not exist (exit code 4).
 
-A fixed VHD is created sparse, a dynamic disk with no block allocated. A
-differencing disk needs --parent and takes its size from the parent; the parent
-is stored as a relative and an absolute path. --format vhdx makes a dynamic VHDX
-(the only VHDX type that can be created). --size is required for fixed and
-dynamic disks and is a multiple of 512 bytes.`,
+--format is vhd (the default) or vhdx, --type fixed, dynamic (the default) or
+differencing. A fixed VHD is created sparse; a fixed VHDX has every block
+allocated on the host. A dynamic disk has no block allocated. A differencing disk
+needs --parent (a disk of the same format), takes its size and sector size from
+it, and stores the parent as a relative and an absolute path (VHDX: and the
+parent's DataWriteGuid, so the parent must not be written afterwards).
+
+--size is required for fixed and dynamic disks and is a multiple of the logical
+sector size: 512 bytes, or 4096 for a VHDX made with --logical-sector-size 4096
+(which qemu cannot open). --block-size defaults to 2M for a VHD, 32M for a
+fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			switch typ {
@@ -30,9 +37,12 @@ dynamic disks and is a multiple of 512 bytes.`,
 			}
 			switch format {
 			case formatVHD:
+				if sectorSize != 0 && sectorSize != vhd.SectorSize {
+					return usageErrorf("a VHD has 512-byte sectors")
+				}
 			case formatVHDX:
-				if typ != "dynamic" {
-					return usageErrorf("--format vhdx can only create dynamic disks")
+				if sectorSize != 0 && sectorSize != 512 && sectorSize != 4096 {
+					return usageErrorf("invalid --logical-sector-size %d: want 512 or 4096", sectorSize)
 				}
 			default:
 				return usageErrorf("invalid --format %q: want vhd or vhdx", format)
@@ -72,13 +82,23 @@ dynamic disks and is a multiple of 512 bytes.`,
 				return fmt.Errorf("create: %w", err)
 			}
 			if format == formatVHDX {
-				err = vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: n, BlockSize: uint32(bs)})
+				err = vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: n, BlockSize: uint32(bs), Fixed: typ == "fixed",
+					Parent: parent, LogicalSectorSize: uint32(sectorSize)})
+				if err == nil {
+					var d *vhd.Disk
+					if d, err = vhd.Open(path, true); err == nil {
+						n = d.Size()
+						sectorSize = d.LogicalSectorSize()
+						err = d.Close()
+					}
+				}
 			} else {
 				t := map[string]vhd.DiskType{"fixed": vhd.Fixed, "dynamic": vhd.Dynamic, "differencing": vhd.Differencing}[typ]
 				var d *vhd.Disk
 				d, err = vhd.Create(path, vhd.CreateOptions{Type: t, Size: n, BlockSize: uint32(bs), Parent: parent})
 				if err == nil {
 					n = d.Size()
+					sectorSize = vhd.SectorSize
 					err = d.Close()
 				}
 			}
@@ -89,13 +109,14 @@ dynamic disks and is a multiple of 512 bytes.`,
 				return fmt.Errorf("create: %w", err)
 			}
 			return a.result(fmt.Sprintf("created %s %s disk %s of %d bytes", typ, format, path, n),
-				map[string]any{"file": path, "format": format, "type": typ, "virtualSize": n})
+				map[string]any{"file": path, "format": format, "type": typ, "virtualSize": n, "logicalSectorSize": sectorSize, "parent": parent})
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&typ, "type", "dynamic", "disk `TYPE`: fixed, dynamic or differencing")
 	f.StringVar(&size, "size", "", "virtual size, such as 10G")
-	f.StringVar(&blockSize, "block-size", "", "block size of dynamic disks (default 2M for VHD, 32M for VHDX)")
+	f.StringVar(&blockSize, "block-size", "", "block size (default 2M for VHD and differencing VHDX, 32M for other VHDX)")
+	f.IntVar(&sectorSize, "logical-sector-size", 0, "logical sector size of a VHDX: 512 (default) or 4096")
 	f.StringVar(&parent, "parent", "", "parent `FILE` of a differencing disk")
 	f.StringVar(&format, "format", formatVHD, "file `FORMAT`: vhd or vhdx")
 	return cmd

@@ -194,13 +194,14 @@ func TestVHDErrors(t *testing.T) {
 	existing := writeFile(t, dir, "exists.vhd", []byte("x"))
 	wantCode(t, hcs(t, nil, "vhd", "create", "--size", "1M", existing), exitExists)
 	for _, args := range [][]string{
-		{"vhd", "create", filepath.Join(dir, "a.vhd")},                                   // no size
-		{"vhd", "create", "--size", "1X", filepath.Join(dir, "a.vhd")},                   // bad size
-		{"vhd", "create", "--type", "sparse", "--size", "1M", filepath.Join(dir, "a")},   // bad type
-		{"vhd", "create", "--type", "differencing", filepath.Join(dir, "a.vhd")},         // no parent
-		{"vhd", "create", "--type", "fixed", "--format", "vhdx", "--size", "1M", "a"},    // no fixed VHDX
-		{"vhd", "create", "--size", "1M", "--block-size", "3K", filepath.Join(dir, "a")}, // not a power of two
-		{"vhd", "create", "--size", "1000", filepath.Join(dir, "a")},                     // not a multiple of 512
+		{"vhd", "create", filepath.Join(dir, "a.vhd")},                                 // no size
+		{"vhd", "create", "--size", "1X", filepath.Join(dir, "a.vhd")},                 // bad size
+		{"vhd", "create", "--type", "sparse", "--size", "1M", filepath.Join(dir, "a")}, // bad type
+		{"vhd", "create", "--type", "differencing", filepath.Join(dir, "a.vhd")},       // no parent
+		{"vhd", "create", "--format", "vhdx", "--logical-sector-size", "1024", "--size", "1M", filepath.Join(dir, "a")},
+		{"vhd", "create", "--logical-sector-size", "4096", "--size", "1M", filepath.Join(dir, "a")}, // 4K VHD
+		{"vhd", "create", "--size", "1M", "--block-size", "3K", filepath.Join(dir, "a")},            // not a power of two
+		{"vhd", "create", "--size", "1000", filepath.Join(dir, "a")},                                // not a multiple of 512
 		{"vhd", "convert", "--to", "qcow2", existing, filepath.Join(dir, "b")},
 		{"vhd", "convert", existing},
 		{"vhd", "info"},

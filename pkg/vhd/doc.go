@@ -1,10 +1,17 @@
-// Package vhd reads and writes Virtual Hard Disk (VHD) images, the format of
-// Microsoft's "Virtual Hard Disk Image Format Specification" (2006), in pure Go.
+// Package vhd reads and writes virtual hard disks in pure Go: the VHD format of
+// Microsoft's "Virtual Hard Disk Image Format Specification" (2006) and the VHDX
+// format of [MS-VHDX], each as fixed, dynamic and differencing disks.
 //
 // # Model
 //
-// A VHD is a virtual disk of a fixed size, split into 512-byte sectors. Three
-// disk types exist:
+// [Open] detects the format and returns a [Disk], read and written with ReadAt and
+// WriteAt like an [io.ReaderAt] and [io.WriterAt] over the virtual disk, with
+// Size, Flush, Close and [Disk.Resize] (grow in place, shrink when nothing is
+// lost). Unwritten blocks read as zeros; a differencing disk reads the sectors it
+// has not written from its parent chain, opened read-only. [Create] makes a new
+// VHD, [CreateVHDX] a new VHDX.
+//
+// A VHD is split into 512-byte sectors. Three disk types exist:
 //
 //   - Fixed: the file is the raw disk followed by a 512-byte footer. [AppendFixedFooter]
 //     turns a raw image (for example an ext4 file system) into a fixed VHD.
@@ -17,11 +24,8 @@
 //     found through the parent locators in the header and checked against the
 //     parent's unique ID.
 //
-// [Create] makes a new disk of any type, [Open] opens an existing one, and a [Disk]
-// is read and written with ReadAt and WriteAt like an [io.ReaderAt] and
-// [io.WriterAt] over the virtual disk. [ParseFooter] and [ParseDynamicHeader]
-// decode the two on-disk structures, and the [Footer] and [DynamicHeader] types
-// encode them with MarshalBinary.
+// [ParseFooter] and [ParseDynamicHeader] decode the two on-disk structures, and the
+// [Footer] and [DynamicHeader] types encode them with MarshalBinary.
 //
 // All integers in the format are big-endian; sector bitmaps are most significant
 // bit first; checksums are the ones' complement of the byte sum.
@@ -33,7 +37,8 @@
 // [ErrInvalidFormat] with errors.Is; more specific classes ([ErrChecksum],
 // [ErrTruncated], [ErrUnsupported]) match as well. A differencing disk whose
 // parent cannot be found gives an error matching [ErrParentNotFound]
-// (and fs.ErrNotExist); a parent with another unique ID gives [ErrParentMismatch].
+// (and fs.ErrNotExist); a parent with another identity than the child records
+// (the unique ID of a VHD, the DataWriteGuid of a VHDX) gives [ErrParentMismatch].
 //
 // # Sizes and qemu
 //
@@ -55,19 +60,31 @@
 //
 // # VHDX
 //
-// VHDX support has started with reading: [ReadVHDXInfo] checks the file type
-// identifier, chooses the current of the two headers (CRC-32C, sequence numbers),
-// reads the region table (falling back to its second copy) and the metadata items
-// (block size, virtual size, sector sizes, disk ID, fixed and differencing flags),
-// refusing unknown required regions and items. [OpenVHDX] reads and writes the
-// virtual disk of a fixed or dynamic VHDX through its BAT: before the first write
-// both headers get new write GUIDs and higher sequence numbers, and new blocks are
-// appended at the end of the file, data before BAT entry. BAT entries are written
-// in place, not through the log, so a crash can leave a block that is not yet
-// referenced but never a reference to an unwritten block. [CreateVHDX] writes a
-// new, empty dynamic VHDX (Windows layout: log at 1 MiB, metadata at 2 MiB, BAT at
-// 3 MiB), such as a blank scratch disk. Differencing VHDX and log replay are not
-// implemented yet; such files are refused with ErrUnsupported.
+// [ReadVHDXInfo] checks the file type identifier, chooses the current of the two
+// headers (CRC-32C, sequence numbers), reads the region table (falling back to its
+// second copy) and the metadata items (block size, virtual size, sector sizes of
+// 512 or 4096 bytes, disk ID, fixed and differencing flags, parent locator),
+// refusing unknown required regions and items. A Disk validates the BAT (states,
+// reserved bits, blocks inside the file and overlapping nothing).
+//
+// Before the first write of a session both headers get new FileWriteGuid and
+// DataWriteGuid and higher sequence numbers. New blocks are appended at the end
+// of the file (a hole, so the file stays sparse), written and synced before the BAT
+// entry that refers to them. A differencing disk copies on write at the logical
+// sector granularity: a partly written block is PARTIALLY_PRESENT and its sectors
+// are recorded in the chunk's sector bitmap block; the rest comes from the parent.
+// Its parent locator holds parent_linkage (the parent's DataWriteGuid, so a
+// written parent breaks its children, as on Windows), relative_path and
+// absolute_win32_path; volume_path is read but not written (Linux has no volume
+// GUIDs).
+//
+// A VHDX whose log is not empty is replayed when opened for writing: the active
+// sequence of log entries is applied, the file synced and the LogGuid cleared. A
+// read-only open refuses it with [ErrLogReplayNeeded] and writes nothing. Resize
+// writes the metadata changes through the log, so a crash leaves the old disk or
+// a log the next open replays. Block allocation does not use the log (BAT
+// entries are written in place after the data is synced), so a crash can leave an
+// unreferenced block but never a reference to unwritten data.
 //
 // # Limits
 //

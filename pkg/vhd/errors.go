@@ -23,16 +23,26 @@ var (
 	// ErrParentNotFound: no parent locator of a differencing disk leads to an
 	// existing file. Matches fs.ErrNotExist.
 	ErrParentNotFound = fmt.Errorf("vhd: parent disk not found: %w", fs.ErrNotExist)
-	// ErrParentMismatch: the parent found has another unique ID than the one the
-	// differencing disk records.
+	// ErrParentMismatch: the parent found is not the one the differencing disk
+	// records: another unique ID (VHD) or DataWriteGuid (VHDX), format, size or
+	// sector size.
 	ErrParentMismatch = errors.New("vhd: parent unique ID mismatch")
 
 	// ErrReadOnly: a write to a disk opened read-only.
 	ErrReadOnly = errors.New("vhd: disk opened read-only")
 	// ErrOutOfRange: a read or write beyond the virtual size.
 	ErrOutOfRange = errors.New("vhd: offset beyond the virtual disk size")
-	// ErrInvalidOptions: CreateOptions that cannot describe a disk.
+	// ErrInvalidOptions: CreateOptions that cannot describe a disk, or a size
+	// that is not a positive multiple of the sector size.
 	ErrInvalidOptions = errors.New("vhd: invalid create options")
+
+	// ErrLogReplayNeeded: a VHDX whose log holds updates that were not applied
+	// (its writer did not close it cleanly) was opened read-only. Opening it for
+	// writing replays the log; a read-only open never modifies the file.
+	ErrLogReplayNeeded = errors.New("vhd: VHDX log needs to be replayed; open the disk for writing (or run qemu-img check -r all) first")
+	// ErrShrinkUnsafe: Resize to a smaller size would drop allocated or non-zero
+	// data past the new end.
+	ErrShrinkUnsafe = errors.New("vhd: shrinking would discard data")
 )
 
 // FormatError reports a structure of a VHD file that does not follow the format.

@@ -2,7 +2,7 @@ package vhd
 
 // Reading the structures of a VHDX file that describe it ([MS-VHDX] §2.1–2.6):
 // the file type identifier, the two headers, the region table and the metadata
-// items. The log and the BAT are not read yet.
+// items. The BAT is read in vhdx_file.go, the log in vhdx_log.go.
 
 import (
 	"bytes"
@@ -254,14 +254,34 @@ type VHDXInfo struct {
 	VirtualDiskID       guid.GUID
 	LogicalSectorSize   uint32
 	PhysicalSectorSize  uint32
+	// ParentLocator is the parent locator item of a differencing disk.
+	ParentLocator *VHDXParentLocator
+	// VirtualDiskSizeOffset is the file offset of the virtual disk size item.
+	VirtualDiskSizeOffset int64
 }
 
 // ReadVHDXInfo reads the file type identifier, chooses the current header (the
 // valid one, or of two valid ones the one with the larger sequence number; equal
 // numbers need identical headers) and reads the region table. Errors are
 // *FormatError naming the structure and file offset.
+//
+// A file whose log is not empty (Header.LogGUID not zero) may have region table,
+// metadata and BAT updates in its log that are not yet in place: the result then
+// describes the file as it is before replay.
 func ReadVHDXInfo(r io.ReaderAt) (*VHDXInfo, error) {
-	buf := make([]byte, VHDXRegionTableSize)
+	info, err := readVHDXHeaders(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := readVHDXRegions(r, info); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// readVHDXHeaders reads the file type identifier and chooses the current header.
+func readVHDXHeaders(r io.ReaderAt) (*VHDXInfo, error) {
+	buf := make([]byte, 520)
 	read := func(structure string, off int64, b []byte) error {
 		if _, err := r.ReadAt(b, off); err != nil {
 			return formatErr(structure, off, ioErr(err))
@@ -299,7 +319,18 @@ func ReadVHDXInfo(r io.ReaderAt) (*VHDXInfo, error) {
 		}
 		info.Header, info.HeaderIndex = *hs[0], 0
 	}
+	return info, nil
+}
 
+// readVHDXRegions reads the region table and the metadata into info.
+func readVHDXRegions(r io.ReaderAt, info *VHDXInfo) error {
+	buf := make([]byte, VHDXRegionTableSize)
+	read := func(structure string, off int64, b []byte) error {
+		if _, err := r.ReadAt(b, off); err != nil {
+			return formatErr(structure, off, ioErr(err))
+		}
+		return nil
+	}
 	var firstErr error
 	for _, off := range []int64{vhdxRegionTable1Offset, vhdxRegionTable2Offset} {
 		if err := read("VHDX region table", off, buf); err != nil {
@@ -312,12 +343,10 @@ func ReadVHDXInfo(r io.ReaderAt) (*VHDXInfo, error) {
 			continue
 		}
 		info.Regions = *t
-		if err := readVHDXMetadata(r, info); err != nil {
-			return nil, err
-		}
-		return info, nil
+		info.Metadata = nil
+		return readVHDXMetadata(r, info)
 	}
-	return nil, firstErr
+	return firstErr
 }
 
 func cmpErr(first, err error) error {
@@ -461,5 +490,23 @@ func readVHDXMetadata(r io.ReaderAt, info *VHDXInfo) error {
 		return itemErr(VHDXItemVirtualDiskSize, "virtual disk size %d is not a multiple of %d up to 64 TiB", info.VirtualDiskSize, info.LogicalSectorSize)
 	}
 	info.VirtualDiskID = winGUID(items[VHDXItemVirtualDiskID])
+	for _, e := range info.Metadata {
+		if e.IsUser {
+			continue
+		}
+		switch e.ItemID {
+		case VHDXItemVirtualDiskSize:
+			info.VirtualDiskSizeOffset = base + int64(e.Offset)
+		case VHDXItemParentLocator:
+			if !info.HasParent {
+				continue
+			}
+			l, err := ParseVHDXParentLocatorAt(items[VHDXItemParentLocator], base+int64(e.Offset))
+			if err != nil {
+				return err
+			}
+			info.ParentLocator = l
+		}
+	}
 	return nil
 }

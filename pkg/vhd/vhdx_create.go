@@ -3,22 +3,34 @@ package vhd
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
 
-// VHDXCreateOptions describes an empty dynamic VHDX for [CreateVHDX].
+// VHDXCreateOptions describes a new VHDX for [CreateVHDX].
 type VHDXCreateOptions struct {
 	// Size is the virtual size in bytes, a positive multiple of the logical sector
-	// size, at most 64 TiB.
+	// size, at most 64 TiB. A differencing disk has its parent's size: 0 or that.
 	Size int64
+	// Fixed makes a fixed disk, every block allocated; otherwise the disk is
+	// dynamic, or differencing with Parent.
+	Fixed bool
+	// Parent is the path of the parent VHDX of a differencing disk. The child
+	// records it as relative_path and absolute_win32_path and pins the parent's
+	// current DataWriteGuid (parent_linkage): the parent must not be written
+	// afterwards.
+	Parent string
 	// BlockSize is a power of two from 1 MiB to 256 MiB; 0 means 32 MiB, the Windows
-	// default.
+	// default, and 2 MiB for a differencing disk.
 	BlockSize uint32
-	// LogicalSectorSize is 512 or 4096; 0 means 512. PhysicalSectorSize likewise,
-	// 0 meaning 4096.
+	// LogicalSectorSize is 512 or 4096; 0 means 512, or the parent's. A
+	// differencing disk has its parent's. PhysicalSectorSize likewise, 0 meaning
+	// 4096.
 	LogicalSectorSize, PhysicalSectorSize uint32
 	// FileWriteGUID, DataWriteGUID and VirtualDiskID are random when zero.
 	FileWriteGUID, DataWriteGUID, VirtualDiskID guid.GUID
@@ -26,17 +38,13 @@ type VHDXCreateOptions struct {
 	Creator string
 }
 
-// CreateVHDX writes a new, empty dynamic VHDX at path, which must not exist, with
-// the layout Windows uses: headers and region tables in the first MiB, an empty
-// 1 MiB log at 1 MiB, the metadata region at 2 MiB and the BAT at 3 MiB. Every
-// block is PAYLOAD_BLOCK_NOT_PRESENT, so the disk reads as zeros.
+// CreateVHDX writes a new, empty VHDX at path, which must not exist: fixed (every
+// block allocated, LeaveBlockAllocated set), dynamic, or differencing with
+// opts.Parent. It uses the layout Windows uses: headers and region tables in the
+// first MiB, an empty 1 MiB log at 1 MiB, the metadata region at 2 MiB and the BAT
+// at 3 MiB, payload after it. The headers are written last and the file synced;
+// on failure the file is removed.
 func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
-	if opts.BlockSize == 0 {
-		opts.BlockSize = 32 << 20
-	}
-	if opts.LogicalSectorSize == 0 {
-		opts.LogicalSectorSize = 512
-	}
 	if opts.PhysicalSectorSize == 0 {
 		opts.PhysicalSectorSize = 4096
 	}
@@ -51,6 +59,43 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 			}
 			*g = guid.FromArray(a)
 		}
+	}
+	var locator []byte
+	if opts.Parent != "" {
+		if opts.Fixed {
+			return fmt.Errorf("%w: a fixed disk with a parent", ErrInvalidOptions)
+		}
+		parent, err := Open(opts.Parent, true)
+		if err != nil {
+			return fmt.Errorf("vhd: opening parent: %w", err)
+		}
+		defer parent.Close()
+		if parent.Format() != FormatVHDX {
+			return fmt.Errorf("%w: a VHDX differencing disk needs a VHDX parent, %s is %s", ErrInvalidOptions, opts.Parent, parent.Format())
+		}
+		if opts.Size != 0 && opts.Size != parent.Size() {
+			return fmt.Errorf("%w: size %d, but the parent has %d", ErrInvalidOptions, opts.Size, parent.Size())
+		}
+		if opts.LogicalSectorSize != 0 && int(opts.LogicalSectorSize) != parent.LogicalSectorSize() {
+			return fmt.Errorf("%w: logical sector size %d, but the parent has %d", ErrInvalidOptions, opts.LogicalSectorSize, parent.LogicalSectorSize())
+		}
+		opts.Size, opts.LogicalSectorSize = parent.Size(), uint32(parent.LogicalSectorSize())
+		if opts.BlockSize == 0 {
+			opts.BlockSize = 2 << 20
+		}
+		l, err := newParentLocator(parent, opts.Parent, path)
+		if err != nil {
+			return err
+		}
+		if locator, err = l.MarshalBinary(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+		}
+	}
+	if opts.BlockSize == 0 {
+		opts.BlockSize = 32 << 20
+	}
+	if opts.LogicalSectorSize == 0 {
+		opts.LogicalSectorSize = 512
 	}
 	bs := opts.BlockSize
 	switch {
@@ -70,9 +115,17 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 		batOff = 3 << 20
 	)
 	chunk := int64(vhdxSectorsPerBitmapBlock) * int64(opts.LogicalSectorSize) / int64(bs)
-	pb := (opts.Size + int64(bs) - 1) / int64(bs)
-	entries := pb + (pb-1)/chunk
+	entries := vhdxBATEntries(opts.Size, int64(bs), chunk, opts.Parent != "")
 	batLen := (entries*8 + vhdxMiB - 1) / vhdxMiB * vhdxMiB
+	if batLen > 1<<32-vhdxMiB {
+		return fmt.Errorf("%w: a BAT of %d bytes", ErrInvalidOptions, batLen)
+	}
+	payload := int64(batOff) + batLen
+	pb := (opts.Size + int64(bs) - 1) / int64(bs)
+	end := payload
+	if opts.Fixed {
+		end += pb * int64(bs)
+	}
 
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -86,9 +139,22 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 			os.Remove(path)
 		}
 	}()
-	// The BAT is all zeros (NOT_PRESENT) and the log empty: both stay holes.
-	if err := f.Truncate(batOff + batLen); err != nil {
+	// The log is empty, and a dynamic disk's BAT all zeros (NOT_PRESENT): holes.
+	if err := f.Truncate(end); err != nil {
 		return err
+	}
+	le := binary.LittleEndian
+	var bat []byte
+	if opts.Fixed {
+		// A fixed disk's blocks are allocated on the host too, as the format
+		// promises; where the file system cannot, they stay holes.
+		if err := unix.Fallocate(int(f.Fd()), 0, payload, end-payload); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("vhd: allocating %d bytes: %w", end-payload, err)
+		}
+		bat = make([]byte, entries*8)
+		for k := range pb {
+			le.PutUint64(bat[8*(k+k/chunk):], uint64(payload+k*int64(bs))|VHDXBlockFullyPresent)
+		}
 	}
 	ident := make([]byte, 520)
 	copy(ident, vhdxSignature)
@@ -103,9 +169,6 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 		return err
 	}
 
-	le := binary.LittleEndian
-	md := make([]byte, vhdxMetadataTableSize+64)
-	copy(md, vhdxMetadataSignature)
 	type item struct {
 		id    guid.GUID
 		flags uint32
@@ -113,23 +176,33 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 	}
 	u32 := func(v uint32) []byte { return le.AppendUint32(nil, v) }
 	id := opts.VirtualDiskID.ToWindowsArray()
+	var fileFlags uint32
+	switch {
+	case opts.Fixed:
+		fileFlags = 1
+	case locator != nil:
+		fileFlags = 2
+	}
 	items := []item{
-		{VHDXItemFileParameters, 4, append(u32(bs), u32(0)...)},
+		{VHDXItemFileParameters, 4, append(u32(bs), u32(fileFlags)...)},
 		{VHDXItemVirtualDiskSize, 6, le.AppendUint64(nil, uint64(opts.Size))},
 		{VHDXItemVirtualDiskID, 6, id[:]},
 		{VHDXItemLogicalSectorSize, 6, u32(opts.LogicalSectorSize)},
 		{VHDXItemPhysicalSectorSize, 6, u32(opts.PhysicalSectorSize)},
 	}
+	if locator != nil {
+		items = append(items, item{VHDXItemParentLocator, 4, locator})
+	}
+	md := make([]byte, vhdxMetadataTableSize, vhdxMetadataTableSize+64+len(locator))
+	copy(md, vhdxMetadataSignature)
 	le.PutUint16(md[10:], uint16(len(items)))
-	dataOff := uint32(vhdxMetadataTableSize)
 	for i, it := range items {
 		e := md[32+32*i:]
 		putWinGUID(e, it.id)
-		le.PutUint32(e[16:], dataOff)
+		le.PutUint32(e[16:], uint32(len(md)))
 		le.PutUint32(e[20:], uint32(len(it.data)))
 		le.PutUint32(e[24:], it.flags)
-		copy(md[dataOff:], it.data)
-		dataOff += uint32(len(it.data))
+		md = append(md, it.data...)
 	}
 
 	writes := []struct {
@@ -140,6 +213,7 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 		{rtb, vhdxRegionTable1Offset},
 		{rtb, vhdxRegionTable2Offset},
 		{md, mdOff},
+		{bat, batOff},
 	}
 	for i, off := range []int64{vhdxHeader1Offset, vhdxHeader2Offset} {
 		h := &VHDXHeader{

@@ -168,7 +168,7 @@ func buildVHDX(seq1, seq2 uint64, same bool, items []vhdxItem) []byte {
 	copy(f, vhdxSignature)
 	copy(f[8:], encodeUTF16LE("hostcompute test"))
 	for i, seq := range []uint64{seq1, seq2} {
-		h := &VHDXHeader{SequenceNumber: seq, Version: 1, LogOffset: 1 << 20, LogLength: 1 << 20}
+		h := &VHDXHeader{SequenceNumber: seq, Version: 1, LogOffset: 8 << 20, LogLength: 1 << 20}
 		if !same {
 			h.FileWriteGUID.Data1 = uint32(i + 1)
 		}
@@ -327,7 +327,7 @@ func TestOpenVHDXQemu(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := fileSHA(t, p)
-			d, err := OpenVHDX(p, true)
+			d, err := Open(p, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,7 +375,7 @@ func FuzzVHDXReader(f *testing.F) {
 		copy(b[mdOff:mdOff+64<<10], table)
 		copy(b[mdOff+64<<10:batOff], items)
 		copy(b[batOff:3<<20], bat)
-		d, err := NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+		d, err := openVHDXBytes(b)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidFormat) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("error %v is of no class of this package", err)
@@ -384,7 +384,7 @@ func FuzzVHDXReader(f *testing.F) {
 		}
 		defer d.Close()
 		buf := make([]byte, 512)
-		bs := int64(d.Info().BlockSize)
+		bs := int64(d.VHDXInfo().BlockSize)
 		for i, off := 0, int64(0); i < 4096 && off < d.Size(); i, off = i+1, off+bs {
 			for _, o := range []int64{off, min(off+bs, d.Size()) - 512} {
 				if _, err := d.ReadAt(buf, o); err != nil && err != io.EOF && !errors.Is(err, ErrInvalidFormat) {
@@ -404,7 +404,7 @@ func TestVHDXReaderTemplate(t *testing.T) {
 		b[2<<20+8*5+j] = byte(v >> (8 * j))
 	}
 	b[3<<20+7] = 0x77
-	d, err := NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+	d, err := openVHDXBytes(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func TestVHDXReaderTemplate(t *testing.T) {
 	}
 	// Reserved BAT bits are refused with the entry's offset.
 	b[2<<20+8*9+1] = 0x10
-	_, err = NewVHDXReader(bytes.NewReader(b), int64(len(b)))
+	_, err = openVHDXBytes(b)
 	var fe *FormatError
 	if !errors.As(err, &fe) || fe.Structure != "VHDX BAT" || fe.Offset != 2<<20+8*9 {
 		t.Fatalf("reserved bits: %v", err)
@@ -444,11 +444,11 @@ func TestCreateVHDXOracles(t *testing.T) {
 			if err := CreateVHDX(p, tt.opts); err != nil {
 				t.Fatal(err)
 			}
-			d, err := OpenVHDX(p, true)
+			d, err := Open(p, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			info := d.Info()
+			info := d.VHDXInfo()
 			d.Close()
 			if int64(info.VirtualDiskSize) != tt.opts.Size {
 				t.Errorf("size %d, want %d", info.VirtualDiskSize, tt.opts.Size)
@@ -482,7 +482,7 @@ func TestCreateVHDXOracles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d, err = OpenVHDX(p, true); err != nil {
+			if d, err = Open(p, true); err != nil {
 				t.Fatal(err)
 			}
 			defer d.Close()
@@ -554,11 +554,11 @@ func TestVHDXWriteQemu(t *testing.T) {
 			r := newRand(t)
 			p := filepath.Join(t.TempDir(), "w.vhdx")
 			tt.create(t, p)
-			d, err := OpenVHDX(p, false)
+			d, err := Open(p, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := d.Info().Header
+			before := d.VHDXInfo().Header
 			model := make([]byte, d.Size())
 			if _, err := d.ReadAt(model, 0); err != nil && err != io.EOF {
 				t.Fatal(err)
@@ -600,12 +600,12 @@ func TestVHDXWriteQemu(t *testing.T) {
 				}
 			}
 			// Both headers were rewritten with new GUIDs and higher sequence numbers.
-			d, err = OpenVHDX(p, true)
+			d, err = Open(p, true)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			after := d.Info().Header
+			after := d.VHDXInfo().Header
 			if after.SequenceNumber != before.SequenceNumber+2 || after.DataWriteGUID == before.DataWriteGUID || after.FileWriteGUID == before.FileWriteGUID {
 				t.Errorf("header before %+v, after %+v", before, after)
 			}
@@ -629,4 +629,9 @@ func sevenZipVHDX(t *testing.T, path string) []byte {
 		t.Fatalf("7zz e -tVHDX: %v", err)
 	}
 	return out
+}
+
+// openVHDXBytes opens an in-memory VHDX read-only.
+func openVHDXBytes(b []byte) (*Disk, error) {
+	return newVHDX(bytes.NewReader(b), nil, int64(len(b)), "memory.vhdx", 0, nil)
 }

@@ -48,7 +48,7 @@ func run(script, image string) error {
 	if err != nil {
 		return err
 	}
-	d, err := vhd.OpenVHDX(image, false)
+	d, err := vhd.Open(image, false)
 	if err != nil {
 		return err
 	}

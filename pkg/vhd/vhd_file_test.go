@@ -668,7 +668,7 @@ func TestDynamicSectorBitmap(t *testing.T) {
 		t.Fatalf("after partial write: %v", err)
 	}
 	bm := make([]byte, 1)
-	if _, err := d.f.ReadAt(bm, boff); err != nil || bm[0] != 0xBF {
+	if _, err := d.vhd.f.ReadAt(bm, boff); err != nil || bm[0] != 0xBF {
 		t.Fatalf("bitmap byte 0x%02X, want 0xBF (%v)", bm[0], err)
 	}
 }
