@@ -119,8 +119,6 @@ func OpenDisk(path string, readOnly bool) (Disk, error) {
 			return nil, err
 		}
 		return &rawDisk{f, info.Size}, nil
-	case FormatVHDXFixed, FormatVHDXDynamic, FormatVHDXDifferencing:
-		return vhd.OpenVHDX(path, readOnly)
 	default:
 		return vhd.Open(path, readOnly)
 	}
