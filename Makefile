@@ -9,6 +9,7 @@ all: build
 
 deps:
 	@scripts/install-deps.sh test
+	@scripts/install-go-peers.sh
 
 build:
 	$(GO) build -o $(BIN)/hcs ./cmd/hcs

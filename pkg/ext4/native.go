@@ -1,0 +1,313 @@
+package ext4
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// Native mode: the same layout as compatibility mode, with the entry semantics of an
+// OCI layer applied to an empty directory. A later entry replaces an earlier one of
+// the same name whatever their types (its blocks are freed and zeroed), a hard link
+// may replace a file, names that leave the root are refused, and implied directories
+// get fixed attributes (see the package documentation).
+
+func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link string, data io.Reader, o *options) error {
+	clean, err := cleanName(name)
+	if err != nil {
+		return err
+	}
+	var typ uint16
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeCont:
+		typ = sIFREG
+	case tar.TypeLink:
+	case tar.TypeSymlink:
+		typ = sIFLNK
+	case tar.TypeChar:
+		typ = sIFCHR
+	case tar.TypeBlock:
+		typ = sIFBLK
+	case tar.TypeDir:
+		typ = sIFDIR
+	case tar.TypeFifo:
+		typ = sIFIFO
+	case tar.TypeXGlobalHeader:
+		return nil // PAX global records describe the archive, not a file
+	default:
+		return fmt.Errorf("%w: tar entry type %q", ErrUnsupported, hdr.Typeflag)
+	}
+	if o.convertWhiteouts {
+		dir, file := path.Split(clean)
+		if strings.HasPrefix(file, whiteoutPrefix) {
+			if file == opaqueWhiteout {
+				return w.nativeOpaque(clean)
+			}
+			target := file[len(whiteoutPrefix):]
+			if target == "" || target == "." || target == ".." {
+				return fmt.Errorf("%w: whiteout %q names no file", ErrInvalidTar, file)
+			}
+			return w.nativeWhiteout(path.Join(dir, target))
+		}
+	}
+	w.noteTime(hdr)
+	if hdr.Typeflag == tar.TypeLink {
+		target, err := cleanName(link)
+		if err != nil {
+			return fmt.Errorf("hard link target: %w", err)
+		}
+		return w.nativeLink(target, clean)
+	}
+	return w.nativeCreate(ctx, clean, entryAttrs(hdr, typ, link), data)
+}
+
+// noteTime keeps the latest modification time, given to implied directories.
+func (w *writer) noteTime(hdr *tar.Header) {
+	t := hdr.ModTime
+	if t.IsZero() {
+		return
+	}
+	if !w.haveTime || t.Unix() > w.maxTimeS || (t.Unix() == w.maxTimeS && fsTime(t.Unix(), int64(t.Nanosecond()), false)>>34 > w.maxTime>>34) {
+		w.haveTime = true
+		w.maxTimeS = t.Unix()
+		w.maxTime = fsTime(t.Unix(), int64(t.Nanosecond()), false)
+	}
+}
+
+// cleanName turns a tar name into a path relative to the root ("" is the root
+// itself), refusing names that leave the root.
+func cleanName(name string) (string, error) {
+	n := strings.TrimLeft(name, "/")
+	if n == "" {
+		return "", nil
+	}
+	c := path.Clean(n)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%w: %q", ErrInsecurePath, name)
+	}
+	if c == "." {
+		return "", nil
+	}
+	for _, comp := range strings.Split(c, "/") {
+		if len(comp) > 255 {
+			return "", fmt.Errorf("%w: name component longer than 255 bytes", ErrInvalidTar)
+		}
+	}
+	return c, nil
+}
+
+// parents returns the directory that holds clean (not the root) and its last
+// component, creating missing directories as implied ones.
+func (w *writer) parents(clean string) (*inode, string, error) {
+	d := w.root()
+	rest := clean
+	for {
+		c, r := splitFirst(rest)
+		if r == "" {
+			return d, c, nil
+		}
+		rest = r
+		ch := d.children[c]
+		if ch == nil {
+			if d.links >= maxLinks {
+				return nil, "", fmt.Errorf("%w: directory has too many subdirectories", ErrTooLarge)
+			}
+			ch = w.newInode(sIFDIR | 0o755)
+			ch.implied = true
+			w.linkChild(d, c, ch)
+		} else if !ch.isDir() {
+			return nil, "", fmt.Errorf("%w: %s", ErrNotDir, strings.TrimSuffix(clean, "/"+rest))
+		}
+		d = ch
+	}
+}
+
+// lookup finds the inode at clean, or nil.
+func (w *writer) lookup(clean string) *inode {
+	n := w.root()
+	for rest := clean; rest != "" && n != nil; {
+		var c string
+		c, rest = splitFirst(rest)
+		n = n.children[c]
+	}
+	return n
+}
+
+// replaceable removes the entry base of dir so that another can take its place.
+func (w *writer) replaceable(dir *inode, base string) error {
+	if dir == w.root() && base == "lost+found" {
+		return fmt.Errorf("%w: lost+found must stay a directory", ErrConflict)
+	}
+	w.unlink(dir, base)
+	return nil
+}
+
+func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data io.Reader) error {
+	isDir := a.mode&typeMask == sIFDIR
+	if clean == "" {
+		if !isDir {
+			return fmt.Errorf("%w: the root must be a directory", ErrConflict)
+		}
+		return w.updateDir(w.root(), a)
+	}
+	dir, base, err := w.parents(clean)
+	if err != nil {
+		return err
+	}
+	if existing := dir.children[base]; existing != nil {
+		if existing.isDir() && isDir {
+			return w.updateDir(existing, a)
+		}
+		if err := w.replaceable(dir, base); err != nil {
+			return err
+		}
+	}
+	if isDir && dir.links >= maxLinks {
+		return fmt.Errorf("%w: directory has too many subdirectories", ErrTooLarge)
+	}
+	typ := a.mode & typeMask
+	var list []xattr
+	n := w.newInode(a.mode)
+	n.setAttrs(a)
+	switch typ {
+	case sIFREG:
+		if a.size > nativeMaxFile {
+			return fmt.Errorf("%w: file of %d bytes", ErrTooLarge, a.size)
+		}
+		if a.size <= inlineDataMaxSize && w.inlineData {
+			list = append(list, newXattr("system.data", make([]byte, max(a.size-inodeDataSize, 0))))
+			n.flags |= flagInlineData
+		}
+	case sIFLNK:
+		n.mode |= 0o777
+		n.size = int64(len(a.linkname))
+		if n.size <= smallSymlinkSize {
+			n.iblock = []byte(a.linkname)
+		}
+	}
+	delete(a.xattrs, "system.data") // reserved for inline data
+	xs, err := checkXattrs(a.xattrs)
+	if err != nil {
+		return err
+	}
+	inl, blk, err := placeXattrs(append(list, xs...))
+	if err != nil {
+		return err
+	}
+	if err := w.storeXattrs(n, inl, blk); err != nil {
+		return err
+	}
+	w.linkChild(dir, base, n)
+	switch {
+	case typ == sIFLNK && n.size > smallSymlinkSize:
+		return w.writeBlob(n, []byte(a.linkname))
+	case typ == sIFREG:
+		return w.writeFile(ctx, n, data, a.size)
+	}
+	return nil
+}
+
+// checkXattrs validates attribute names and sorts them.
+func checkXattrs(m map[string][]byte) ([]xattr, error) {
+	xs := sortedXattrs(m)
+	for _, x := range xs {
+		if x.name == "" || len(x.name) > 255 {
+			return nil, fmt.Errorf("%w: invalid attribute name %q", ErrXattr, x.fullName())
+		}
+		if len(x.value) > xattrBlockRoom {
+			return nil, fmt.Errorf("%w: %s has %d bytes, at most %d fit", ErrXattr, x.fullName(), len(x.value), xattrBlockRoom-16-(len(x.name)+3)&^3)
+		}
+	}
+	return xs, nil
+}
+
+// updateDir gives an existing directory the attributes of a later entry.
+func (w *writer) updateDir(d *inode, a *attrs) error {
+	d.setAttrs(a)
+	d.implied = false
+	return w.restoreXattrs(d, a.xattrs)
+}
+
+// restoreXattrs replaces d's attributes with m (plus the opaque marker).
+func (w *writer) restoreXattrs(d *inode, m map[string][]byte) error {
+	if d.opaque {
+		m["trusted.overlay.opaque"] = []byte("y")
+	}
+	xs, err := checkXattrs(m)
+	if err != nil {
+		return err
+	}
+	inl, blk, err := placeXattrs(xs)
+	if err != nil {
+		return err
+	}
+	return w.storeXattrs(d, inl, blk)
+}
+
+func (w *writer) nativeWhiteout(clean string) error {
+	dir, base, err := w.parents(clean)
+	if err != nil {
+		return err
+	}
+	if dir.children[base] != nil {
+		if err := w.replaceable(dir, base); err != nil {
+			return err
+		}
+	}
+	n := w.newInode(sIFCHR)
+	w.linkChild(dir, base, n)
+	return nil
+}
+
+func (w *writer) nativeOpaque(clean string) error {
+	dir, _, err := w.parents(clean)
+	if err != nil {
+		return err
+	}
+	dir.opaque = true
+	m := make(map[string][]byte)
+	for _, x := range dir.inlineX {
+		m[x.fullName()] = x.value
+	}
+	for _, x := range dir.blockX {
+		m[x.fullName()] = x.value
+	}
+	return w.restoreXattrs(dir, m)
+}
+
+func (w *writer) nativeLink(target, clean string) error {
+	t := w.lookup(target)
+	if t == nil {
+		return fmt.Errorf("%w: %s does not exist", ErrLinkTarget, target)
+	}
+	if t.isDir() {
+		return fmt.Errorf("%w: %s is a directory", ErrLinkTarget, target)
+	}
+	if clean == "" {
+		return fmt.Errorf("%w: a hard link cannot replace the root", ErrConflict)
+	}
+	dir, base, err := w.parents(clean)
+	if err != nil {
+		return err
+	}
+	existing := dir.children[base]
+	if existing == t {
+		return nil
+	}
+	if existing != nil {
+		if err := w.replaceable(dir, base); err != nil {
+			return err
+		}
+		if w.inodes[t.number-1] != t {
+			return fmt.Errorf("%w: %s was removed by this link", ErrLinkTarget, target)
+		}
+	}
+	if t.links >= maxLinks {
+		return fmt.Errorf("%w: %s has too many links", ErrTooLarge, target)
+	}
+	w.linkChild(dir, base, t)
+	return nil
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs the Go programs that tests and benchmarks run beside ours as oracles,
+# into bin/peers of the repository. Idempotent: a peer already present is kept, so
+# the script is fast on every `make test`.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers="$root/bin/peers"
+export PATH="$PATH:/usr/local/go/bin"
+mkdir -p "$peers"
+
+# hcsshim's tar2ext4: the reference for `hcs tar2ext4` and pkg/ext4's compatibility mode.
+if [ ! -x "$peers/tar2ext4" ]; then
+	echo "installing hcsshim tar2ext4 v0.13.0 into $peers" >&2
+	GOBIN="$peers" GOFLAGS=-mod=mod go install github.com/Microsoft/hcsshim/cmd/tar2ext4@v0.13.0
+fi
