@@ -233,4 +233,3 @@ func splitFirst(p string) (string, string) {
 	}
 	return p, ""
 }
-

@@ -50,13 +50,13 @@ const (
 
 // File type bits of i_mode.
 const (
-	sIFIFO  = 0x1000
-	sIFCHR  = 0x2000
-	sIFDIR  = 0x4000
-	sIFBLK  = 0x6000
-	sIFREG  = 0x8000
-	sIFLNK  = 0xA000
-	sIFSOCK = 0xC000
+	sIFIFO   = 0x1000
+	sIFCHR   = 0x2000
+	sIFDIR   = 0x4000
+	sIFBLK   = 0x6000
+	sIFREG   = 0x8000
+	sIFLNK   = 0xA000
+	sIFSOCK  = 0xC000
 	typeMask = 0xF000
 )
 
