@@ -27,7 +27,8 @@ func checkZero(b backend, from, to int64) error {
 	return nil
 }
 
-// resize of a VHD. A fixed disk gets its footer at the new end. A dynamic disk
+// resize of a VHD. Both Current Size and Original Size get the new size, since
+// readers differ in which they report (libvhdi uses Original Size). A fixed disk gets its footer at the new end. A dynamic disk
 // keeps its blocks; when its BAT must grow past the space before the first data
 // block, the blocks in the way are first copied to the end of the file.
 //
@@ -45,7 +46,7 @@ func (v *vhdFile) resize(size int64) error {
 			}
 		}
 		ft := v.footer
-		ft.CurrentSize, ft.Geometry = uint64(size), GeometryForSize(size)
+		ft.OriginalSize, ft.CurrentSize, ft.Geometry = uint64(size), uint64(size), GeometryForSize(size)
 		if err := AppendFixedFooter(v.f, size, &ft); err != nil {
 			return err
 		}
@@ -84,7 +85,7 @@ func (v *vhdFile) resize(size int64) error {
 		}
 	}
 	ft := v.footer
-	ft.CurrentSize, ft.Geometry = uint64(size), GeometryForSize(size)
+	ft.OriginalSize, ft.CurrentSize, ft.Geometry = uint64(size), uint64(size), GeometryForSize(size)
 	fb, _ := ft.MarshalBinary()
 	for _, off := range []int64{v.nextBlock, 0} {
 		if _, err := v.f.WriteAt(fb, off); err != nil {
@@ -193,7 +194,11 @@ func (x *vhdxFile) resize(size int64) error {
 				}
 			}
 		}
-		if err := checkZero(x, size, min(old, newPB*x.bs)); err != nil {
+		end := min(old, newPB*x.bs)
+		if fixed {
+			end = old
+		}
+		if err := checkZero(x, size, end); err != nil {
 			return err
 		}
 	}
