@@ -19,10 +19,11 @@
 //     work directory.
 //
 // It returns guestRoot/rootfs (the container's root file system), guestRoot (the
-// scratch mount) and a ResourceCloser. Loop devices are attached with autoclear, so
-// the kernel detaches each one when its mount goes: a process that exits leaves
-// mounts (on purpose, see the hcs layer mount command) but never a loop device that
-// no mount uses.
+// scratch mount) and a ResourceCloser. Loop devices of raw-backed disks are attached
+// with autoclear, so the kernel detaches each one when its mount goes: a process
+// that exits leaves mounts (on purpose, see the hcs layer mount command) but never
+// such a loop device that no mount uses. Raw-view attachments outlive the process
+// by design of internal/attach; hcs layer unmount ends them with the mounts.
 //
 // # Windows layers (WCOW)
 //
@@ -54,9 +55,12 @@
 //     JSON fields Id, Path and PathType).
 //   - LCOWLayer.Partition must be 0: layers on partitioned disks are not supported
 //     (ErrUnsupportedDisk).
-//   - Layer images and scratch disks must be loop-attachable as they are: raw images
-//     or fixed VHDs. Dynamic and differencing VHDs and every VHDX are refused with
-//     ErrUnsupportedDisk, naming the format; convert them with hcs vhd convert.
+//   - Layer images and scratch disks may be raw images or VHD/VHDX of any kind. Raw
+//     images and fixed VHDs are bound to loop devices directly (autoclear on);
+//     dynamic and differencing VHDs and every VHDX go through internal/attach's
+//     FUSE raw view, an attachment that the closer ends. A scratch disk whose first
+//     64 KiB are zeros (a blank VHDX from hcs vhd create, say) is formatted ext4 at
+//     its first mount. A new scratch disk is always a fixed VHD, whatever its name.
 //   - MountWCOWLayers returns a directory, not a volume GUID path: volumeMountPath when
 //     given, else <scratch>/mount. MountSandboxVolume bind-mounts such a directory, or
 //     mounts an ext4 block device, at hostPath.

@@ -11,9 +11,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/attach"
+	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
+
+func TestMain(m *testing.M) {
+	fusefs.MaybeRunHelper()
+	os.Exit(m.Run())
+}
 
 // needRoot skips t unless the process can mount and attach loop devices and the
 // e2fsprogs tools are installed.
@@ -84,6 +91,13 @@ func checkNothingLeft(t *testing.T, dir string) {
 	out, err := exec.Command("losetup", "-a").Output()
 	if err != nil {
 		t.Fatalf("losetup -a: %v", err)
+	}
+	if list, err := attach.List(); err == nil {
+		for _, a := range list {
+			if strings.HasPrefix(a.Disk, dir) {
+				t.Errorf("left attached through a raw view: %s on %s", a.Disk, a.Device)
+			}
+		}
 	}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {

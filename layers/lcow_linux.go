@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mount"
 )
@@ -77,7 +78,7 @@ func MountLCOWLayers(ctx context.Context, containerID string, layers *LCOWLayers
 		}
 		s.failureOnly()
 	}
-	if err := s.attachAndMount("scratch", scratch, guestRoot, false); err != nil {
+	if err := s.attachAndMount(ctx, "scratch", scratch, guestRoot, false); err != nil {
 		return "", "", nil, err
 	}
 	for _, d := range []string{UpperDir, WorkDir, RootfsDir, LayersDir} {
@@ -94,7 +95,7 @@ func MountLCOWLayers(ctx context.Context, containerID string, layers *LCOWLayers
 		if err := s.mkdir("make layer mount point", lowers[i]); err != nil {
 			return "", "", nil, err
 		}
-		if err := s.attachAndMount("layer", l.VHDPath, lowers[i], true); err != nil {
+		if err := s.attachAndMount(ctx, "layer", l.VHDPath, lowers[i], true); err != nil {
 			return "", "", nil, err
 		}
 	}
@@ -179,28 +180,47 @@ func (s *stack) mkdir(what, dir string) error {
 	})
 }
 
-// attachAndMount attaches the disk file (kind "layer" or "scratch") through a loop
-// device, read-only or not, and mounts its ext4 file system at target.
-func (s *stack) attachAndMount(kind, file, target string, readOnly bool) error {
+// attachAndMount attaches the disk file (kind "layer" or "scratch") read-only or
+// not, and mounts its ext4 file system at target. Raw images and fixed VHDs are
+// bound to a loop device directly, with autoclear; other formats (dynamic and
+// differencing VHD, VHDX) go through internal/attach's raw view, whose attachment
+// is ended by the undo. A scratch disk without a file system yet (all zeros at its
+// start, as a blank VHDX is) is formatted ext4 first.
+func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, readOnly bool) error {
 	info, err := inspectDisk(file)
-	if err != nil {
+	rawView := errors.Is(err, ErrUnsupportedDisk)
+	if err != nil && !rawView {
 		return err
 	}
-	var dev *loop.Device
+	var dev string
 	err = s.step("attach "+kind, func() (func() error, error) {
+		if rawView {
+			a, err := attach.Attach(ctx, file, attach.Options{ReadOnly: readOnly})
+			if err != nil {
+				return nil, &Error{Op: "attach " + kind, Path: file, Err: err}
+			}
+			dev = a.Device
+			s.log.Debug("attached through a raw view", "kind", kind, "file", file, "device", dev, "format", a.Format)
+			return func() error { return attach.Detach(context.Background(), a.Device) }, nil
+		}
 		d, err := loop.Attach(file, loop.Options{ReadOnly: readOnly, SizeLimit: info.sizeLimit, AutoClear: true})
 		if err != nil {
 			return nil, &Error{Op: "attach " + kind, Path: file, Err: err}
 		}
-		dev = d
-		s.log.Debug("attached", "kind", kind, "file", file, "device", d.Path(), "format", info.format)
+		dev = d.Path()
+		s.log.Debug("attached", "kind", kind, "file", file, "device", dev, "format", info.format)
 		return d.Detach, nil
 	})
 	if err != nil {
 		return err
 	}
+	if !readOnly {
+		if err := formatIfBlank(ctx, dev); err != nil {
+			return &Error{Op: "format " + kind, Path: file, Err: err}
+		}
+	}
 	return s.step("mount "+kind, func() (func() error, error) {
-		if err := mount.MountExt4(dev.Path(), target, readOnly); err != nil {
+		if err := mount.MountExt4(dev, target, readOnly); err != nil {
 			return nil, &Error{Op: "mount " + kind, Path: file, Err: err}
 		}
 		return func() error { return mount.Unmount(target) }, nil

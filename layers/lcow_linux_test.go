@@ -164,10 +164,6 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
-	vhdx := filepath.Join(dir, "scratch.vhdx")
-	if err := vhd.CreateVHDX(vhdx, vhd.VHDXCreateOptions{Size: 64 << 20}); err != nil {
-		t.Fatal(err)
-	}
 	notExt4 := filepath.Join(dir, "zeros.img")
 	if err := os.WriteFile(notExt4, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -183,8 +179,7 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 		want    error
 		path    string
 	}{
-		{"dynamic VHD layer", []*LCOWLayer{{VHDPath: good}, {VHDPath: dyn}}, "", ErrUnsupportedDisk, dyn},
-		{"VHDX scratch", []*LCOWLayer{{VHDPath: good}}, vhdx, ErrUnsupportedDisk, vhdx},
+		{"blank dynamic VHD layer", []*LCOWLayer{{VHDPath: good}, {VHDPath: dyn}}, "", nil, dyn},
 		{"missing layer", []*LCOWLayer{{VHDPath: filepath.Join(dir, "nope.vhd")}}, "", fs.ErrNotExist, "nope.vhd"},
 		{"not ext4", []*LCOWLayer{{VHDPath: notExt4}}, "", nil, notExt4},
 		{"partition", []*LCOWLayer{{VHDPath: good, Partition: 1}}, "", ErrUnsupportedDisk, good},
@@ -213,7 +208,7 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, _, _, err := MountLCOWLayers(ctx, "c", &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: good}}, ScratchVHDPath: vhdx}, dir, &UtilityVM{}); !errors.Is(err, errors.ErrUnsupported) {
+	if _, _, _, err := MountLCOWLayers(ctx, "c", &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: good}}, ScratchVHDPath: good}, dir, &UtilityVM{}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("non-nil vm: got %v, want ErrUnsupported", err)
 	}
 }
@@ -254,4 +249,51 @@ func TestMountLCOWLayersDeep(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNothingLeft(t, dir)
+}
+
+// TestMountLCOWLayersRawView mounts a layer converted to a dynamic VHD by qemu-img
+// and a blank dynamic VHDX scratch, both through internal/attach's raw view; the
+// scratch is formatted at the first mount and keeps its files to the next.
+func TestMountLCOWLayersRawView(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not found (qemu-utils)")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse:", err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	cleanupMounts(t, dir)
+	fixed := layerVHD(t, dir, "base", func(r string) { write(t, filepath.Join(r, "hello"), "dynamic") })
+	dyn := filepath.Join(dir, "base-dynamic.vhd")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "vpc", "-O", "vpc", "-o", "subformat=dynamic", fixed, dyn).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	scratch := filepath.Join(dir, "sandbox.vhdx")
+	if err := vhd.CreateVHDX(scratch, vhd.VHDXCreateOptions{Size: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	ls := &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: dyn}}, ScratchVHDPath: scratch}
+	for round := range 2 {
+		rootfs, _, c, err := MountLCOWLayers(ctx, "rv", ls, filepath.Join(dir, "root"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(rootfs, "hello")); err != nil || string(b) != "dynamic" {
+			t.Errorf("hello: %q, %v", b, err)
+		}
+		if round == 0 {
+			write(t, filepath.Join(rootfs, "kept"), "k")
+		} else if _, err := os.Stat(filepath.Join(rootfs, "kept")); err != nil {
+			t.Errorf("the VHDX scratch lost a file: %v", err)
+		}
+		if err := c.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkNothingLeft(t, dir)
+	}
+	if out, err := exec.Command("qemu-img", "check", "-f", "vhdx", scratch).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check of the scratch: %v\n%s", err, out)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,4 +108,31 @@ func removeStaleScratchTemps(dir, base string) {
 		}
 		f.Close()
 	}
+}
+
+// formatIfBlank makes an ext4 file system on the block device dev when its first
+// 64 KiB are all zeros, as on a new, blank disk; a device with anything there is
+// left alone.
+func formatIfBlank(ctx context.Context, dev string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	_, err = io.ReadFull(f, buf)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, b := range buf {
+		if b != 0 {
+			return nil
+		}
+	}
+	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-b", "4096",
+		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "scratch", dev)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 %s: %w: %s", dev, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -115,7 +115,7 @@ func MountWCOWLayers(ctx context.Context, containerID string, layerFolders []str
 		if err := s.mkdir("make sandbox mount point", upperBase); err != nil {
 			return "", nil, err
 		}
-		if err := s.attachAndMount("scratch", disk, upperBase, false); err != nil {
+		if err := s.attachAndMount(ctx, "scratch", disk, upperBase, false); err != nil {
 			return "", nil, err
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {

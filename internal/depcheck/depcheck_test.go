@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"internal/mount": {"golang.org/x/sys/"},
-	"layers":         {"pkg/", "internal/mount", "internal/loop", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"layers":         {"pkg/", "internal/mount", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 }
 
 func TestDependencies(t *testing.T) {
