@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/loop"
@@ -192,7 +194,11 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 	if err != nil && !rawView {
 		return err
 	}
-	var dev string
+	var (
+		dev, backing string
+		loopDev      *loop.Device
+		released     bool // loopDev's handle closed: the mount holds the device
+	)
 	err = s.step("attach "+kind, func() (func() error, error) {
 		if rawView {
 			a, err := attach.Attach(ctx, file, attach.Options{ReadOnly: readOnly})
@@ -207,9 +213,17 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 		if err != nil {
 			return nil, &Error{Op: "attach " + kind, Path: file, Err: err}
 		}
-		dev = d.Path()
+		dev, loopDev = d.Path(), d
+		backing, _ = readBackingFile(dev)
 		s.log.Debug("attached", "kind", kind, "file", file, "device", dev, "format", info.format)
-		return d.Detach, nil
+		return func() error {
+			if released {
+				// The mount was the last user: the kernel clears the
+				// device once it is unmounted.
+				return waitCleared(dev, backing)
+			}
+			return d.Detach()
+		}, nil
 	})
 	if err != nil {
 		return err
@@ -219,12 +233,45 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 			return &Error{Op: "format " + kind, Path: file, Err: err}
 		}
 	}
-	return s.step("mount "+kind, func() (func() error, error) {
+	err = s.step("mount "+kind, func() (func() error, error) {
 		if err := mount.MountExt4(dev, target, readOnly); err != nil {
 			return nil, &Error{Op: "mount " + kind, Path: file, Err: err}
 		}
 		return func() error { return mount.Unmount(target) }, nil
 	})
+	if err == nil && loopDev != nil {
+		// Hand the device over to the mount, so that no handle of this process
+		// keeps it attached once the mount goes, whoever unmounts it.
+		if rerr := loopDev.Release(); rerr == nil {
+			released = true
+		}
+	}
+	return err
+}
+
+// readBackingFile returns the file behind the loop device dev, as sysfs shows it.
+func readBackingFile(dev string) (string, error) {
+	b, err := os.ReadFile("/sys/block/" + filepath.Base(dev) + "/loop/backing_file")
+	return strings.TrimSuffix(string(b), "\n"), err
+}
+
+// clearWait bounds how long waitCleared waits for the kernel.
+const clearWait = 5 * time.Second
+
+// waitCleared waits until the autoclear loop device dev is no longer bound to
+// backing, after its last user went.
+func waitCleared(dev, backing string) error {
+	deadline := time.Now().Add(clearWait)
+	for {
+		b, err := readBackingFile(dev)
+		if err != nil || b != backing {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s still attached to %s %v after its last unmount (another process holds it open)", loop.ErrBusy, dev, backing, clearWait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (s *stack) mountOverlay(target string, ov mount.Overlay) error {

@@ -7,7 +7,7 @@ import (
 func (a *app) newLayerCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "layer",
-		Short: "Import, export, inspect, check and remove Windows container layers",
+		Short: "Import, export, inspect, check and remove Windows container layers; mount Linux layer stacks",
 		Long: `Windows container layers come in two forms: the OCI Windows layer tar that
 registries serve, and the layer folder that containers run from. A layer folder
 holds Files/, Hives/ and UtilityVM/ as real files, with all Windows metadata
@@ -15,7 +15,10 @@ holds Files/, Hives/ and UtilityVM/ as real files, with all Windows metadata
 streams, reparse points) kept beside them.
 
 Tar paths are given with -f/--file, "-" meaning standard input or output. Input
-may be plain, gzip or zstd; the compression is recognised from its first bytes.`,
+may be plain, gzip or zstd; the compression is recognised from its first bytes.
+
+mount and unmount stack Linux layer disks (ext4 images) under a scratch disk as a
+container root file system.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
@@ -25,6 +28,8 @@ may be plain, gzip or zstd; the compression is recognised from its first bytes.`
 		a.newLayerInspectCommand(),
 		a.newLayerRmCommand(),
 		a.newLayerCheckCommand(),
+		a.newLayerMountCommand(),
+		a.newLayerUnmountCommand(),
 	)
 	return cmd
 }
