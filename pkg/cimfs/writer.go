@@ -1,0 +1,1034 @@
+package cimfs
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/pkg/guid"
+	"github.com/hostcompute/hostcompute/pkg/winfile"
+)
+
+// Header describes one file or directory given to Writer.Add, the way tar.Header
+// describes a tar entry.
+type Header struct {
+	// Name is the path inside the image, components separated by '/' or '\'.
+	Name string
+	// Info holds the four times and the attributes; winfile.AttrDirectory makes a
+	// directory. Only READONLY, HIDDEN, SYSTEM, ARCHIVE and SPARSE_FILE have a place
+	// in the public record; the full value is kept in the hostcompute extension.
+	Info winfile.BasicInfo
+	// Size is the length of the unnamed data stream; exactly Size bytes must be
+	// written before the next call. Directories have none.
+	Size int64
+	// NoDataStream marks a file without an unnamed data stream (Size must be 0).
+	NoDataStream bool
+	// SecurityDescriptor is a self-relative security descriptor, or nil for none.
+	SecurityDescriptor []byte
+	// ExtendedAttributes is a FILE_FULL_EA_INFORMATION chain, or nil.
+	ExtendedAttributes []byte
+	// ReparseData is a complete reparse buffer (with its 8-byte header), or nil.
+	ReparseData []byte
+}
+
+// Option configures a Writer.
+type Option func(*writerOptions)
+
+type writerOptions struct {
+	regionID guid.GUID
+	seed     []byte
+}
+
+// WithRegionSetID makes the writer name its region files after id instead of the
+// GUID derived from the image's name and content.
+func WithRegionSetID(id guid.GUID) Option { return func(o *writerOptions) { o.regionID = id } }
+
+// WithSeed mixes seed into the derived region set GUID, so two images with the same
+// name and content in one directory can still get distinct region files.
+func WithSeed(seed []byte) Option {
+	return func(o *writerOptions) { o.seed = append([]byte(nil), seed...) }
+}
+
+// regionSetNamespace is the v5 namespace of derived region set GUIDs.
+var regionSetNamespace = guid.GUID{Data1: 0x7a3c1f52, Data2: 0x4b1e, Data3: 0x5d2a, Data4: [8]byte{0x9c, 0x11, 0x6e, 0x0b, 0x3f, 0x84, 0xa2, 0x57}}
+
+// smallDataLimit is the size below which file data goes to the small data region
+// (8-byte alignment) rather than the page-aligned data region.
+const smallDataLimit = 32 << 10
+
+const regionBufferSize = 1 << 20
+
+// Writer builds a CIM image: a .cim file and its region and object ID files, in one
+// directory. Data streams straight to the region files; the writer keeps only the
+// per-file metadata and the table of stored objects. Nothing is visible under the
+// final names until Close succeeds; Abort, a failed Close or a killed process leave
+// only a hidden staging folder that CleanStale removes.
+//
+// Output is deterministic: the same calls with the same name give byte-identical
+// files. A Writer is not safe for concurrent use.
+type Writer struct {
+	dir, name string
+	staging   string
+	opts      writerOptions
+
+	parents     []regionSet // combined ancestor sets, oldest first
+	baseRegions int         // number of ancestor regions (own region i is baseRegions+i)
+	regions     [regionCount]*regionWriter
+	dedup       map[objectID]regionOffset
+	upcase      []uint16
+	upcaseOff   regionOffset
+
+	root     *node
+	cur      *wfile // file whose streams are being written
+	data     *dataWriter
+	removals []string
+	err      error
+	done     bool
+}
+
+// node is one name in the tree being built.
+type node struct {
+	name     string
+	key      string // upcased name: the map key in the parent
+	children map[string]*node
+	f        *wfile
+}
+
+// wfile is one file record being built; hard links share it.
+type wfile struct {
+	info           winfile.BasicInfo
+	isDir          bool
+	data           stream
+	sd, ea, rp     regionOffset
+	eaLen          uint16
+	rpTag          uint32
+	streams        []adsEntry
+	streamTableOff regionOffset
+	noData         bool
+	added          bool
+	id             uint32
+}
+
+type adsEntry struct {
+	name string
+	s    stream
+}
+
+// Create starts a new image name in dir. parent, when not empty, names an image in
+// the same directory to fork: the new image holds the parent's whole tree, and
+// Add, AddLink and Remove change it; the parent's objects are referenced, not
+// copied. It fails with ErrExists if dir already holds name.
+func Create(dir, name string, parent string, opts ...Option) (_ *Writer, err error) {
+	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		return nil, &PathError{Op: "create", Path: name, Err: ErrInvalidName}
+	}
+	w := &Writer{dir: dir, name: name, dedup: map[objectID]regionOffset{}}
+	for _, o := range opts {
+		o(&w.opts)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: ErrExists}
+	}
+	w.staging, err = os.MkdirTemp(dir, ".cimfs-staging-")
+	if err != nil {
+		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: err}
+	}
+	defer func() {
+		if err != nil {
+			w.Abort()
+		}
+	}()
+	w.upcase = upcaseTable()
+	if parent != "" {
+		if err := w.loadParent(parent); err != nil {
+			return nil, err
+		}
+	}
+	for t := 0; t < regionCount; t++ {
+		rw, err := newRegionWriter(filepath.Join(w.staging, fmt.Sprintf("region_%d", t)), t, w.baseRegions+t)
+		if err != nil {
+			return nil, err
+		}
+		w.regions[t] = rw
+	}
+	if w.root == nil {
+		w.root = &node{children: map[string]*node{}, f: &wfile{isDir: true, info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}}}
+	}
+	if w.upcaseOff, err = w.putObject(regionMetadata, encodeUpcase(w.upcase), true); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// CleanStale removes staging folders that killed writers left in dir.
+func CleanStale(dir string) error {
+	m, _ := filepath.Glob(filepath.Join(dir, ".cimfs-staging-*"))
+	var errs []error
+	for _, p := range m {
+		errs = append(errs, os.RemoveAll(p))
+	}
+	return errors.Join(errs...)
+}
+
+// loadParent reads the parent image's tree and object IDs.
+func (w *Writer) loadParent(parent string) error {
+	im, err := Open(filepath.Join(w.dir, parent))
+	if err != nil {
+		return err
+	}
+	defer im.Close()
+	w.parents = append(append([]regionSet(nil), im.hdr.parents...), im.hdr.own)
+	w.baseRegions = len(im.regions)
+	if w.baseRegions+regionCount > maxRegions {
+		return &PathError{Op: "fork", Path: parent, Err: fmt.Errorf("%w: %d regions", ErrTooLarge, w.baseRegions+regionCount)}
+	}
+	// Object IDs of every ancestor region, for deduplication against them.
+	for i, rf := range im.regions {
+		if rf.objectIDs == "" {
+			continue
+		}
+		b, err := im.readFile(rf.objectIDs, 1<<34)
+		if err != nil {
+			continue // object ID files are optional
+		}
+		entries, err := parseObjectIDFile(b, rf.objectIDs, rf.index, rf.size)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if _, ok := w.dedup[e.id]; !ok {
+				w.dedup[e.id] = makeOffset(i, e.offset)
+			}
+		}
+	}
+	w.upcase = im.upcase
+	// The whole tree: records keep their region offsets, which stay valid because the
+	// combined region list of the fork starts with the parent's.
+	files := map[FileID]*wfile{}
+	var load func(id FileID, n *node, depth int) error
+	load = func(id FileID, n *node, depth int) error {
+		if depth > maxPathUnits/2 {
+			return formatErr(im.name, fmt.Sprintf("file %d", id), 0, "directory nesting deeper than a path allows")
+		}
+		if f, ok := files[id]; ok {
+			if f.isDir {
+				return formatErr(im.name, fmt.Sprintf("file %d", id), 0, "directory reachable twice")
+			}
+			n.f = f
+			return nil
+		}
+		rec, err := im.record(id)
+		if err != nil {
+			return err
+		}
+		f := &wfile{
+			info:   rec.basicInfo(),
+			isDir:  rec.data.typ == streamLinkTable,
+			data:   rec.data,
+			sd:     rec.sd,
+			ea:     rec.ea,
+			rp:     rec.reparse,
+			eaLen:  rec.eaLength,
+			rpTag:  rec.reparseTag,
+			noData: rec.extFlags&extValid != 0 && rec.extFlags&extNoDataStream != 0,
+		}
+		if rec.streamTable != 0 {
+			ads, err := im.streamTable(id, rec)
+			if err != nil {
+				return err
+			}
+			for _, a := range ads {
+				f.streams = append(f.streams, adsEntry{name: a.Name, s: a.s})
+			}
+		}
+		files[id] = f
+		n.f = f
+		if !f.isDir {
+			return nil
+		}
+		n.children = map[string]*node{}
+		f.data = stream{typ: streamLinkTable}
+		ents, err := im.readDirID(uint32(id), &rec)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			c := &node{name: e.Name, key: string(nameKey(w.upcase, e.Name))}
+			if err := load(e.ID, c, depth+1); err != nil {
+				return err
+			}
+			n.children[c.key] = c
+		}
+		return nil
+	}
+	w.root = &node{}
+	return load(im.Root(), w.root, 0)
+}
+
+// regionWriter appends objects to one staged region file through a buffer, and can
+// take back the tail it just wrote (a duplicate found after streaming it).
+type regionWriter struct {
+	f       *os.File
+	path    string
+	typ     int
+	index   int // index in the combined region list
+	size    int64
+	flushed int64
+	buf     []byte
+	ids     []objectIDEntry
+}
+
+func newRegionWriter(path string, typ, index int) (*regionWriter, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	rw := &regionWriter{f: f, path: path, typ: typ, index: index, buf: make([]byte, 0, regionBufferSize)}
+	_, err = rw.Write(encodeRegionHeader(typ, uint8(typ)))
+	return rw, err
+}
+
+func (rw *regionWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(rw.buf) == cap(rw.buf) {
+			if err := rw.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+		c := copy(rw.buf[len(rw.buf):cap(rw.buf)], p)
+		rw.buf = rw.buf[:len(rw.buf)+c]
+		p = p[c:]
+		rw.size += int64(c)
+	}
+	return n, nil
+}
+
+func (rw *regionWriter) flush() error {
+	if len(rw.buf) == 0 {
+		return nil
+	}
+	if _, err := rw.f.WriteAt(rw.buf, rw.flushed); err != nil {
+		return err
+	}
+	rw.flushed += int64(len(rw.buf))
+	rw.buf = rw.buf[:0]
+	return nil
+}
+
+// align pads with zeros to the region type's alignment.
+func (rw *regionWriter) align() error {
+	a := regionAlign[rw.typ]
+	if pad := (a - rw.size%a) % a; pad > 0 {
+		_, err := rw.Write(make([]byte, pad))
+		return err
+	}
+	return nil
+}
+
+// truncate takes back everything from off on.
+func (rw *regionWriter) truncate(off int64) error {
+	if off >= rw.flushed {
+		rw.buf = rw.buf[:off-rw.flushed]
+	} else {
+		if err := rw.f.Truncate(off); err != nil {
+			return err
+		}
+		rw.buf = rw.buf[:0]
+		rw.flushed = off
+	}
+	rw.size = off
+	return nil
+}
+
+func digestOf(h hash.Hash, length int64) objectID {
+	var sum [sha256.Size]byte
+	id := objectID{length: uint64(length)}
+	copy(id.digest[:], h.Sum(sum[:0]))
+	return id
+}
+
+// putObject stores b in a region of type typ, or returns the offset of an identical
+// object already stored when dedup is set.
+func (w *Writer) putObject(typ int, b []byte, dedup bool) (regionOffset, error) {
+	var id objectID
+	if dedup {
+		sum := sha256.Sum256(b)
+		id = objectID{length: uint64(len(b))}
+		copy(id.digest[:], sum[:])
+		if off, ok := w.dedup[id]; ok {
+			return off, nil
+		}
+	}
+	rw := w.regions[typ]
+	if err := rw.align(); err != nil {
+		return 0, err
+	}
+	start := rw.size
+	if start > offsetMask-int64(len(b)) {
+		return 0, fmt.Errorf("%w: region %d exceeds 2^48 bytes", ErrTooLarge, rw.index)
+	}
+	if _, err := rw.Write(b); err != nil {
+		return 0, err
+	}
+	off := makeOffset(rw.index, start)
+	if dedup {
+		w.dedup[id] = off
+		rw.ids = append(rw.ids, objectIDEntry{id: id, offset: start})
+	}
+	return off, nil
+}
+
+// putPrefixed stores a uint16 length followed by b (security descriptors, reparse
+// buffers).
+func (w *Writer) putPrefixed(b []byte) (regionOffset, error) {
+	if len(b) > 0xFFFF {
+		return 0, fmt.Errorf("%w: %d-byte object with a 16-bit length", ErrTooLarge, len(b))
+	}
+	o := make([]byte, 2+len(b))
+	binary.LittleEndian.PutUint16(o, uint16(len(b)))
+	copy(o[2:], b)
+	return w.putObject(regionMetadata, o, true)
+}
+
+// dataWriter streams one data stream into a region.
+type dataWriter struct {
+	rw        *regionWriter
+	start     int64 // offset before alignment padding
+	dataStart int64
+	size      int64
+	written   int64
+	h         hash.Hash
+	allZero   bool
+	sparse    bool
+	target    *stream
+}
+
+func (w *Writer) startData(target *stream, size int64, sparse bool) error {
+	*target = stream{typ: streamData}
+	if size == 0 {
+		return nil
+	}
+	if size > offsetMask {
+		return fmt.Errorf("%w: stream of %d bytes", ErrTooLarge, size)
+	}
+	typ := regionData
+	if size < smallDataLimit {
+		typ = regionSmallData
+	}
+	rw := w.regions[typ]
+	d := &dataWriter{rw: rw, start: rw.size, size: size, h: sha256.New(), allZero: true, sparse: sparse, target: target}
+	if err := rw.align(); err != nil {
+		return err
+	}
+	d.dataStart = rw.size
+	w.data = d
+	return nil
+}
+
+// Write writes data of the current stream: the file's unnamed stream after Add,
+// or the alternate stream after AddStream.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	d := w.data
+	if d == nil {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, w.fail(fmt.Errorf("%w: write with no data stream open", ErrWriter))
+	}
+	if int64(len(p)) > d.size-d.written {
+		return 0, w.fail(fmt.Errorf("%w: %d bytes beyond the declared size %d", ErrWriter, int64(len(p))-(d.size-d.written), d.size))
+	}
+	if d.sparse && d.allZero {
+		for _, c := range p {
+			if c != 0 {
+				d.allZero = false
+				break
+			}
+		}
+	}
+	d.h.Write(p)
+	n, err := d.rw.Write(p)
+	d.written += int64(n)
+	if err != nil {
+		return n, w.fail(err)
+	}
+	return n, nil
+}
+
+// ReadFrom copies r into the current stream.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w}, r, make([]byte, 256<<10))
+}
+
+// endData completes the current data stream, deduplicating it.
+func (w *Writer) endData() error {
+	d := w.data
+	if d == nil {
+		return nil
+	}
+	w.data = nil
+	if d.written != d.size {
+		return fmt.Errorf("%w: %d of %d bytes written", ErrWriter, d.written, d.size)
+	}
+	if d.sparse && d.allZero {
+		// A sparse stream without data: the sparse bit alone says "all zeros".
+		*d.target = stream{typ: streamData, length: d.size, sparse: true}
+		return d.rw.truncate(d.start)
+	}
+	id := digestOf(d.h, d.size)
+	if off, ok := w.dedup[id]; ok {
+		*d.target = stream{offset: off, length: d.size, typ: streamData}
+		return d.rw.truncate(d.start)
+	}
+	off := makeOffset(d.rw.index, d.dataStart)
+	w.dedup[id] = off
+	d.rw.ids = append(d.rw.ids, objectIDEntry{id: id, offset: d.dataStart})
+	*d.target = stream{offset: off, length: d.size, typ: streamData}
+	return nil
+}
+
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+func (w *Writer) ready() error {
+	if w.done {
+		return fmt.Errorf("%w: writer closed", ErrWriter)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.endData(); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// lookup walks to the directory holding the last component of p, creating missing
+// directories when create is set.
+func (w *Writer) lookupParent(p string, create bool) (*node, string, error) {
+	comps := splitPath(p)
+	if len(comps) == 0 {
+		return nil, "", ErrInvalidName
+	}
+	n := w.root
+	for _, c := range comps[:len(comps)-1] {
+		if err := checkName(c); err != nil {
+			return nil, "", err
+		}
+		k := string(nameKey(w.upcase, c))
+		child := n.children[k]
+		if child == nil {
+			if !create {
+				return nil, "", ErrNotFound
+			}
+			child = &node{name: c, key: k, children: map[string]*node{},
+				f: &wfile{isDir: true, info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}}}
+			n.children[k] = child
+		}
+		if !child.f.isDir {
+			return nil, "", ErrNotDir
+		}
+		n = child
+	}
+	last := comps[len(comps)-1]
+	if err := checkName(last); err != nil {
+		return nil, "", err
+	}
+	if utf16Len(p) > maxPathUnits {
+		return nil, "", ErrInvalidName
+	}
+	return n, last, nil
+}
+
+// Add adds a file or directory with its metadata; for a file, exactly h.Size bytes
+// of data follow through Write. Missing parent directories are created with default
+// metadata. A name that exists already is replaced; a directory replacing a
+// directory keeps its children.
+func (w *Writer) Add(h *Header) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	if err := w.add(h); err != nil {
+		return w.fail(&PathError{Op: "add", Path: h.Name, Err: err})
+	}
+	return nil
+}
+
+func (w *Writer) add(h *Header) error {
+	dir, base, err := w.lookupParent(h.Name, true)
+	if err != nil {
+		return err
+	}
+	isDir := h.Info.FileAttributes&winfile.AttrDirectory != 0
+	if h.Size < 0 || (isDir || h.NoDataStream) && h.Size != 0 {
+		return fmt.Errorf("%w: size %d", ErrWriter, h.Size)
+	}
+	f := &wfile{info: h.Info, isDir: isDir, noData: h.NoDataStream && !isDir, added: true}
+	if h.SecurityDescriptor != nil {
+		if f.sd, err = w.putPrefixed(h.SecurityDescriptor); err != nil {
+			return err
+		}
+	}
+	if len(h.ExtendedAttributes) > 0 {
+		if len(h.ExtendedAttributes) > maxEALength {
+			return fmt.Errorf("%w: %d bytes of extended attributes", ErrTooLarge, len(h.ExtendedAttributes))
+		}
+		if _, err := winfile.DecodeExtendedAttributes(h.ExtendedAttributes); err != nil {
+			return err
+		}
+		if f.ea, err = w.putObject(regionMetadata, h.ExtendedAttributes, true); err != nil {
+			return err
+		}
+		f.eaLen = uint16(len(h.ExtendedAttributes))
+	}
+	if h.ReparseData != nil {
+		if len(h.ReparseData) < winfile.ReparseHeaderSize {
+			return fmt.Errorf("%w: reparse buffer of %d bytes", winfile.ErrInvalidFormat, len(h.ReparseData))
+		}
+		f.rpTag = binary.LittleEndian.Uint32(h.ReparseData)
+		if f.rp, err = w.putPrefixed(h.ReparseData); err != nil {
+			return err
+		}
+		f.info.FileAttributes |= winfile.AttrReparsePoint
+	} else {
+		f.info.FileAttributes &^= winfile.AttrReparsePoint
+	}
+	k := string(nameKey(w.upcase, base))
+	old := dir.children[k]
+	n := &node{name: base, key: k, f: f}
+	if isDir {
+		n.children = map[string]*node{}
+		if old != nil && old.f.isDir {
+			n.children = old.children
+		}
+		f.data = stream{typ: streamLinkTable}
+	}
+	dir.children[k] = n
+	w.cur = f
+	if !isDir {
+		return w.startData(&f.data, h.Size, h.Info.FileAttributes&winfile.AttrSparseFile != 0)
+	}
+	return nil
+}
+
+// AddStream adds an alternate data stream of size bytes to the file added last;
+// its data follows through Write. name is the bare stream name; a leading colon and
+// a ":$DATA" suffix are accepted and dropped.
+func (w *Writer) AddStream(name string, size int64) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, ":"), ":$DATA")
+	if w.cur == nil {
+		return w.fail(&PathError{Op: "add stream", Path: name, Err: fmt.Errorf("%w: no file to add it to", ErrWriter)})
+	}
+	if err := checkStreamName(name); err != nil {
+		return w.fail(&PathError{Op: "add stream", Path: name, Err: err})
+	}
+	if size < 0 {
+		return w.fail(&PathError{Op: "add stream", Path: name, Err: fmt.Errorf("%w: size %d", ErrWriter, size)})
+	}
+	k := string(nameKey(w.upcase, name))
+	for _, s := range w.cur.streams {
+		if string(nameKey(w.upcase, s.name)) == k {
+			return w.fail(&PathError{Op: "add stream", Path: name, Err: ErrExists})
+		}
+	}
+	w.cur.streams = append(w.cur.streams, adsEntry{name: name})
+	if err := w.startData(&w.cur.streams[len(w.cur.streams)-1].s, size, false); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// AddLink adds name as a hard link to the existing file target (not a directory).
+func (w *Writer) AddLink(name, target string) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	w.cur = nil
+	tn, err := w.find(target)
+	if err != nil {
+		return w.fail(&PathError{Op: "link", Path: name, Err: fmt.Errorf("target %s: %w", target, err)})
+	}
+	if tn.f.isDir {
+		return w.fail(&PathError{Op: "link", Path: name, Err: fmt.Errorf("target %s: %w", target, ErrIsDir)})
+	}
+	dir, base, err := w.lookupParent(name, true)
+	if err != nil {
+		return w.fail(&PathError{Op: "link", Path: name, Err: err})
+	}
+	k := string(nameKey(w.upcase, base))
+	if old := dir.children[k]; old == tn {
+		return nil
+	}
+	tn.f.added = true
+	dir.children[k] = &node{name: base, key: k, f: tn.f}
+	return nil
+}
+
+func (w *Writer) find(p string) (*node, error) {
+	dir, base, err := w.lookupParent(p, false)
+	if err != nil {
+		return nil, err
+	}
+	n := dir.children[string(nameKey(w.upcase, base))]
+	if n == nil {
+		return nil, ErrNotFound
+	}
+	return n, nil
+}
+
+// Remove deletes name and everything under it from the image, and records the
+// removal (the image's list of removals, see Image.Removals). A name that does not
+// exist is only recorded, as a layer's whiteout of a path its parents may hold.
+func (w *Writer) Remove(name string) error {
+	if err := w.ready(); err != nil {
+		return err
+	}
+	w.cur = nil
+	dir, base, err := w.lookupParent(name, false)
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNotDir) {
+		return w.fail(&PathError{Op: "remove", Path: name, Err: err})
+	}
+	if err == nil {
+		delete(dir.children, string(nameKey(w.upcase, base)))
+	}
+	w.removals = append(w.removals, strings.Join(splitPath(name), `\`))
+	return nil
+}
+
+// Abort discards everything written.
+func (w *Writer) Abort() error {
+	w.done = true
+	for _, rw := range w.regions {
+		if rw != nil {
+			rw.f.Close()
+		}
+	}
+	return os.RemoveAll(w.staging)
+}
+
+// Close writes the metadata, commits the image under its name and releases the
+// writer. On error nothing is visible under the final names.
+func (w *Writer) Close() error {
+	if err := w.ready(); err != nil {
+		w.Abort()
+		return err
+	}
+	err := w.commit()
+	w.Abort() // removes the (now empty) staging folder
+	if err != nil {
+		return &PathError{Op: "close", Path: filepath.Join(w.dir, w.name), Err: err}
+	}
+	return nil
+}
+
+func (w *Writer) commit() error {
+	// File IDs in depth-first order of sorted names; a hard-linked file takes the ID
+	// of its first name.
+	var files []*wfile
+	var dirs []*node
+	var number func(n *node)
+	number = func(n *node) {
+		if n.f.id != 0 {
+			return
+		}
+		files = append(files, n.f)
+		n.f.id = uint32(len(files))
+		if n.f.isDir {
+			dirs = append(dirs, n)
+			for _, c := range sortedChildren(n) {
+				number(c)
+			}
+		}
+	}
+	number(w.root)
+	if len(files) > 1<<32-2 {
+		return fmt.Errorf("%w: %d files", ErrTooLarge, len(files))
+	}
+	for _, d := range dirs {
+		if err := w.writeDir(d); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		if len(f.streams) == 0 {
+			continue
+		}
+		if err := w.writeStreamTable(f); err != nil {
+			return err
+		}
+	}
+	// File tables, then the file table directory.
+	var ftd []byte
+	for start := 0; start < len(files); start += filesPerTable {
+		end := min(start+filesPerTable, len(files))
+		tab := make([]byte, (end-start)*recordSize)
+		for i, f := range files[start:end] {
+			r := f.record()
+			r.encode(tab[i*recordSize:])
+		}
+		off, err := w.putObject(regionMetadata, tab, false)
+		if err != nil {
+			return err
+		}
+		e := make([]byte, ftdEntrySize)
+		binary.LittleEndian.PutUint64(e, uint64(off))
+		binary.LittleEndian.PutUint16(e[8:], uint16(end-start))
+		binary.LittleEndian.PutUint16(e[10:], recordSize)
+		ftd = append(ftd, e...)
+	}
+	ftdOff, err := w.putObject(regionMetadata, ftd, false)
+	if err != nil {
+		return err
+	}
+	fsOff, err := w.putObject(regionMetadata, filesystem{
+		upcase: w.upcaseOff, ftd: ftdOff, ftdCount: uint32(len(ftd) / ftdEntrySize), root: 1,
+	}.encode(), false)
+	if err != nil {
+		return err
+	}
+	hdr := &fsHeader{fsOffset: fsOff, parents: w.parents}
+	if len(w.removals) > 0 {
+		b := encodeRemovals(w.removals)
+		if hdr.removals, err = w.putObject(regionMetadata, b, false); err != nil {
+			return err
+		}
+		hdr.removalLen = uint32(len(b))
+	}
+
+	// Object ID files and the content hash that names the region set.
+	sum := sha256.New()
+	sum.Write([]byte(w.name))
+	sum.Write(w.opts.seed)
+	for _, p := range w.parents {
+		a := p.ID.ToArray()
+		sum.Write(a[:])
+	}
+	oidData := make([][]byte, regionCount)
+	for t, rw := range w.regions {
+		if err := rw.flush(); err != nil {
+			return err
+		}
+		slices.SortFunc(rw.ids, func(a, b objectIDEntry) int { return int(a.offset - b.offset) })
+		oidData[t] = encodeObjectIDFile(t, uint8(t), rw.ids)
+		sum.Write(oidData[t])
+	}
+	meta := w.regions[regionMetadata]
+	if _, err := io.Copy(sum, io.NewSectionReader(meta.f, 0, meta.size)); err != nil {
+		return err
+	}
+	var h [sha256.Size]byte
+	hdr.own = regionSet{ID: guid.NewV5(regionSetNamespace, sum.Sum(h[:0])), Count: regionCount}
+	if !w.opts.regionID.IsZero() {
+		hdr.own.ID = w.opts.regionID
+	}
+	for _, p := range w.parents {
+		if p.ID == hdr.own.ID {
+			return fmt.Errorf("%w: region set %v is already used by a parent", ErrExists, p.ID)
+		}
+	}
+	// Sync and rename the region and object ID files, then commit the .cim file.
+	for t, rw := range w.regions {
+		if err := rw.f.Sync(); err != nil {
+			return err
+		}
+		if err := rw.f.Close(); err != nil {
+			return err
+		}
+		op := filepath.Join(w.staging, fmt.Sprintf("objectid_%d", t))
+		if err := writeFileSync(op, oidData[t]); err != nil {
+			return err
+		}
+		if err := os.Rename(rw.path, filepath.Join(w.dir, hdr.own.regionName(t))); err != nil {
+			return err
+		}
+		if err := os.Rename(op, filepath.Join(w.dir, hdr.own.objectIDName(t))); err != nil {
+			return err
+		}
+	}
+	cp := filepath.Join(w.staging, "image")
+	if err := writeFileSync(cp, encodeFSHeader(hdr)); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, cp, unix.AT_FDCWD, filepath.Join(w.dir, w.name), unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return ErrExists
+		}
+		return err
+	}
+	return syncDir(w.dir)
+}
+
+func writeFileSync(p string, b []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// sortedChildren returns a directory's entries in link table order (§10.3).
+func sortedChildren(n *node) []*node {
+	cs := make([]*node, 0, len(n.children))
+	for _, c := range n.children {
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b *node) int { return compareKeys([]rune(a.key), []rune(b.key)) })
+	return cs
+}
+
+// writeDir stores a directory's link table.
+func (w *Writer) writeDir(n *node) error {
+	cs := sortedChildren(n)
+	if len(cs) == 0 {
+		n.f.data = stream{typ: streamLinkTable}
+		return nil
+	}
+	names := make([]string, len(cs))
+	vals := make([]byte, 0, 4*len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+		vals = binary.LittleEndian.AppendUint32(vals, c.f.id)
+	}
+	b := encodeLinkTable(names, vals, 4)
+	off, err := w.putObject(regionMetadata, b, false)
+	if err != nil {
+		return err
+	}
+	n.f.data = stream{offset: off, length: int64(len(b)), typ: streamLinkTable}
+	return nil
+}
+
+// writeStreamTable stores a file's alternate stream table in the prefixed form:
+// a uint32 byte count, then the link table, placed so the table is 8-byte aligned.
+func (w *Writer) writeStreamTable(f *wfile) error {
+	ss := slices.Clone(f.streams)
+	slices.SortFunc(ss, func(a, b adsEntry) int {
+		return compareKeys(nameKey(w.upcase, a.name), nameKey(w.upcase, b.name))
+	})
+	names := make([]string, len(ss))
+	vals := make([]byte, len(ss)*streamSize)
+	for i, s := range ss {
+		names[i] = s.name
+		s.s.put(vals[i*streamSize:])
+	}
+	tab := encodeLinkTable(names, vals, streamSize)
+	rw := w.regions[regionMetadata]
+	if err := rw.align(); err != nil {
+		return err
+	}
+	if _, err := rw.Write(make([]byte, 4)); err != nil { // keep the table itself 8-aligned
+		return err
+	}
+	obj := binary.LittleEndian.AppendUint32(nil, uint32(len(tab)))
+	obj = append(obj, tab...)
+	start := rw.size
+	if _, err := rw.Write(obj); err != nil {
+		return err
+	}
+	f.streamTableOff = makeOffset(rw.index, start)
+	return nil
+}
+
+// encodeLinkTable lays out a link table: header, values (valSize bytes each), name
+// offsets, names.
+func encodeLinkTable(names []string, vals []byte, valSize int) []byte {
+	n := len(names)
+	head := linkHeaderSize + n*(valSize+4)
+	b := make([]byte, head, head+n*16)
+	copy(b[linkHeaderSize:], vals)
+	for i, name := range names {
+		binary.LittleEndian.PutUint32(b[linkHeaderSize+n*valSize+4*i:], uint32(len(b)))
+		b = binary.LittleEndian.AppendUint16(b, uint16(utf16Len(name)))
+		b = appendUTF16(b, name)
+	}
+	binary.LittleEndian.PutUint32(b, uint32(len(b)))
+	binary.LittleEndian.PutUint32(b[4:], uint32(n))
+	return b
+}
+
+// encodeRemovals lists removed paths: uint32 count, then per path a uint16 length
+// in UTF-16 units and the UTF-16LE path with '\' separators.
+func encodeRemovals(paths []string) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(paths)))
+	for _, p := range paths {
+		b = binary.LittleEndian.AppendUint16(b, uint16(utf16Len(p)))
+		b = appendUTF16(b, p)
+	}
+	return b
+}
+
+func (f *wfile) record() *record {
+	a := f.info.FileAttributes
+	r := &record{
+		eaLength:    f.eaLen,
+		reparseTag:  f.rpTag,
+		times:       [4]uint64{uint64(f.info.CreationTime), uint64(f.info.LastWriteTime), uint64(f.info.ChangeTime), uint64(f.info.LastAccessTime)},
+		data:        f.data,
+		sd:          f.sd,
+		ea:          f.ea,
+		reparse:     f.rp,
+		streamTable: f.streamTableOff,
+		attributes:  a,
+		extFlags:    extValid,
+	}
+	for _, m := range attrFlags {
+		if a&m.attr != 0 {
+			r.flags |= m.flag
+		}
+	}
+	if f.noData {
+		r.extFlags |= extNoDataStream
+	}
+	if f.added {
+		r.extFlags |= extAdded
+	}
+	return r
+}
+
+var attrFlags = []struct {
+	attr uint32
+	flag uint16
+}{
+	{winfile.AttrReadOnly, flagReadOnly},
+	{winfile.AttrHidden, flagHidden},
+	{winfile.AttrSystem, flagSystem},
+	{winfile.AttrArchive, flagArchive},
+	{winfile.AttrSparseFile, flagSparse},
+}
