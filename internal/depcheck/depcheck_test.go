@@ -16,6 +16,7 @@ var allowed = map[string][]string{
 	"pkg/winfile":    {"pkg/guid"},
 	"pkg/vhd":        {"pkg/guid", "golang.org/x/sys/"},
 	"pkg/dmverity":   {"pkg/guid"},
+	"pkg/cimfs":      {"pkg/guid", "pkg/winfile", "golang.org/x/sys/"},
 	"pkg/ocilayer":   {"golang.org/x/sys/"},
 	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
