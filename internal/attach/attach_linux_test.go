@@ -458,3 +458,74 @@ func TestHelperKilled(t *testing.T) {
 	}
 	checkClean(t, a)
 }
+
+// TestGrow grows attached disks; the device follows and the file is a valid
+// disk of the new size afterwards.
+func TestGrow(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXDynamic} {
+		t.Run(string(format), func(t *testing.T) {
+			disk := makeDisk(t, t.TempDir(), format)
+			a, err := Attach(ctx, disk, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer Detach(ctx, a.Device)
+			f, err := os.OpenFile(a.Device, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte("end of the old disk"), testSize-19)
+			f.Sync()
+			f.Close()
+			_, err = Grow(ctx, a.Device, 2*testSize)
+			if !format.RawBacked() {
+				if d, _ := OpenDisk(disk, true); d != nil {
+					_, resizable := d.(interface{ Resize(int64) error })
+					d.Close()
+					if !resizable && !errors.Is(err, ErrCannotGrow) {
+						t.Fatalf("Grow of %s: %v, want ErrCannotGrow", format, err)
+					}
+					if !resizable {
+						return
+					}
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := deviceSize(t, a.Device); got != 2*testSize {
+				t.Errorf("device size %d after Grow", got)
+			}
+			if got, _ := Get(a.Device); got.Size != 2*testSize {
+				t.Errorf("recorded size %d", got.Size)
+			}
+			if err := Detach(ctx, a.Device); err != nil {
+				t.Fatal(err)
+			}
+			info, err := Detect(disk)
+			if err != nil || info.Size != 2*testSize || info.Format != format {
+				t.Fatalf("Detect after Grow: %+v, %v", info, err)
+			}
+			d, err := OpenDisk(disk, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			b := make([]byte, 64)
+			d.ReadAt(b, testSize-19)
+			if string(b[:19]) != "end of the old disk" || !bytes.Equal(b[19:], make([]byte, 45)) {
+				t.Errorf("data around the old end: %q", b)
+			}
+			if format == FormatVHDFixed {
+				if _, err := exec.LookPath("qemu-img"); err == nil {
+					out := run(t, "qemu-img", "info", "--output=json", "-f", "vpc", disk)
+					if !strings.Contains(out, fmt.Sprintf(`"virtual-size": %d`, 2*testSize)) {
+						t.Errorf("qemu-img info after growth: %s", out)
+					}
+				}
+			}
+		})
+	}
+}

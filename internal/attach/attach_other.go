@@ -33,3 +33,8 @@ func MountPoints(a *Attachment) ([]string, error) { return nil, errNotLinux }
 
 // Cleanup has nothing to do.
 func Cleanup(ctx context.Context) error { return nil }
+
+// Grow fails with an error wrapping errors.ErrUnsupported.
+func Grow(ctx context.Context, deviceOrDisk string, size int64) (*Attachment, error) {
+	return nil, &Error{Op: "grow", Path: deviceOrDisk, Err: errNotLinux}
+}

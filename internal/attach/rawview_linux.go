@@ -80,11 +80,24 @@ func (f *rawFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-// Setattr accepts only what changes nothing: the size of a virtual disk
-// changes through package vhd, not through the view.
+// Setattr accepts a larger size, which grows the virtual disk when its
+// format can be resized (EOPNOTSUPP otherwise), and nothing else that
+// changes anything: a disk never shrinks through the view.
 func (f *rawFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if sz, ok := in.GetSize(); ok && int64(sz) != f.disk.Size() {
-		return syscall.EPERM
+		if f.readOnly {
+			return syscall.EROFS
+		}
+		if int64(sz) < f.disk.Size() {
+			return syscall.EPERM
+		}
+		r, ok := f.disk.(resizer)
+		if !ok {
+			return syscall.EOPNOTSUPP
+		}
+		if err := r.Resize(int64(sz)); err != nil {
+			return errnoOf(err)
+		}
 	}
 	if _, ok := in.GetMode(); ok {
 		return syscall.EPERM
