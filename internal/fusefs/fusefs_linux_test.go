@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,7 +276,7 @@ func TestCleanupKilledHelper(t *testing.T) {
 		t.Errorf("List shows a dead helper: %+v", list)
 	}
 	cleaned, err := Cleanup(context.Background())
-	if err != nil || len(cleaned) != 1 || cleaned[0] != rec.ID {
+	if err != nil || !slices.Contains(cleaned, rec.ID) {
 		t.Errorf("Cleanup = %v, %v", cleaned, err)
 	}
 	checkGone(t, rec)
@@ -297,7 +298,9 @@ func TestCleanupLeavesLiveMounts(t *testing.T) {
 	old := time.Now().Add(-time.Minute)
 	os.Chtimes(junk, old, old)
 	cleaned, err := Cleanup(context.Background())
-	if err != nil || len(cleaned) != 1 || cleaned[0] != "junk" {
+	// Other test binaries running at the same time may leave dead mounts
+	// that Cleanup also takes, so only "junk" is asked for.
+	if err != nil || !slices.Contains(cleaned, "junk") || slices.Contains(cleaned, rec.ID) {
 		t.Errorf("Cleanup = %v, %v; want [junk]", cleaned, err)
 	}
 	if b, err := os.ReadFile(filepath.Join(rec.Mountpoint, "data")); err != nil || string(b) != "live" {
@@ -330,7 +333,7 @@ func TestCallerKilled(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(rec.Mountpoint, "data")); err != nil || string(b) != "orphan" {
 		t.Errorf("reading after the caller died: %q, %v", b, err)
 	}
-	if cleaned, _ := Cleanup(context.Background()); len(cleaned) != 0 {
+	if cleaned, _ := Cleanup(context.Background()); slices.Contains(cleaned, id) {
 		t.Errorf("Cleanup removed a live mount: %v", cleaned)
 	}
 	if err := Unmount(context.Background(), id); err != nil {
@@ -356,7 +359,7 @@ func TestCleanupOrphanMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	cleaned, err := Cleanup(context.Background())
-	if err != nil || len(cleaned) != 1 || cleaned[0] != rec.ID {
+	if err != nil || !slices.Contains(cleaned, rec.ID) {
 		t.Errorf("Cleanup = %v, %v", cleaned, err)
 	}
 	checkGone(t, rec)
