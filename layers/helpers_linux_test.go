@@ -1,7 +1,10 @@
 package layers
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/pkg/ext4"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -113,4 +117,55 @@ func cleanupMounts(t *testing.T, dir string) {
 	t.Cleanup(func() {
 		mount.UnmountAll(dir, true)
 	})
+}
+
+// tarEntry is one entry of a layer tar made by tarLayerVHD.
+type tarEntry struct {
+	name string
+	typ  byte   // tar.TypeReg, TypeDir, TypeSymlink
+	body []byte // file content
+	link string // symbolic link target
+	mode int64
+}
+
+// tarLayerVHD writes the entries as an OCI layer tar, builds an ext4 image of it
+// with pkg/ext4 (OCI whiteouts turned into overlay ones) and appends a fixed VHD
+// footer: a layer as hcs tar2ext4 -vhd makes it.
+func tarLayerVHD(t *testing.T, dir, name string, entries []tarEntry) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Size: int64(len(e.body)), Linkname: e.link, ModTime: time.Unix(1700000000, 0)}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+			if e.typ == tar.TypeDir {
+				h.Mode = 0o755
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, name+".vhd")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ext4.Build(context.Background(), f, &buf, ext4.WithConvertWhiteouts()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vhd.AppendFixedFooterFile(img, time.Unix(0, 0), [16]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

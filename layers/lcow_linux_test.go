@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -16,20 +17,19 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
-// threeLayers makes a base layer, a layer adding /etc/hello and a layer deleting
-// /deleted with a whiteout; it returns them top-most first.
+// threeLayers makes, from OCI layer tars, a base layer, a layer adding /etc/hello
+// and a layer deleting /deleted with a whiteout; it returns them top-most first.
 func threeLayers(t *testing.T, dir string) []*LCOWLayer {
-	base := layerVHD(t, dir, "base", func(r string) {
-		write(t, filepath.Join(r, "etc", "os"), "base")
-		write(t, filepath.Join(r, "deleted"), "x")
-		write(t, filepath.Join(r, "etc", "hello"), "old")
+	base := tarLayerVHD(t, dir, "base", []tarEntry{
+		{name: "etc/", typ: tar.TypeDir},
+		{name: "etc/os", typ: tar.TypeReg, body: []byte("base")},
+		{name: "etc/hello", typ: tar.TypeReg, body: []byte("old")},
+		{name: "deleted", typ: tar.TypeReg, body: []byte("x")},
 	})
-	add := layerVHD(t, dir, "add", func(r string) {
-		write(t, filepath.Join(r, "etc", "hello"), "hello from layer 2\n")
+	add := tarLayerVHD(t, dir, "add", []tarEntry{
+		{name: "etc/hello", typ: tar.TypeReg, body: []byte("hello from layer 2\n")},
 	})
-	del := layerVHD(t, dir, "del", func(r string) {
-		whiteout(t, filepath.Join(r, "deleted"))
-	})
+	del := tarLayerVHD(t, dir, "del", []tarEntry{{name: ".wh.deleted", typ: tar.TypeReg}})
 	return []*LCOWLayer{{VHDPath: del}, {VHDPath: add}, {VHDPath: base}}
 }
 

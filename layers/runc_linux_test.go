@@ -1,12 +1,12 @@
 package layers
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,40 +14,27 @@ import (
 	"testing"
 )
 
-// busyboxBase fills root with a minimal root file system around Debian's static
-// busybox: /bin/busybox, applet links, the directories runc mounts on, and
-// /deleted for the next layer to remove.
-func busyboxBase(t *testing.T, bin string) func(root string) {
-	return func(root string) {
-		for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp"} {
-			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		src, err := os.Open(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		dst, err := os.OpenFile(filepath.Join(root, "bin", "busybox"), os.O_CREATE|os.O_WRONLY, 0o755)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(dst, src); err != nil {
-			t.Fatal(err)
-		}
-		dst.Close()
-		for _, applet := range []string{"sh", "cat", "test", "echo", "ls"} {
-			if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		write(t, filepath.Join(root, "deleted"), "removed by the top layer")
+// busyboxTar lists a minimal root file system around Debian's static busybox:
+// /bin/busybox, applet links, the directories runc mounts on, and /deleted for the
+// next layer to remove.
+func busyboxTar(t *testing.T, bin string) []tarEntry {
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
 	}
+	ents := []tarEntry{}
+	for _, d := range []string{"bin/", "etc/", "proc/", "sys/", "dev/", "tmp/"} {
+		ents = append(ents, tarEntry{name: d, typ: tar.TypeDir})
+	}
+	ents = append(ents, tarEntry{name: "bin/busybox", typ: tar.TypeReg, body: b, mode: 0o755})
+	for _, applet := range []string{"sh", "cat", "test", "echo", "ls"} {
+		ents = append(ents, tarEntry{name: "bin/" + applet, typ: tar.TypeSymlink, link: "busybox", mode: 0o777})
+	}
+	return append(ents, tarEntry{name: "deleted", typ: tar.TypeReg, body: []byte("removed by the top layer")})
 }
 
 // TestRuncOnLCOWLayers runs a process with runc on a busybox root file system made of
-// three ext4 layer images mounted by MountLCOWLayers.
+// three ext4 layer images, built from tars, mounted by MountLCOWLayers.
 func TestRuncOnLCOWLayers(t *testing.T) {
 	needRoot(t)
 	runc, err := exec.LookPath("runc")
@@ -61,11 +48,14 @@ func TestRuncOnLCOWLayers(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cleanupMounts(t, dir)
-	base := layerVHD(t, dir, "busybox", busyboxBase(t, bin))
-	add := layerVHD(t, dir, "hello", func(r string) {
-		write(t, filepath.Join(r, "etc", "hello"), "hello from a layer\n")
+	// Three layers built from OCI layer tars by pkg/ext4: the base, one adding
+	// /etc/hello, one deleting /deleted with an OCI whiteout.
+	base := tarLayerVHD(t, dir, "busybox", busyboxTar(t, bin))
+	add := tarLayerVHD(t, dir, "hello", []tarEntry{
+		{name: "etc/", typ: tar.TypeDir},
+		{name: "etc/hello", typ: tar.TypeReg, body: []byte("hello from a layer\n")},
 	})
-	del := layerVHD(t, dir, "delete", func(r string) { whiteout(t, filepath.Join(r, "deleted")) })
+	del := tarLayerVHD(t, dir, "delete", []tarEntry{{name: ".wh.deleted", typ: tar.TypeReg}})
 	ls := &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: del}, {VHDPath: add}, {VHDPath: base}}, ScratchVHDPath: filepath.Join(dir, "sandbox.vhd")}
 	rootfs, scratch, closer, err := MountLCOWLayers(ctx, "runc-test", ls, filepath.Join(dir, "c"), nil, WithScratchSize(64<<20))
 	if err != nil {
