@@ -36,6 +36,7 @@ const modulePath = "github.com/hostcompute/hostcompute"
 var registry = []func(env *Env) []*Row{
 	wclayerRows,
 	vhdRows,
+	mountRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,
