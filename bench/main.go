@@ -37,6 +37,8 @@ var registry = []func(env *Env) []*Row{
 	wclayerRows,
 	vhdRows,
 	mountRows,
+	ext4Rows,
+	ocilayerRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,
