@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
 )
 
 // rootfsVersion names the tar writer of the root filesystem inputs; change it when
@@ -207,4 +206,3 @@ func (env *Env) busyboxTree(ctx context.Context, dir string) error {
 	}
 	return nil
 }
-
