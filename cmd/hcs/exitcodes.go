@@ -61,6 +61,7 @@ var invalidInput = []error{
 	vhd.ErrInvalidFormat,
 	vhd.ErrChecksum,
 	vhd.ErrTruncated,
+	vhd.ErrLogReplayNeeded,
 	io.ErrUnexpectedEOF,
 }
 

@@ -32,6 +32,7 @@ Sizes accept the binary suffixes K, M, G and T (optionally followed by "iB" or
 		a.newVHDInfoCommand(),
 		a.newVHDCheckCommand(),
 		a.newVHDConvertCommand(),
+		a.newVHDResizeCommand(),
 		a.newVHDAttachCommand(),
 		a.newVHDDetachCommand(),
 	)

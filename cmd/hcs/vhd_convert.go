@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -16,41 +22,80 @@ import (
 
 // Targets of vhd convert.
 const (
-	targetRaw         = "raw"
-	targetVHDFixed    = "vhd-fixed"
-	targetVHDDynamic  = "vhd-dynamic"
-	targetVHDXDynamic = "vhdx-dynamic"
+	targetRaw              = "raw"
+	targetVHDFixed         = "vhd-fixed"
+	targetVHDDynamic       = "vhd-dynamic"
+	targetVHDDifferencing  = "vhd-differencing"
+	targetVHDXFixed        = "vhdx-fixed"
+	targetVHDXDynamic      = "vhdx-dynamic"
+	targetVHDXDifferencing = "vhdx-differencing"
 )
 
-// convertChunk is the copy unit; the larger block size of a dynamic VHD replaces it.
-const convertChunk = 1 << 20
+var convertTargets = []string{targetRaw, targetVHDFixed, targetVHDDynamic, targetVHDDifferencing, targetVHDXFixed, targetVHDXDynamic, targetVHDXDifferencing}
+
+const (
+	// convertRead is the unit read from the source, convertZero the unit tested
+	// for zeros (and then not written).
+	convertRead = 4 << 20
+	convertZero = 1 << 20
+	// convertAhead is the number of chunks read ahead of the writer.
+	convertAhead = 4
+)
+
+// convertOptions are the flags of vhd convert that shape the new disk.
+type convertOptions struct {
+	target     string
+	parent     string
+	blockSize  int64
+	sectorSize int
+}
 
 func (a *app) newVHDConvertCommand() *cobra.Command {
-	var to string
+	var o convertOptions
+	var blockSize string
 	cmd := &cobra.Command{
 		Use:   "convert [flags] SRC DST",
 		Short: "Convert between raw images, VHD and VHDX",
 		Long: `Copy the virtual disk of SRC into a new disk DST of the format given by --to:
-raw, vhd-fixed, vhd-dynamic or vhdx-dynamic. SRC is any disk that hcs vhd opens
-(VHD of any type, fixed or dynamic VHDX), or a raw image: a regular file that is
-neither VHD nor VHDX. Without --to a raw SRC becomes vhd-dynamic and a disk
-becomes raw.
+raw, vhd-fixed, vhd-dynamic, vhd-differencing, vhdx-fixed, vhdx-dynamic or
+vhdx-differencing. SRC is any disk that hcs vhd opens (VHD or VHDX of any type,
+read through its parents), or a raw image: a regular file that is neither VHD
+nor VHDX. Without --to a raw SRC becomes vhd-dynamic and a disk becomes raw.
 
-The disk is copied in chunks of 1 MiB, or of the block size of a dynamic VHD
-target when that is larger. Chunks of zeros are not written, so every target is sparse: dynamic
-disks leave such blocks unallocated, raw images and fixed VHDs keep holes. A raw
-SRC whose size is not a multiple of 512 is padded with zeros.
+A differencing target needs --parent, a disk of the target's format and of
+SRC's size; only what differs from the parent is written to DST. --block-size
+and --logical-sector-size (VHDX: 512 or 4096) are as for hcs vhd create.
+
+Zeros are not written: holes of a raw SRC are skipped without reading them
+(SEEK_DATA), and each MiB of zeros read is left unallocated, so every target is
+sparse. A raw SRC whose size is not a multiple of the sector size is padded
+with zeros. A progress line is drawn on a terminal.
 
 DST must not exist (exit code 4). The copy is written to DST.tmp-XXXXXXXX next
-to it and linked into place only when complete, so a failure or an
+to it and linked into place only when complete and synced, so a failure or an
 interruption leaves nothing behind.`,
 		Args: cobra.ExactArgs(2),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			switch to {
-			case "", targetRaw, targetVHDFixed, targetVHDDynamic, targetVHDXDynamic:
-				return nil
+			if o.target != "" && !slices.Contains(convertTargets, o.target) {
+				return usageErrorf("invalid --to %q: want one of %s", o.target, strings.Join(convertTargets, ", "))
 			}
-			return usageErrorf("invalid --to %q: want raw, vhd-fixed, vhd-dynamic or vhdx-dynamic", to)
+			if diff := strings.HasSuffix(o.target, "-differencing"); diff != (o.parent != "") {
+				if diff {
+					return usageErrorf("--to %s needs --parent", o.target)
+				}
+				return usageErrorf("--parent is only for a differencing --to")
+			}
+			if o.sectorSize != 0 && !strings.HasPrefix(o.target, "vhdx-") && o.sectorSize != vhd.SectorSize {
+				return usageErrorf("--logical-sector-size %d is only for VHDX targets", o.sectorSize)
+			}
+			if blockSize != "" {
+				n, err := parseSize(blockSize)
+				if err != nil || n > 1<<31 {
+					return usageErrorf("invalid --block-size %q", blockSize)
+				}
+				o.blockSize = n
+			}
+			return nil
 		},
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[1]
@@ -62,24 +107,32 @@ interruption leaves nothing behind.`,
 				return fmt.Errorf("convert: %w", err)
 			}
 			defer in.Close()
-			target := to
-			if target == "" {
-				target = targetRaw
+			opts := o
+			if opts.target == "" {
+				opts.target = targetRaw
 				if format == formatRaw {
-					target = targetVHDDynamic
+					opts.target = targetVHDDynamic
 				}
 			}
 			start := time.Now()
-			size, written, err := a.convert(cmd, in, dst, target)
+			size, written, err := a.convert(cmd, in, dst, opts)
+			if errors.Is(err, vhd.ErrInvalidOptions) {
+				return usageError{fmt.Errorf("convert: %w", err)}
+			}
 			if err != nil {
 				return fmt.Errorf("convert: %w", err)
 			}
 			elapsed := time.Since(start)
-			return a.result(fmt.Sprintf("converted %s (%s) to %s (%s): %d bytes, %d written in %s", src, format, dst, target, size, written, seconds(elapsed)),
-				map[string]any{"source": src, "sourceFormat": format, "file": dst, "target": target, "virtualSize": size, "bytesWritten": written, "seconds": elapsed.Seconds()})
+			return a.result(fmt.Sprintf("converted %s (%s) to %s (%s): %d bytes, %d written in %s", src, format, dst, opts.target, size, written, seconds(elapsed)),
+				map[string]any{"source": src, "sourceFormat": format, "file": dst, "target": opts.target, "parent": opts.parent,
+					"virtualSize": size, "bytesWritten": written, "seconds": elapsed.Seconds()})
 		}),
 	}
-	cmd.Flags().StringVar(&to, "to", "", "target `FORMAT`: raw, vhd-fixed, vhd-dynamic or vhdx-dynamic")
+	f := cmd.Flags()
+	f.StringVar(&o.target, "to", "", "target `FORMAT`: "+strings.Join(convertTargets, ", "))
+	f.StringVar(&o.parent, "parent", "", "parent `FILE` of a differencing target")
+	f.StringVar(&blockSize, "block-size", "", "block size of the new disk (default as hcs vhd create)")
+	f.IntVar(&o.sectorSize, "logical-sector-size", 0, "logical sector size of a VHDX target: 512 (default) or 4096")
 	return cmd
 }
 
@@ -102,17 +155,13 @@ func (w rawWriter) Close() error {
 
 // convert copies in to a new file dst of the target format and returns the virtual
 // size and the bytes written.
-func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst, target string) (size, written int64, err error) {
-	size = in.Size()
-	if target != targetRaw {
-		size = (size + vhd.SectorSize - 1) / vhd.SectorSize * vhd.SectorSize
-	}
+func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst string, o convertOptions) (size, written int64, err error) {
 	var suffix [4]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return 0, 0, err
 	}
 	tmp := dst + ".tmp-" + hex.EncodeToString(suffix[:])
-	out, chunk, err := createTarget(tmp, target, size)
+	out, parent, size, err := createTarget(tmp, in.Size(), o)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -125,30 +174,14 @@ func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst, target string) (s
 			os.Remove(tmp)
 		}
 	}()
-	a.log.Debug("converting", logKeyFile, dst, "target", target, logKeyBytes, size, "chunk", chunk)
+	if parent != nil {
+		defer parent.Close()
+	}
+	a.log.Debug("converting", logKeyFile, dst, "target", o.target, logKeyBytes, size)
 	bar := a.progress("convert", size)
 	defer bar.Stop()
-	buf := make([]byte, chunk)
-	srcSize := in.Size()
-	for off := int64(0); off < size; off += chunk {
-		if err := cmd.Context().Err(); err != nil {
-			return 0, 0, err
-		}
-		n := min(chunk, size-off)
-		p := buf[:n]
-		clear(p)
-		if m := min(n, srcSize-off); m > 0 {
-			if _, err := in.ReadAt(p[:m], off); err != nil && !(errors.Is(err, io.EOF) && off+m == srcSize) {
-				return 0, 0, fmt.Errorf("reading at %d: %w", off, err)
-			}
-		}
-		if !allZero(p) {
-			if _, err := out.WriteAt(p, off); err != nil {
-				return 0, 0, fmt.Errorf("writing at %d: %w", off, err)
-			}
-			written += n
-		}
-		bar.Add(n)
+	if written, err = copyDisk(cmd.Context(), in, out, parent, size, bar.Add); err != nil {
+		return 0, 0, err
 	}
 	closed = true
 	if err := out.Close(); err != nil {
@@ -164,62 +197,240 @@ func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst, target string) (s
 	return size, written, nil
 }
 
-// createTarget creates the new disk at path and returns it with the copy chunk size.
-func createTarget(path, target string, size int64) (diskWriter, int64, error) {
-	switch target {
+// segment is a run of source data to write at off.
+type segment struct {
+	off int64
+	b   []byte
+}
+
+// chunk is what the reader hands the writer: the segments of one read that are
+// not zeros (nor equal to the parent), and the buffer to give back.
+type chunk struct {
+	segs []segment
+	buf  []byte
+	err  error
+}
+
+// copyDisk copies the first size bytes of in (zeros past its end) to out. A
+// reader goroutine reads ahead, skipping the holes of a raw source and dropping
+// zero MiBs (and, with a parent, MiBs the parent already has), while this
+// goroutine writes.
+func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.Disk, size int64, progress func(int64)) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan []byte, convertAhead)
+	for range convertAhead {
+		free <- make([]byte, convertRead)
+	}
+	chunks := make(chan chunk, convertAhead)
+	send := func(c chunk) error {
+		select {
+		case chunks <- c:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	go func() {
+		defer close(chunks)
+		zero := make([]byte, convertZero)
+		var pbuf []byte
+		if parent != nil {
+			pbuf = make([]byte, convertRead)
+		}
+		srcSize := min(in.Size(), size)
+		err := forEachExtent(in, srcSize, func(off, n int64) error {
+			for end := off + n; off < end; {
+				m := min(convertRead-off%convertRead, end-off)
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				p := buf[:m]
+				if _, err := in.ReadAt(p, off); err != nil && !(errors.Is(err, io.EOF) && off+m == in.Size()) {
+					return fmt.Errorf("reading at %d: %w", off, err)
+				}
+				var q []byte
+				if parent != nil {
+					q = pbuf[:m]
+					if _, err := parent.ReadAt(q, off); err != nil && !errors.Is(err, io.EOF) {
+						return fmt.Errorf("reading the parent at %d: %w", off, err)
+					}
+				}
+				c := chunk{buf: buf}
+				// Split at MiB boundaries; keep runs that must be written.
+				for i := int64(0); i < m; {
+					j := min(i+convertZero-(off+i)%convertZero, m)
+					part := p[i:j]
+					skip := bytes.Equal(part, zero[:len(part)])
+					if q != nil {
+						skip = bytes.Equal(part, q[i:j])
+					}
+					if !skip {
+						if k := len(c.segs) - 1; k >= 0 && c.segs[k].off+int64(len(c.segs[k].b)) == off+i {
+							c.segs[k].b = p[c.segs[k].off-off : j]
+						} else {
+							c.segs = append(c.segs, segment{off + i, part})
+						}
+					}
+					i = j
+				}
+				if err := send(c); err != nil {
+					return err
+				}
+				progress(m)
+				off += m
+			}
+			return nil
+		}, func(n int64) { progress(n) })
+		if err == nil && parent != nil && srcSize < size {
+			// Past the end of a shorter source the disk reads zeros, which the
+			// parent may not.
+			err = zeroWhereParentIsNot(parent, srcSize, size, func(off int64, b []byte) error {
+				return send(chunk{segs: []segment{{off, b}}})
+			})
+		}
+		if err != nil {
+			send(chunk{err: err})
+		}
+	}()
+	var written int64
+	for c := range chunks {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		for _, s := range c.segs {
+			if _, err := out.WriteAt(s.b, s.off); err != nil {
+				return 0, fmt.Errorf("writing at %d: %w", s.off, err)
+			}
+			written += int64(len(s.b))
+		}
+		if c.buf != nil {
+			free <- c.buf
+		}
+	}
+	return written, ctx.Err()
+}
+
+// zeroWhereParentIsNot emits zeros for the MiBs of [from, to) where parent has
+// data.
+func zeroWhereParentIsNot(parent *vhd.Disk, from, to int64, emit func(int64, []byte) error) error {
+	buf := make([]byte, convertZero)
+	zero := make([]byte, convertZero)
+	for off := from; off < to; {
+		n := min(convertZero-off%convertZero, to-off)
+		if _, err := parent.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if !bytes.Equal(buf[:n], zero[:n]) {
+			if err := emit(off, zero[:n]); err != nil {
+				return err
+			}
+		}
+		off += n
+	}
+	return nil
+}
+
+// forEachExtent calls data for the ranges of [0, size) that may hold data and hole
+// for the lengths of holes. The holes of a raw file are found with SEEK_DATA and
+// SEEK_HOLE; other disks are one extent.
+func forEachExtent(in virtualDisk, size int64, data func(off, n int64) error, hole func(n int64)) error {
+	r, ok := in.(rawDisk)
+	if !ok {
+		return data(0, size)
+	}
+	fd := int(r.Fd())
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			hole(size - off)
+			return nil
+		}
+		if err != nil {
+			// No SEEK_DATA here: read everything.
+			return data(off, size-off)
+		}
+		start = min(start, size)
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			end = size
+		}
+		end = min(end, size)
+		hole(start - off)
+		if end > start {
+			if err := data(start, end-start); err != nil {
+				return err
+			}
+		}
+		off = end
+	}
+	return nil
+}
+
+// createTarget creates the new disk at path for a source of srcSize bytes and
+// returns it with the open parent of a differencing target and the virtual size.
+func createTarget(path string, srcSize int64, o convertOptions) (out diskWriter, parent *vhd.Disk, size int64, err error) {
+	sector := int64(vhd.SectorSize)
+	if o.sectorSize != 0 {
+		sector = int64(o.sectorSize)
+	}
+	if o.parent != "" {
+		p, err := vhd.Open(o.parent, true)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("opening parent: %w", err)
+		}
+		defer func() {
+			if out == nil {
+				p.Close()
+			}
+		}()
+		parent, sector = p, int64(p.LogicalSectorSize())
+	}
+	size = srcSize
+	if o.target != targetRaw {
+		size = (size + sector - 1) / sector * sector
+	}
+	if parent != nil && parent.Size() != size {
+		return nil, nil, 0, fmt.Errorf("%w: the parent %s has %d bytes, the source %d", vhd.ErrInvalidOptions, o.parent, parent.Size(), size)
+	}
+	switch o.target {
 	case targetRaw:
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		if err := f.Truncate(size); err != nil {
 			f.Close()
 			os.Remove(path)
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		return rawWriter{f}, convertChunk, nil
-	case targetVHDFixed, targetVHDDynamic:
-		t := vhd.Fixed
-		if target == targetVHDDynamic {
-			t = vhd.Dynamic
-		}
-		d, err := vhd.Create(path, vhd.CreateOptions{Type: t, Size: size})
+		return rawWriter{f}, nil, size, nil
+	case targetVHDFixed, targetVHDDynamic, targetVHDDifferencing:
+		t := map[string]vhd.DiskType{targetVHDFixed: vhd.Fixed, targetVHDDynamic: vhd.Dynamic, targetVHDDifferencing: vhd.Differencing}[o.target]
+		d, err := vhd.Create(path, vhd.CreateOptions{Type: t, Size: size, BlockSize: uint32(o.blockSize), Parent: o.parent})
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		chunk := int64(convertChunk)
-		if h := d.Header(); h != nil {
-			chunk = max(chunk, int64(h.BlockSize))
-		}
-		return d, chunk, nil
-	case targetVHDXDynamic:
-		if err := vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: size}); err != nil {
-			return nil, 0, err
+		return d, parent, size, nil
+	default:
+		err := vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: size, Fixed: o.target == targetVHDXFixed, Parent: o.parent,
+			BlockSize: uint32(o.blockSize), LogicalSectorSize: uint32(o.sectorSize)})
+		if err != nil {
+			return nil, nil, 0, err
 		}
 		d, err := vhd.Open(path, false)
 		if err != nil {
 			os.Remove(path)
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		// Blocks of a VHDX are large (32 MiB) and the rest of a new block reads as
-		// zeros, so 1 MiB chunks keep zero runs inside a block unwritten.
-		return d, convertChunk, nil
+		// The file is linked into place only after Close has synced it.
+		d.DeferSync()
+		return d, parent, size, nil
 	}
-	return nil, 0, usageErrorf("invalid --to %q", target)
-}
-
-// allZero reports whether p holds only zero bytes.
-func allZero(p []byte) bool {
-	for len(p) >= 8 {
-		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
-			return false
-		}
-		p = p[8:]
-	}
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }

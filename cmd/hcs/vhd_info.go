@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -22,8 +23,14 @@ type vhdInfo struct {
 	Parent         string `json:"parent,omitempty"`
 	ParentUniqueID string `json:"parentUniqueId,omitempty"`
 	Creator        string `json:"creator"`
-	FileSize       int64  `json:"fileSize"`
-	Allocated      int64  `json:"allocated"`
+	SectorSize     int    `json:"logicalSectorSize"`
+	PhysicalSector int    `json:"physicalSectorSize,omitempty"`
+	// Log is the state of a VHDX log: "empty", or "pending" when it holds
+	// updates to replay (LogEntries of them).
+	Log        string `json:"log,omitempty"`
+	LogEntries int    `json:"logEntries,omitempty"`
+	FileSize   int64  `json:"fileSize"`
+	Allocated  int64  `json:"allocated"`
 }
 
 func (a *app) newVHDInfoCommand() *cobra.Command {
@@ -31,9 +38,14 @@ func (a *app) newVHDInfoCommand() *cobra.Command {
 		Use:   "info FILE",
 		Short: "Describe a VHD or VHDX disk",
 		Long: `Print the format (vhd or vhdx), the disk type, the virtual size, the block size,
-the unique ID (the virtual disk ID of a VHDX), the creator, and the bytes the
-file takes on the host. A differencing VHD also shows its parent, which must be
-found (exit code 5 when it is missing), and the parent's unique ID.`,
+the unique ID (the virtual disk ID of a VHDX), the creator, the sector sizes,
+and the bytes the file takes on the host. A differencing disk also shows its
+parent, which must be found (exit code 5 when it is missing), and the parent's
+identity the child records (the unique ID of a VHD parent, the parent_linkage
+DataWriteGuid of a VHDX parent). For a VHDX, the log is "empty" or "pending"
+with the number of entries a writable open (hcs vhd resize, or qemu-img check
+-r all) would replay; the parent of a disk with a pending log is shown as its
+locator names it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			info, err := readVHDInfo(args[0])
@@ -60,27 +72,7 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 	}
 	info.Format = format
 	if format == formatVHDX {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		x, err := vhd.ReadVHDXInfo(f)
-		if err != nil {
-			return nil, err
-		}
-		info.Type = "dynamic"
-		switch {
-		case x.HasParent:
-			info.Type = "differencing"
-		case x.LeaveBlockAllocated:
-			info.Type = "fixed"
-		}
-		info.VirtualSize = int64(x.VirtualDiskSize)
-		info.BlockSize = int64(x.BlockSize)
-		info.UniqueID = strings.ToLower(x.VirtualDiskID.String())
-		info.Creator = x.Creator
-		return info, nil
+		return readVHDXInfo(path, info)
 	}
 	// Anything else must be a VHD; pkg/vhd names what is wrong with it.
 	d, err := openVHD(path)
@@ -94,6 +86,7 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 	info.VirtualSize = d.Size()
 	info.UniqueID = formatID(ft.UniqueID)
 	info.Creator = fmt.Sprintf("%s %d.%d", strings.TrimRight(string(ft.CreatorApp[:]), " \x00"), ft.CreatorVersion>>16, ft.CreatorVersion&0xFFFF)
+	info.SectorSize = vhd.SectorSize
 	if h := d.Header(); h != nil {
 		info.BlockSize = int64(h.BlockSize)
 		if d.Type() == vhd.Differencing {
@@ -103,6 +96,57 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 	if p := d.Parent(); p != nil {
 		info.Parent = p.Path()
 	}
+	return info, nil
+}
+
+// readVHDXInfo fills info for a VHDX. A disk with a pending log cannot be opened
+// read-only: its structures are described as they are before replay.
+func readVHDXInfo(path string, info *vhdInfo) (*vhdInfo, error) {
+	var x *vhd.VHDXInfo
+	d, err := openVHD(path)
+	switch {
+	case err == nil:
+		defer d.Close()
+		x = d.VHDXInfo()
+		info.Log = "empty"
+		if p := d.Parent(); p != nil {
+			info.Parent = p.Path()
+		}
+	case errors.Is(err, vhd.ErrLogReplayNeeded):
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if x, err = vhd.ReadVHDXInfo(f); err != nil {
+			return nil, err
+		}
+		entries, err := vhd.ReadVHDXLog(f, x.Header, info.FileSize)
+		if err != nil {
+			return nil, err
+		}
+		info.Log, info.LogEntries = "pending", len(entries)
+		if l := x.ParentLocator; l != nil {
+			info.Parent = l.Get(vhd.VHDXKeyRelativePath)
+		}
+	default:
+		return nil, err
+	}
+	info.Type = "dynamic"
+	switch {
+	case x.HasParent:
+		info.Type = "differencing"
+		if l := x.ParentLocator; l != nil {
+			info.ParentUniqueID = strings.ToLower(strings.Trim(l.Get(vhd.VHDXKeyParentLinkage), "{}"))
+		}
+	case x.LeaveBlockAllocated:
+		info.Type = "fixed"
+	}
+	info.VirtualSize = int64(x.VirtualDiskSize)
+	info.BlockSize = int64(x.BlockSize)
+	info.UniqueID = strings.ToLower(x.VirtualDiskID.String())
+	info.Creator = x.Creator
+	info.SectorSize, info.PhysicalSector = int(x.LogicalSectorSize), int(x.PhysicalSectorSize)
 	return info, nil
 }
 
@@ -121,6 +165,18 @@ func (i *vhdInfo) text() string {
 		fmt.Fprintf(&b, "parent id:     %s\n", i.ParentUniqueID)
 	}
 	fmt.Fprintf(&b, "creator:       %s\n", i.Creator)
+	fmt.Fprintf(&b, "sector size:   %d", i.SectorSize)
+	if i.PhysicalSector != 0 {
+		fmt.Fprintf(&b, " (physical %d)", i.PhysicalSector)
+	}
+	b.WriteString("\n")
+	if i.Log != "" {
+		fmt.Fprintf(&b, "log:           %s", i.Log)
+		if i.LogEntries > 0 {
+			fmt.Fprintf(&b, " (%d entries to replay)", i.LogEntries)
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "file size:     %d\n", i.FileSize)
 	fmt.Fprintf(&b, "allocated:     %d (%s)", i.Allocated, humanBytes(i.Allocated))
 	return b.String()

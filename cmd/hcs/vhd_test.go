@@ -128,7 +128,7 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 	raw[len(raw)-1] = 0xAA
 	src := writeFile(t, dir, "disk.img", raw)
 
-	for _, target := range []string{"vhd-dynamic", "vhd-fixed", "vhdx-dynamic"} {
+	for _, target := range []string{"vhd-dynamic", "vhd-fixed", "vhdx-dynamic", "vhdx-fixed"} {
 		disk := filepath.Join(dir, target)
 		back := filepath.Join(dir, target+".img")
 		r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", target, src, disk)
@@ -140,7 +140,7 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 			t.Fatal(err)
 		}
-		if res.SourceFormat != "raw" || res.VirtualSize != int64(len(raw)) || res.BytesWritten >= int64(len(raw)) {
+		if res.SourceFormat != "raw" || res.VirtualSize != int64(len(raw)) || res.BytesWritten >= int64(len(raw))-1<<20 {
 			t.Errorf("%s: convert result %s", target, r.stdout)
 		}
 		wantCode(t, hcs(t, nil, "vhd", "check", disk), exitOK)
@@ -160,13 +160,30 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 	if info := vhdInfoJSON(t, filepath.Join(dir, "vhdx-dynamic")); info.Allocated > 4<<20+4<<20 {
 		t.Errorf("dynamic VHDX of 2 MiB of data and 4 MiB of metadata: %+v", info)
 	}
-	wantDirNames(t, dir, "disk.img", "vhd-dynamic", "vhd-dynamic.img", "vhd-fixed", "vhd-fixed.img", "vhdx-dynamic", "vhdx-dynamic.img")
+	if info := vhdInfoJSON(t, filepath.Join(dir, "vhdx-fixed")); info.Type != "fixed" || info.Format != "vhdx" || info.Log != "empty" {
+		t.Errorf("fixed VHDX: %+v", info)
+	}
+	names := []string{"disk.img", "vhd-dynamic", "vhd-dynamic.img", "vhd-fixed", "vhd-fixed.img", "vhdx-dynamic", "vhdx-dynamic.img", "vhdx-fixed", "vhdx-fixed.img"}
+	wantDirNames(t, dir, names...)
 
 	// An existing destination is refused, unchanged.
 	wantCode(t, hcs(t, nil, "vhd", "convert", src, filepath.Join(dir, "vhd-fixed")), exitExists)
-	// A target format that cannot be made is a usage error and leaves nothing.
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-fixed", src, filepath.Join(dir, "x")), exitUsage)
-	wantDirNames(t, dir, "disk.img", "vhd-dynamic", "vhd-dynamic.img", "vhd-fixed", "vhd-fixed.img", "vhdx-dynamic", "vhdx-dynamic.img")
+	// Options that cannot make a disk are usage errors and leave nothing.
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-differencing", src, filepath.Join(dir, "x")), exitUsage)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--block-size", "3M", src, filepath.Join(dir, "x")), exitUsage)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-differencing", "--parent", filepath.Join(dir, "vhd-dynamic"), src, filepath.Join(dir, "x")), exitUsage)
+	wantDirNames(t, dir, names...)
+
+	// 4096-byte sectors: the raw image is padded to a multiple of 4096.
+	x4k := filepath.Join(dir, "4k.vhdx")
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--logical-sector-size", "4096", src, x4k), exitOK)
+	if info := vhdInfoJSON(t, x4k); info.SectorSize != 4096 || info.VirtualSize != 5<<20+4096 {
+		t.Errorf("4K VHDX: %+v", info)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "convert", x4k, filepath.Join(dir, "4k.img")), exitOK)
+	if got, err := os.ReadFile(filepath.Join(dir, "4k.img")); err != nil || !bytes.Equal(got, append(bytes.Clone(raw), make([]byte, 4096-512)...)) {
+		t.Errorf("4K VHDX round trip differs (%v)", err)
+	}
 }
 
 func TestVHDCheckCorrupt(t *testing.T) {
@@ -284,5 +301,87 @@ func TestVHDConvertProgress(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "converted ") {
 		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// TestVHDXDifferencingCLI: create a base VHDX from a raw image, a differencing
+// child holding only what a changed image adds, and read the chain back.
+func TestVHDXDifferencingCLI(t *testing.T) {
+	dir := t.TempDir()
+	img := make([]byte, 8<<20)
+	for i := range 3 << 20 {
+		img[i] = byte(i*13 + 5)
+	}
+	src := writeFile(t, dir, "base.img", img)
+	base := filepath.Join(dir, "base.vhdx")
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--block-size", "1M", src, base), exitOK)
+	changed := bytes.Clone(img)
+	copy(changed[5<<20+1000:], bytes.Repeat([]byte("new"), 1000))
+	clear(changed[1<<20 : 2<<20])
+	src2 := writeFile(t, dir, "changed.img", changed)
+	child := filepath.Join(dir, "child.vhdx")
+	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", "vhdx-differencing", "--parent", base, src2, child)
+	wantCode(t, r, exitOK)
+	var res struct{ BytesWritten int64 }
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.BytesWritten != 2<<20 {
+		t.Errorf("differencing convert wrote %d bytes, want the 2 MiB that differ (%v)", res.BytesWritten, err)
+	}
+	info := vhdInfoJSON(t, child)
+	if info.Type != "differencing" || info.Parent != base || info.ParentUniqueID == "" || info.VirtualSize != 8<<20 {
+		t.Errorf("child info %+v", info)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "check", child), exitOK)
+	out := filepath.Join(dir, "out.img")
+	wantCode(t, hcs(t, nil, "vhd", "convert", child, out), exitOK)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, changed) {
+		t.Errorf("child reads differently (%v)", err)
+	}
+	// A third level made with create, then resize refuses a differencing disk.
+	top := filepath.Join(dir, "top.vhdx")
+	wantCode(t, hcs(t, nil, "vhd", "create", "--format", "vhdx", "--type", "differencing", "--parent", child, top), exitOK)
+	if info := vhdInfoJSON(t, top); info.Parent != child || info.BlockSize != 2<<20 {
+		t.Errorf("top info %+v", info)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "resize", top, "16M"), exitFailure)
+}
+
+func TestVHDResizeCLI(t *testing.T) {
+	dir := t.TempDir()
+	for _, format := range []string{"vhd", "vhdx"} {
+		p := filepath.Join(dir, "d."+format)
+		wantCode(t, hcs(t, nil, "vhd", "create", "--format", format, "--type", "dynamic", "--size", "4M", p), exitOK)
+		r := hcs(t, nil, "-o", "json", "vhd", "resize", p, "64M")
+		wantCode(t, r, exitOK)
+		var res struct{ OldSize, VirtualSize int64 }
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OldSize != 4<<20 || res.VirtualSize != 64<<20 {
+			t.Errorf("%s: resize result %s (%v)", format, r.stdout, err)
+		}
+		if info := vhdInfoJSON(t, p); info.VirtualSize != 64<<20 {
+			t.Errorf("%s: size after resize %d", format, info.VirtualSize)
+		}
+		wantCode(t, hcs(t, nil, "vhd", "check", p), exitOK)
+		// Shrinking over nothing but zeros is allowed; a size that is not a
+		// multiple of the sector size is a usage error.
+		wantCode(t, hcs(t, nil, "vhd", "resize", p, "2M"), exitOK)
+		wantCode(t, hcs(t, nil, "vhd", "resize", p, "1000"), exitUsage)
+		wantCode(t, hcs(t, nil, "vhd", "resize", filepath.Join(dir, "missing"), "1M"), exitNotFound)
+	}
+	// Shrinking over data is refused and changes nothing.
+	p := filepath.Join(dir, "data.vhd")
+	wantCode(t, hcs(t, nil, "vhd", "create", "--type", "fixed", "--size", "4M", p), exitOK)
+	d, err := vhd.Open(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.WriteAt([]byte("data"), 3<<20)
+	d.Close()
+	before, _ := os.ReadFile(p)
+	r := hcs(t, nil, "vhd", "resize", p, "1M")
+	wantCode(t, r, exitFailure)
+	if !strings.Contains(r.stderr, "shrinking would discard data") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+		t.Error("refused shrink changed the file")
 	}
 }

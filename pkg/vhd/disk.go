@@ -252,6 +252,20 @@ func (d *Disk) Resize(size int64) error {
 	return nil
 }
 
+// DeferSync stops the disk from syncing the file on each block allocation (a
+// VHDX does so to have the block's data durable before the BAT entry that refers
+// to it); Flush and Close still sync. It is meant for writing a new disk that is
+// thrown away if anything fails, such as a conversion into a temporary file:
+// after a machine crash, a block allocated since the last Flush may be referenced
+// before its data reached the disk.
+func (d *Disk) DeferSync() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.vhdx != nil {
+		d.vhdx.deferSync = true
+	}
+}
+
 // Flush syncs the file to stable storage.
 func (d *Disk) Flush() error {
 	d.mu.Lock()

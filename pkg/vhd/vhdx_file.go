@@ -44,6 +44,8 @@ type vhdxFile struct {
 	nextBlock int64 // where the next block goes (1 MiB aligned)
 	// bitmaps caches the sector bitmap blocks of a differencing disk by chunk.
 	bitmaps map[int64][]byte
+	// deferSync: no sync before BAT entries (Disk.DeferSync).
+	deferSync bool
 }
 
 // openVHDXFile opens the VHDX in f. parent, if not nil, is used instead of
@@ -389,8 +391,10 @@ func (x *vhdxFile) writeSectors(p []byte, k, in, blockOff int64) error {
 		return nil
 	}
 	// The data is written before the bits that expose it.
-	if err := x.w.Sync(); err != nil {
-		return err
+	if !x.deferSync {
+		if err := x.w.Sync(); err != nil {
+			return err
+		}
 	}
 	sb := int64(x.bat[x.bitmapEntry(k/x.chunk)]>>20) << 20
 	_, err = x.w.WriteAt(bm[lo:hi], sb+lo)
@@ -427,7 +431,7 @@ func (x *vhdxFile) allocate(n int64) (int64, error) {
 // setEntry writes BAT entry idx. With syncFirst, what the entry will point at is
 // made durable before the entry itself.
 func (x *vhdxFile) setEntry(idx int64, e uint64, syncFirst bool) error {
-	if syncFirst {
+	if syncFirst && !x.deferSync {
 		if err := x.w.Sync(); err != nil {
 			return err
 		}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/pkg/vhd"
+)
+
+func (a *app) newVHDResizeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "resize FILE SIZE",
+		Short: "Grow or shrink a fixed or dynamic disk in place",
+		Long: `Change the virtual size of the VHD or VHDX disk FILE to SIZE, a multiple of
+its logical sector size. Growing keeps every byte and adds space that reads as
+zeros; the file system inside is not resized. Shrinking is refused (exit code 1,
+nothing changed) unless everything past the new end is unallocated or zeros.
+A differencing disk has its parent's size and cannot be resized.
+
+A VHDX switches to its new size through its log, so that a crash leaves either
+the old disk or a log replayed by the next writable open.`,
+		Args: cobra.ExactArgs(2),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			size, err := parseSize(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			format, err := detectFormatPath(path)
+			if err != nil {
+				return fmt.Errorf("resize: %w", err)
+			}
+			if format == formatRaw {
+				// Let pkg/vhd name what is wrong with the footer.
+				format = formatVHD
+			}
+			d, err := vhd.Open(path, false)
+			if err != nil {
+				return fmt.Errorf("resize: %w", err)
+			}
+			old := d.Size()
+			err = d.Resize(size)
+			if cerr := d.Close(); err == nil {
+				err = cerr
+			}
+			if errors.Is(err, vhd.ErrInvalidOptions) {
+				return usageError{fmt.Errorf("resize: %w", err)}
+			}
+			if err != nil {
+				return fmt.Errorf("resize: %w", err)
+			}
+			return a.result(fmt.Sprintf("resized %s disk %s from %d to %d bytes", format, path, old, size),
+				map[string]any{"file": path, "format": format, "oldSize": old, "virtualSize": size})
+		}),
+	}
+}
