@@ -9,12 +9,17 @@
 // [LayerData] document, whose Layers are the parents, immediate parent first. The
 // types marshal to the JSON documents the Host Compute Service takes (see each type).
 //
-// The functions that work now are [ImportLayer], [ExportLayer] and [DestroyLayer]. The
-// filter functions (AttachLayerStorageFilter, DetachLayerStorageFilter,
-// AttachOverlayFilter, DetachOverlayFilter, InitializeWritableLayer), the virtual disk
-// functions (FormatWritableLayerVhd, GetLayerVhdMountPath) and the base-OS functions
-// (SetupBaseOSLayer, SetupBaseOSVolume, SetupContainerBaseLayer,
-// SetupUtilityVMBaseLayer) come with the virtual disk and mount work and are not part
-// of this package yet. [OsLayerOptions] and [OsLayerType] are defined already, so that
-// documents holding them can be built and read.
+// The functions that work now are [ImportLayer], [ExportLayer], [DestroyLayer], the
+// virtual disk functions [FormatWritableLayerVhd] and [GetLayerVhdMountPath] (on a
+// [VirtualDisk], which stands for hcsshim's windows.Handle), and [SetupBaseOSLayer] and
+// [SetupBaseOSVolume] (container layers; utility VM system volumes are Windows-only, see
+// [ErrWindowsOnly]). The filter functions (AttachLayerStorageFilter,
+// DetachLayerStorageFilter, AttachOverlayFilter, DetachOverlayFilter,
+// InitializeWritableLayer) and SetupContainerBaseLayer and SetupUtilityVMBaseLayer come
+// with the mount and differencing VHDX work. [OsLayerOptions] and [OsLayerType] are
+// defined already, so that documents holding them can be built and read.
+//
+// Programs that attach VHD or VHDX disks through this package must call [MaybeRunHelper]
+// first in main (and in TestMain): disks that are not raw are served to their loop device
+// by a helper process that is the program itself, re-executed.
 package computestorage

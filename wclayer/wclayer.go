@@ -11,10 +11,10 @@
 // failed or killed import leaves no layer; the next writer in the same parent folder
 // removes the remains.
 //
-// Functions that need scratch disks and the union filter (ActivateLayer, PrepareLayer,
-// CreateScratchLayer, ExpandScratchSize, ProcessBaseLayer, ProcessUtilityVMImage) belong
-// with the virtual disk and mount work and are not part of this package yet; see the
-// README's table of the seed API.
+// ExpandScratchSize grows a scratch disk and its file system (see scratch.go). Functions
+// that need the union filter (ActivateLayer, PrepareLayer, CreateScratchLayer,
+// ProcessBaseLayer, ProcessUtilityVMImage) belong with the mount work and are not part of
+// this package yet; see the README's table of the seed API.
 package wclayer
 
 import (

@@ -20,8 +20,8 @@ var allowed = map[string][]string{
 	"pkg/ocilayer":   {"golang.org/x/sys/"},
 	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"internal/mount": {"golang.org/x/sys/"},
 	"layers":         {"pkg/", "internal/mount", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 }

@@ -25,6 +25,12 @@ const startTimeout = 30 * time.Second
 // the kernel has the mount. The helper outlives the caller; end it with
 // Unmount. On failure nothing is left behind: no helper, no mount, no state.
 func Mount(ctx context.Context, req Request) (*Record, error) {
+	if _, ok := os.LookupEnv(envHelper); ok {
+		// A helper that reached this far was started from a binary whose
+		// main (or TestMain) does not call MaybeRunHelper: refuse rather
+		// than start helpers of helpers.
+		return nil, &Error{Op: "mount", ID: req.ID, Err: fmt.Errorf("%w: this binary does not call fusefs.MaybeRunHelper first in main or TestMain", ErrHelper)}
+	}
 	if req.ID == "" {
 		var b [12]byte
 		if _, err := rand.Read(b[:]); err != nil {

@@ -1,0 +1,247 @@
+package computestorage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hostcompute/hostcompute/internal/attach"
+	"github.com/hostcompute/hostcompute/internal/diskfs"
+	"github.com/hostcompute/hostcompute/internal/fusefs"
+)
+
+// VirtualDisk is an opened virtual disk: what the windows.Handle parameters of
+// hcsshim's disk functions are here (a handle from OpenVirtualDisk or, on
+// Windows Server 2019, CreateFile). It names a disk file of any format (raw,
+// VHD or VHDX of any type) and remembers what was attached and mounted
+// through it, which Close undoes, as closing a virtual disk handle detaches
+// the disk on Windows.
+//
+// A VirtualDisk does not keep the file open: while the disk is attached its
+// block device (and the raw view's helper, for formats that need one) is
+// what reads and writes it. Do not write the file through package vhd while
+// it is attached.
+//
+// Its methods may be called from several goroutines.
+type VirtualDisk struct {
+	path     string
+	readOnly bool
+
+	mu       sync.Mutex // guards the fields below
+	attached *attach.Attachment
+	mounted  string // mount point made through this handle
+	closed   bool
+}
+
+// OpenVirtualDiskOptions controls OpenVirtualDisk.
+type OpenVirtualDiskOptions struct {
+	// ReadOnly attaches and mounts the disk read-only; formatting fails.
+	ReadOnly bool
+}
+
+// OpenVirtualDisk opens the disk at path, checking its format (see
+// Detect in package attach: damaged VHD and VHDX structures are refused).
+func OpenVirtualDisk(path string, opts OpenVirtualDiskOptions) (*VirtualDisk, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := attach.Detect(abs); err != nil {
+		return nil, fmt.Errorf("computestorage: opening virtual disk %s: %w", abs, err)
+	}
+	return &VirtualDisk{path: abs, readOnly: opts.ReadOnly}, nil
+}
+
+// Path returns the absolute path of the disk file.
+func (d *VirtualDisk) Path() string { return d.path }
+
+// Close unmounts what GetLayerVhdMountPath mounted through d and detaches
+// what d attached. Attachments and mounts made by others stay. A mount still
+// in use gives an error, and the disk then stays attached; Close may be
+// called again later. Closing twice is not an error.
+func (d *VirtualDisk) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mounted != "" {
+		if err := diskfs.Unmount(d.mounted); err != nil {
+			return fmt.Errorf("computestorage: closing virtual disk %s: %w", d.path, err)
+		}
+		os.Remove(d.mounted)
+		d.mounted = ""
+	}
+	if d.attached != nil {
+		if err := attach.Detach(context.Background(), d.attached.Device); err != nil && !errors.Is(err, attach.ErrNotAttached) {
+			return fmt.Errorf("computestorage: closing virtual disk %s: %w", d.path, err)
+		}
+		d.attached = nil
+	}
+	d.closed = true
+	return nil
+}
+
+var errClosed = errors.New("computestorage: virtual disk closed")
+
+// device returns the attachment of the disk, attaching it through d if it
+// is not attached; temporary says Attach happened here and now.
+func (d *VirtualDisk) device(ctx context.Context) (a *attach.Attachment, temporary bool, err error) {
+	if d.closed {
+		return nil, false, errClosed
+	}
+	if a, err := attach.Get(d.path); err == nil {
+		return a, false, nil
+	} else if !errors.Is(err, attach.ErrNotAttached) {
+		return nil, false, err
+	}
+	a, err = attach.Attach(ctx, d.path, attach.Options{ReadOnly: d.readOnly})
+	if err != nil {
+		return nil, false, err
+	}
+	return a, true, nil
+}
+
+// Filesystem names the file system FormatVirtualDisk makes.
+type Filesystem string
+
+// File systems for writable layer disks.
+const (
+	// FilesystemExt4 is the default: Linux containers use it directly.
+	FilesystemExt4 Filesystem = "ext4"
+	// FilesystemNTFS is made with mkntfs, for disks meant for Windows.
+	FilesystemNTFS Filesystem = "ntfs"
+)
+
+// FormatOptions controls FormatVirtualDisk.
+type FormatOptions struct {
+	// Filesystem is FilesystemExt4 (the default when empty) or FilesystemNTFS.
+	Filesystem Filesystem
+	// Label is the volume label; empty means none.
+	Label string
+	// NewDisk says the disk has never been written (it reads as zeros), so
+	// that mkfs.ext4 skips writing zeros that would only allocate blocks of
+	// a dynamic disk. Do not set it for a disk that held data.
+	NewDisk bool
+}
+
+// FormatWritableLayerVhd formats a virtual disk for use as a writable
+// container layer: ext4 over the whole disk, without a partition table (as
+// the scratch disks of Linux utility VMs are; Windows makes a GPT disk with
+// an NTFS partition instead). If the disk is not attached it is attached for
+// the time of the call. A disk that is mounted is refused.
+//
+// Use FormatVirtualDisk to choose NTFS.
+func FormatWritableLayerVhd(ctx context.Context, vhdHandle *VirtualDisk) (err error) {
+	return FormatVirtualDisk(ctx, vhdHandle, FormatOptions{})
+}
+
+// FormatVirtualDisk is FormatWritableLayerVhd with a choice of file system.
+func FormatVirtualDisk(ctx context.Context, vhdHandle *VirtualDisk, opts FormatOptions) error {
+	d := vhdHandle
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fail := func(err error) error {
+		return fmt.Errorf("computestorage: formatting %s: %w", d.path, err)
+	}
+	if d.readOnly {
+		return fail(fmt.Errorf("opened read-only: %w", fs.ErrPermission))
+	}
+	a, temporary, err := d.device(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if temporary {
+		defer func() {
+			if derr := attach.Detach(context.Background(), a.Device); derr != nil && err == nil {
+				err = fail(derr)
+			}
+		}()
+	} else {
+		if a.ReadOnly {
+			return fail(fmt.Errorf("attached read-only as %s: %w", a.Device, fs.ErrPermission))
+		}
+		if mps, err := attach.MountPoints(a); err != nil {
+			return fail(err)
+		} else if len(mps) > 0 {
+			return fail(fmt.Errorf("%w: %s is mounted at %s", attach.ErrBusy, a.Device, mps[0]))
+		}
+	}
+	fsys := diskfs.Ext4
+	switch opts.Filesystem {
+	case "", FilesystemExt4:
+	case FilesystemNTFS:
+		fsys = diskfs.NTFS
+	default:
+		return fail(fmt.Errorf("unknown file system %q (want ext4 or ntfs)", opts.Filesystem))
+	}
+	if err := diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: fsys, Label: opts.Label, AssumeZeroed: opts.NewDisk}); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// envMountDir overrides DefaultMountDir.
+const envMountDir = "HOSTCOMPUTE_MOUNT_DIR"
+
+// DefaultMountDir is where GetLayerVhdMountPath mounts disks, one directory
+// per attachment, unless $HOSTCOMPUTE_MOUNT_DIR names another.
+const DefaultMountDir = "/run/hostcompute/mounts"
+
+func mountDir() string {
+	if d := os.Getenv(envMountDir); d != "" {
+		return d
+	}
+	return DefaultMountDir
+}
+
+// GetLayerVhdMountPath returns the directory where the file system of a
+// writable layer's disk is mounted (on Windows, its volume path). A disk
+// already mounted somewhere (found in /proc/self/mountinfo, whoever mounted
+// it) gives that mount; otherwise the disk is attached if needed and mounted
+// at DefaultMountDir/<attachment ID>, and Close on the handle undoes both.
+func GetLayerVhdMountPath(ctx context.Context, vhdHandle *VirtualDisk) (path string, err error) {
+	d := vhdHandle
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fail := func(err error) (string, error) {
+		return "", fmt.Errorf("computestorage: mounting %s: %w", d.path, err)
+	}
+	a, temporary, err := d.device(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if !temporary {
+		mps, err := attach.MountPoints(a)
+		if err != nil {
+			return fail(err)
+		}
+		if len(mps) > 0 {
+			return mps[0], nil
+		}
+	}
+	mp := filepath.Join(mountDir(), a.ID)
+	err = os.MkdirAll(mp, 0o755)
+	if err == nil {
+		err = diskfs.Mount(ctx, a.Device, mp, d.readOnly || a.ReadOnly)
+	}
+	if err != nil {
+		if temporary {
+			attach.Detach(context.Background(), a.Device)
+		}
+		os.Remove(mp)
+		return fail(err)
+	}
+	if temporary {
+		d.attached = a
+	}
+	d.mounted = mp
+	return mp, nil
+}
+
+// MaybeRunHelper serves a disk's raw view and exits if this process was
+// started as the helper of an attached disk; otherwise it returns at once.
+// Call it first in main, and in TestMain, of any program that formats or
+// mounts VHD or VHDX disks through this package.
+func MaybeRunHelper() { fusefs.MaybeRunHelper() }
