@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -138,7 +139,7 @@ func Create(dir, name string, parent string, opts ...Option) (_ *Writer, err err
 	if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: ErrExists}
 	}
-	w.staging, err = os.MkdirTemp(dir, ".cimfs-staging-")
+	w.staging, err = os.MkdirTemp(dir, fmt.Sprintf("%s%d-", stagingPrefix, os.Getpid()))
 	if err != nil {
 		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: err}
 	}
@@ -169,11 +170,22 @@ func Create(dir, name string, parent string, opts ...Option) (_ *Writer, err err
 	return w, nil
 }
 
-// CleanStale removes staging folders that killed writers left in dir.
+// stagingPrefix starts the hidden folder a writer stages in, followed by its process
+// ID.
+const stagingPrefix = ".cimfs-staging-"
+
+// CleanStale removes the staging folders that writers killed before Close or Abort
+// left in dir: those whose process no longer exists.
 func CleanStale(dir string) error {
-	m, _ := filepath.Glob(filepath.Join(dir, ".cimfs-staging-*"))
+	m, _ := filepath.Glob(filepath.Join(dir, stagingPrefix+"*"))
 	var errs []error
 	for _, p := range m {
+		rest := strings.TrimPrefix(filepath.Base(p), stagingPrefix)
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err == nil && pid > 0 && unix.Kill(pid, 0) != unix.ESRCH {
+			continue // a live writer (or one we cannot tell): leave it
+		}
 		errs = append(errs, os.RemoveAll(p))
 	}
 	return errors.Join(errs...)
@@ -1031,4 +1043,44 @@ var attrFlags = []struct {
 	{winfile.AttrSystem, flagSystem},
 	{winfile.AttrArchive, flagArchive},
 	{winfile.AttrSparseFile, flagSparse},
+}
+
+// Destroy removes the image whose .cim file is at path and its own region and object
+// ID files; ancestors' files stay. The .cim file goes first, so an interrupted
+// Destroy leaves no half image, only unreferenced region files. Images forked from
+// this one become unreadable.
+func Destroy(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	h, err := parseFSHeader(b, filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	own := map[string]bool{}
+	for i := 0; i < int(h.own.Count); i++ {
+		own[strings.ToLower(h.own.regionName(i))] = true
+		own[strings.ToLower(h.own.objectIDName(i))] = true
+	}
+	var errs []error
+	for _, e := range ents {
+		if own[strings.ToLower(e.Name())] {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }

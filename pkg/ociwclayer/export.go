@@ -39,12 +39,34 @@ func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayer
 		return err
 	}
 	defer r.Close()
+	return EncodeTar(ctx, w, path, r)
+}
+
+// EntryReader is a source of layer entries in export order, as a winlayer.Reader
+// gives them: Next returns each entry, and the data methods read the current one.
+type EntryReader interface {
+	Next() (*winlayer.Entry, error)
+	// ReadDataInto reads the whole unnamed data stream of the current entry into p,
+	// whose length is the entry's size.
+	ReadDataInto(p []byte) error
+	// OpenData opens the unnamed data stream of the current entry.
+	OpenData() (io.ReadCloser, error)
+	// OpenStream opens one of the current entry's alternate data streams.
+	OpenStream(s winlayer.Stream) (io.ReadCloser, error)
+}
+
+// EncodeTar writes the entries of r to w as an OCI Windows layer tar, exactly as
+// ExportLayerToTar writes a layer folder; layer names the source in errors.
+func EncodeTar(ctx context.Context, w io.Writer, layer string, r EntryReader) error {
 	// archive/tar writes every header block on its own; gather them.
 	bw := bufio.NewWriterSize(w, 1<<20)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, copyBufferSize)
 	small := make([]byte, smallFileSize)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		e, err := r.Next()
 		if err == io.EOF {
 			break
@@ -63,7 +85,7 @@ func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayer
 			if errors.As(err, &ee) {
 				return err
 			}
-			return &winlayer.EntryError{Layer: path, Entry: e.Name, Op: "export", Err: err}
+			return &winlayer.EntryError{Layer: layer, Entry: e.Name, Op: "export", Err: err}
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -114,7 +136,7 @@ func hasTarData(e *winlayer.Entry) bool {
 
 // readEntry reads a small file's data into small, or opens a large file's data, and
 // opens the alternate data streams.
-func readEntry(r *winlayer.Reader, it *exportItem, small []byte) error {
+func readEntry(r EntryReader, it *exportItem, small []byte) error {
 	e := it.e
 	if hasTarData(e) {
 		if e.Size <= int64(len(small)) {

@@ -117,7 +117,27 @@ func ImportLayerFromTar(ctx context.Context, r io.Reader, path string, parentLay
 	return size, nil
 }
 
-func writeLayerFromTar(ctx context.Context, r io.Reader, w *winlayer.Writer) (int64, error) {
+// EntryWriter receives a layer's entries as DecodeTar decodes them; a
+// winlayer.Writer is one. Add starts an entry whose data (e.Size bytes) follows
+// through Write; AddStream starts an alternate data stream of the entry added last,
+// named ":name" or ":name:$DATA", whose data follows through Write.
+type EntryWriter interface {
+	Add(e *winlayer.Entry) error
+	AddStream(name string, size int64, attributes uint32) error
+	AddLink(name, target string) error
+	Remove(name string) error
+	Write(p []byte) (int, error)
+}
+
+// DecodeTar reads an OCI Windows layer tar from r and passes its entries, with
+// their data streamed, to w in tar order, as ImportLayerFromTar does into a layer
+// folder. It returns the sum of the sizes of the files' main data. Errors tied to
+// an entry are *TarError values.
+func DecodeTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, error) {
+	return writeLayerFromTar(ctx, r, w)
+}
+
+func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, error) {
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	tr := tar.NewReader(cr)
 	buf := make([]byte, copyBufferSize)
