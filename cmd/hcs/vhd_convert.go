@@ -180,7 +180,13 @@ func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst string, o convertO
 	a.log.Debug("converting", logKeyFile, dst, "target", o.target, logKeyBytes, size)
 	bar := a.progress("convert", size)
 	defer bar.Stop()
-	if written, err = copyDisk(cmd.Context(), in, out, parent, size, bar.Add); err != nil {
+	wb, err := startWriteback(tmp)
+	if err != nil {
+		return 0, 0, err
+	}
+	written, err = copyDisk(cmd.Context(), in, out, parent, size, bar.Add, wb.kick)
+	wb.stop()
+	if err != nil {
 		return 0, 0, err
 	}
 	closed = true
@@ -215,7 +221,7 @@ type chunk struct {
 // reader goroutine reads ahead, skipping the holes of a raw source and dropping
 // zero MiBs (and, with a parent, MiBs the parent already has), while this
 // goroutine writes.
-func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.Disk, size int64, progress func(int64)) (int64, error) {
+func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.Disk, size int64, progress func(int64), wrote func(int64)) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	free := make(chan []byte, convertAhead)
@@ -309,6 +315,7 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 				return 0, fmt.Errorf("writing at %d: %w", s.off, err)
 			}
 			written += int64(len(s.b))
+			wrote(int64(len(s.b)))
 		}
 		if c.buf != nil {
 			free <- c.buf
@@ -433,4 +440,54 @@ func createTarget(path string, srcSize int64, o convertOptions) (out diskWriter,
 		d.DeferSync()
 		return d, parent, size, nil
 	}
+}
+
+// convertWriteback is how many bytes are written between two requests to start
+// writing the output back to disk.
+const convertWriteback = 32 << 20
+
+// writeback starts the kernel writing a file's dirty pages back while the copy
+// goes on, so that the final sync has little left to do: without it nothing is
+// written before the dirty-page threshold (10% of memory by default) is reached,
+// and the copy and the disk writes take turns instead of overlapping.
+type writeback struct {
+	f       *os.File
+	pending int64
+	req     chan struct{}
+	done    chan struct{}
+}
+
+func startWriteback(path string) (*writeback, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	w := &writeback{f: f, req: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for range w.req {
+			// Only a hint: an error (no support for it here) changes nothing.
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		}
+	}()
+	return w, nil
+}
+
+// kick counts n written bytes and asks for writeback every convertWriteback.
+func (w *writeback) kick(n int64) {
+	w.pending += n
+	if w.pending < convertWriteback {
+		return
+	}
+	w.pending = 0
+	select {
+	case w.req <- struct{}{}:
+	default: // one is under way
+	}
+}
+
+func (w *writeback) stop() {
+	close(w.req)
+	<-w.done
+	w.f.Close()
 }
