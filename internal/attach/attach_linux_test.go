@@ -123,15 +123,32 @@ func makeDisk(t *testing.T, dir string, format Format) string {
 		}
 		d.Close()
 		return p
-	case FormatVHDXFixed:
+	case FormatVHDXFixed, FormatVHDXDynamic:
 		p := filepath.Join(dir, "disk.vhdx")
-		run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed", p, fmt.Sprint(testSize))
-		return p
-	case FormatVHDXDynamic:
-		p := filepath.Join(dir, "disk.vhdx")
-		if err := vhd.CreateVHDX(p, vhd.VHDXCreateOptions{Size: testSize, BlockSize: 1 << 20}); err != nil {
+		opts := vhd.VHDXCreateOptions{Size: testSize, BlockSize: 1 << 20, Fixed: format == FormatVHDXFixed}
+		if err := vhd.CreateVHDX(p, opts); err != nil {
 			t.Fatal(err)
 		}
+		return p
+	case FormatVHDXDifferencing:
+		base := filepath.Join(dir, "base.vhdx")
+		if err := vhd.CreateVHDX(base, vhd.VHDXCreateOptions{Size: testSize, BlockSize: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := vhd.Open(base, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), testSize-4096)
+		d.Close()
+		p := filepath.Join(dir, "child.vhdx")
+		if err := vhd.CreateVHDX(p, vhd.VHDXCreateOptions{Parent: base}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	case "vhdx-fixed-qemu":
+		p := filepath.Join(dir, "qemu.vhdx")
+		run(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed", p, fmt.Sprint(testSize))
 		return p
 	}
 	t.Fatalf("no maker for %s", format)
@@ -196,7 +213,8 @@ func checkClean(t *testing.T, a *Attachment) {
 	}
 }
 
-var allFormats = []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDDifferencing, FormatVHDXFixed, FormatVHDXDynamic}
+var allFormats = []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDDifferencing,
+	FormatVHDXFixed, FormatVHDXDynamic, FormatVHDXDifferencing, "vhdx-fixed-qemu"}
 
 // TestFormatMountWrite: attach each kind, mkfs.ext4, mount, write, unmount,
 // detach; then read the disk again through package vhd and find the file
@@ -206,23 +224,25 @@ func TestFormatMountWrite(t *testing.T) {
 	ctx := context.Background()
 	for _, format := range allFormats {
 		t.Run(string(format), func(t *testing.T) {
-			if format == FormatVHDXFixed {
+			wantFormat := format
+			if format == "vhdx-fixed-qemu" {
 				if _, err := exec.LookPath("qemu-img"); err != nil {
 					t.Skip("no qemu-img to make a fixed VHDX")
 				}
+				wantFormat = FormatVHDXFixed
 			}
 			disk := makeDisk(t, t.TempDir(), format)
 			a, err := Attach(ctx, disk, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Format != format || a.Size != testSize || a.RawView == format.RawBacked() {
+			if a.Format != wantFormat || a.Size != testSize || a.RawView == format.RawBacked() {
 				t.Errorf("attachment %+v", a)
 			}
 			if got := deviceSize(t, a.Device); got != testSize {
 				t.Errorf("device size %d, want %d", got, testSize)
 			}
-			if format == FormatVHDDifferencing {
+			if format == FormatVHDDifferencing || format == FormatVHDXDifferencing {
 				// The parent's data shows through the child.
 				b := make([]byte, 4096)
 				f, _ := os.Open(a.Device)
@@ -258,9 +278,26 @@ func TestFormatMountWrite(t *testing.T) {
 			if err != nil || !bytes.Equal(got, want) {
 				t.Errorf("debugfs cat /hello: %d bytes (want %d), %v", len(got), len(want), err)
 			}
-			if format == FormatVHDXDynamic {
+			switch format {
+			case FormatVHDXDynamic, FormatVHDXFixed, "vhdx-fixed-qemu":
 				if _, err := exec.LookPath("qemu-img"); err == nil {
 					run(t, "qemu-img", "check", "-f", "vhdx", disk)
+				}
+			}
+			// 7-Zip reads every VHD and VHDX, differencing VHDX included (qemu
+			// cannot): what it extracts is what package vhd reads.
+			if typ := map[Format]string{FormatVHDDynamic: "VHD", FormatVHDDifferencing: "VHD",
+				FormatVHDXDynamic: "VHDX", FormatVHDXDifferencing: "VHDX"}[format]; typ != "" {
+				if _, err := exec.LookPath("7zz"); err == nil {
+					cmd := exec.Command("7zz", "e", "-t"+typ, "-so", filepath.Base(disk))
+					cmd.Dir = filepath.Dir(disk)
+					out, err := cmd.Output()
+					if err != nil {
+						t.Fatalf("7zz e: %v", err)
+					}
+					if sha256.Sum256(out) != fileHash(t, raw) {
+						t.Error("7-Zip extracts other bytes than package vhd reads")
+					}
 				}
 			}
 		})
@@ -295,7 +332,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 func TestReadOnly(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXDynamic} {
+	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXDynamic, FormatVHDXDifferencing} {
 		t.Run(string(format), func(t *testing.T) {
 			disk := makeDisk(t, t.TempDir(), format)
 			before := fileHash(t, disk)
@@ -464,7 +501,7 @@ func TestHelperKilled(t *testing.T) {
 func TestGrow(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXDynamic} {
+	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXFixed, FormatVHDXDynamic, FormatVHDXDifferencing} {
 		t.Run(string(format), func(t *testing.T) {
 			disk := makeDisk(t, t.TempDir(), format)
 			a, err := Attach(ctx, disk, Options{})
@@ -480,17 +517,14 @@ func TestGrow(t *testing.T) {
 			f.Sync()
 			f.Close()
 			_, err = Grow(ctx, a.Device, 2*testSize)
-			if !format.RawBacked() {
-				if d, _ := OpenDisk(disk, true); d != nil {
-					_, resizable := d.(interface{ Resize(int64) error })
-					d.Close()
-					if !resizable && !errors.Is(err, ErrCannotGrow) {
-						t.Fatalf("Grow of %s: %v, want ErrCannotGrow", format, err)
-					}
-					if !resizable {
-						return
-					}
+			if format == FormatVHDXDifferencing {
+				if !errors.Is(err, ErrCannotGrow) || !errors.Is(err, errors.ErrUnsupported) {
+					t.Errorf("Grow of a differencing disk: %v, want ErrCannotGrow", err)
 				}
+				if got := deviceSize(t, a.Device); got != testSize {
+					t.Errorf("device size %d after a refused Grow", got)
+				}
+				return
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -21,8 +21,9 @@ type resizer interface {
 // multiple of 512) and reports whether it changed; a disk as large or larger
 // is left alone. The disk must not be attached: use Grow for an attached
 // disk. Raw files are extended sparsely; fixed VHDs get their footer moved
-// to the new end; other formats grow through package vhd where it can
-// resize them, else the error matches ErrCannotGrow.
+// to the new end; other formats grow through package vhd (Disk.Resize).
+// Differencing disks keep their parent's size: the error matches
+// ErrCannotGrow.
 func GrowFile(path string, size int64) (bool, error) {
 	if size <= 0 || size%512 != 0 {
 		return false, fmt.Errorf("attach: growing %s: size %d is not a positive multiple of 512", path, size)
@@ -51,6 +52,9 @@ func GrowFile(path string, size int64) (bool, error) {
 	}
 	if err := r.Resize(size); err != nil {
 		d.Close()
+		if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, vhd.ErrUnsupported) {
+			return false, fmt.Errorf("%w (%s: %s): %w", ErrCannotGrow, path, info.Format, err)
+		}
 		return false, err
 	}
 	return true, d.Close()

@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
 // RawViewKind is the fusefs kind of the raw block view: a directory with one
@@ -96,6 +97,9 @@ func (f *rawFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 			return syscall.EOPNOTSUPP
 		}
 		if err := r.Resize(int64(sz)); err != nil {
+			if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, vhd.ErrUnsupported) {
+				return syscall.EOPNOTSUPP // differencing disks keep their parent's size
+			}
 			return errnoOf(err)
 		}
 	}
