@@ -36,6 +36,7 @@ type options struct {
 	convertWhiteouts bool
 	convertBackslash bool
 	maxDiskSize      int64
+	maxFileSize      int64
 }
 
 // Option changes how Build works.
@@ -81,6 +82,20 @@ func WithMaximumDiskSize(size int64) Option {
 	}
 }
 
+// WithMaximumFileSize refuses regular files larger than size bytes with ErrTooLarge.
+// The default and upper bound is 128 GiB, compactext4's limit. The size counts holes:
+// the tar reader hands them over as zeros, so a sparse file of size n costs reading n
+// bytes of zeros even though none is written.
+func WithMaximumFileSize(size int64) Option {
+	return func(o *options) error {
+		if size < 0 {
+			return fmt.Errorf("negative maximum file size %d", size)
+		}
+		o.maxFileSize = min(size, compatMaxFile)
+		return nil
+	}
+}
+
 // WithHcsshimCompat makes the output byte-identical to hcsshim v0.13.0's tar2ext4 for
 // the same tar and options, defects included: inode bitmap padding left clear
 // (e2fsck -fn reports it), zero UUID, implied directories copying their parent's
@@ -97,7 +112,7 @@ func WithHcsshimCompat() Option {
 // The output is truncated to 0 first. On failure Build truncates it to 0 again and
 // returns an *Error naming the entry and its offset in the tar stream.
 func Build(ctx context.Context, out Output, r io.Reader, opts ...Option) (*Result, error) {
-	o := options{maxDiskSize: defaultMaxDiskSize}
+	o := options{maxDiskSize: defaultMaxDiskSize, maxFileSize: compatMaxFile}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, &Error{Op: "option", Offset: -1, Err: err}
@@ -130,7 +145,7 @@ func build(ctx context.Context, out Output, r io.Reader, o *options) (*Result, e
 	if err != nil {
 		return nil, &Error{Op: "start", Offset: -1, Err: err}
 	}
-	cr := &countingReader{r: bufio.NewReaderSize(r, 1<<20)}
+	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	tr := tar.NewReader(cr)
 	for {
 		off := (cr.n + 511) &^ 511

@@ -183,8 +183,8 @@ func (w *writer) compatMakeInode(a *attrs, n *inode) (*inode, error) {
 	switch typ {
 	case sIFREG:
 		size = a.size
-		if size > compatMaxFile {
-			return nil, fmt.Errorf("%w: file of %d bytes exceeds %d", ErrTooLarge, size, int64(compatMaxFile))
+		if size > w.maxFileSize {
+			return nil, fmt.Errorf("%w: file of %d bytes exceeds %d", ErrTooLarge, size, w.maxFileSize)
 		}
 		if size <= inlineDataMaxSize && w.inlineData {
 			extra := max(size-inodeDataSize, 0)

@@ -30,7 +30,6 @@ const (
 
 	maxLinks         = 65000
 	compatMaxFile    = 128 << 30 // compactext4's file size limit
-	nativeMaxFile    = (1<<32 - 1) * blockSize
 	smallSymlinkSize = 59 // longest symlink target stored in i_block
 	inodeDataSize    = 60 // size of i_block
 	maxExtentLen     = 0x8000

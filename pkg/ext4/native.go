@@ -174,8 +174,8 @@ func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data 
 	n.setAttrs(a)
 	switch typ {
 	case sIFREG:
-		if a.size > nativeMaxFile {
-			return fmt.Errorf("%w: file of %d bytes", ErrTooLarge, a.size)
+		if a.size > w.maxFileSize {
+			return fmt.Errorf("%w: file of %d bytes exceeds %d", ErrTooLarge, a.size, w.maxFileSize)
 		}
 		if a.size <= inlineDataMaxSize && w.inlineData {
 			list = append(list, newXattr("system.data", make([]byte, max(a.size-inodeDataSize, 0))))

@@ -25,10 +25,15 @@ type outBuf struct {
 	hash hash.Hash
 }
 
-const outBufSize = 4 << 20 // a multiple of blockSize
+// The buffer starts small, so that small images cost little, and doubles up to
+// outBufSize. Both are multiples of blockSize.
+const (
+	outBufStart = 64 << 10
+	outBufSize  = 4 << 20
+)
 
 func newOutBuf(out Output, start, max int64) *outBuf {
-	return &outBuf{out: out, buf: make([]byte, 0, outBufSize), off: start, max: max}
+	return &outBuf{out: out, buf: make([]byte, 0, outBufStart), off: start, max: max}
 }
 
 // pos is the offset of the next sequential write.
@@ -46,6 +51,9 @@ func (o *outBuf) flush() error {
 		return fmt.Errorf("writing image at offset %d: %w", o.off, err)
 	}
 	o.off += int64(len(o.buf))
+	if len(o.buf) == cap(o.buf) && cap(o.buf) < outBufSize {
+		o.buf = make([]byte, 0, 2*cap(o.buf))
+	}
 	o.buf = o.buf[:0]
 	return nil
 }

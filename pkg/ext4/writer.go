@@ -57,6 +57,7 @@ type writer struct {
 	compat      bool
 	inlineData  bool
 	maxDiskSize int64
+	maxFileSize int64
 
 	ob       *outBuf
 	inodes   []*inode
@@ -73,7 +74,7 @@ type writer struct {
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func newWriter(out Output, o *options) (*writer, error) {
-	w := &writer{compat: o.compat, inlineData: o.inlineData, maxDiskSize: o.maxDiskSize}
+	w := &writer{compat: o.compat, inlineData: o.inlineData, maxDiskSize: o.maxDiskSize, maxFileSize: o.maxFileSize}
 	maxBlocks := (w.maxDiskSize-1)/blockSize + 1
 	maxGroups := (maxBlocks-1)/blocksPerGroup + 1
 	w.gdBlocks = uint32((maxGroups-1)/groupsPerDescriptorBlock + 1)
