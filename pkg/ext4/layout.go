@@ -30,8 +30,8 @@ const (
 
 	maxLinks         = 65000
 	compatMaxFile    = 128 << 30 // compactext4's file size limit
-	smallSymlinkSize = 59 // longest symlink target stored in i_block
-	inodeDataSize    = 60 // size of i_block
+	smallSymlinkSize = 59        // longest symlink target stored in i_block
+	inodeDataSize    = 60        // size of i_block
 	maxExtentLen     = 0x8000
 	extentNodeSize   = 12
 	extentsPerBlock  = blockSize/extentNodeSize - 1
