@@ -60,10 +60,11 @@
 //     dynamic and differencing VHDs and every VHDX go through internal/attach's
 //     FUSE raw view, an attachment that the closer ends. A scratch disk whose first
 //     64 KiB are zeros (a blank VHDX from hcs vhd create, say) is formatted ext4 at
-//     its first mount. A new scratch disk is always a fixed VHD, whatever its name.
+//     its first mount; one holding anything else than ext4 is refused, not erased.
+//     A new scratch disk is always a fixed VHD, whatever its name.
 //   - MountWCOWLayers returns a directory, not a volume GUID path: volumeMountPath when
 //     given, else <scratch>/mount. MountSandboxVolume bind-mounts such a directory, or
-//     mounts an ext4 block device, at hostPath.
+//     mounts a block device holding ext4 or NTFS, at hostPath.
 //   - MountLCOWLayers and MountWCOWLayers take extra, optional Options (scratch size,
 //     logger) after the hcsshim parameters.
 //   - ReleaseCimFSHostLayers is not here: CIM layers come with the CIM work.

@@ -229,7 +229,7 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 		return err
 	}
 	if !readOnly {
-		if err := formatIfBlank(ctx, dev); err != nil {
+		if err := prepareScratchFS(ctx, dev); err != nil {
 			return &Error{Op: "format " + kind, Path: file, Err: err}
 		}
 	}

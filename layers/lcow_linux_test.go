@@ -2,6 +2,7 @@ package layers
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -168,6 +169,11 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 	if err := os.WriteFile(notExt4, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	junk := filepath.Join(dir, "junk-scratch.img")
+	junkData := bytes.Repeat([]byte("not a file system "), 4<<20/18)
+	if err := os.WriteFile(junk, junkData, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	many := make([]*LCOWLayer, 501)
 	for i := range many {
 		many[i] = &LCOWLayer{VHDPath: good}
@@ -182,6 +188,7 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 		{"blank dynamic VHD layer", []*LCOWLayer{{VHDPath: good}, {VHDPath: dyn}}, "", nil, dyn},
 		{"missing layer", []*LCOWLayer{{VHDPath: filepath.Join(dir, "nope.vhd")}}, "", fs.ErrNotExist, "nope.vhd"},
 		{"not ext4", []*LCOWLayer{{VHDPath: notExt4}}, "", nil, notExt4},
+		{"scratch neither ext4 nor blank", []*LCOWLayer{{VHDPath: good}}, junk, ErrUnsupportedDisk, junk},
 		{"partition", []*LCOWLayer{{VHDPath: good, Partition: 1}}, "", ErrUnsupportedDisk, good},
 		{"501 layers", many, "", ErrTooManyLayers, "501"},
 		{"no layers", nil, "", ErrInvalidArgument, ""},
@@ -207,6 +214,9 @@ func TestMountLCOWLayersBadInput(t *testing.T) {
 				t.Errorf("left in %s: %v", sub, ents)
 			}
 		})
+	}
+	if b, _ := os.ReadFile(junk); !bytes.Equal(b, junkData) {
+		t.Error("the refused scratch disk was modified")
 	}
 	if _, _, _, err := MountLCOWLayers(ctx, "c", &LCOWLayers{Layers: []*LCOWLayer{{VHDPath: good}}, ScratchVHDPath: good}, dir, &UtilityVM{}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("non-nil vm: got %v, want ErrUnsupported", err)

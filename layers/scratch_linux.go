@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -110,10 +111,21 @@ func removeStaleScratchTemps(dir, base string) {
 	}
 }
 
-// formatIfBlank makes an ext4 file system on the block device dev when its first
-// 64 KiB are all zeros, as on a new, blank disk; a device with anything there is
-// left alone.
-func formatIfBlank(ctx context.Context, dev string) error {
+// prepareScratchFS checks that the block device dev of a scratch disk holds ext4,
+// the file system an overlay's writable layer needs, and formats it when the disk is
+// blank (its first 64 KiB all zeros, as on a new VHDX); a disk holding anything else
+// is refused, not erased.
+func prepareScratchFS(ctx context.Context, dev string) error {
+	fsType, err := diskfs.Probe(dev)
+	if err != nil {
+		return err
+	}
+	switch fsType {
+	case diskfs.Ext4:
+		return nil
+	case diskfs.NTFS:
+		return fmt.Errorf("%w: the scratch holds NTFS; an overlay's writable layer needs ext4", ErrUnsupportedDisk)
+	}
 	f, err := os.Open(dev)
 	if err != nil {
 		return err
@@ -124,15 +136,10 @@ func formatIfBlank(ctx context.Context, dev string) error {
 	if err != nil {
 		return err
 	}
-	for _, b := range buf {
+	for i, b := range buf {
 		if b != 0 {
-			return nil
+			return fmt.Errorf("%w: no ext4 file system, and byte %d is not zero: refusing to format a disk that is not blank", ErrUnsupportedDisk, i)
 		}
 	}
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-b", "4096",
-		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "scratch", dev)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 %s: %w: %s", dev, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return diskfs.Format(ctx, dev, diskfs.FormatOptions{Filesystem: diskfs.Ext4, Label: "scratch"})
 }

@@ -2,7 +2,6 @@ package layers
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -161,8 +161,8 @@ func MountWCOWLayers(ctx context.Context, containerID string, layerFolders []str
 
 // MountSandboxVolume mounts volumeName at hostPath, making the directory if needed.
 // volumeName is a directory, such as the path MountWCOWLayers returns, which is
-// bind-mounted, or a block device holding an ext4 file system, which is mounted
-// read-write. Windows volume GUID paths have no meaning here.
+// bind-mounted, or a block device holding an ext4 or NTFS file system, which is
+// mounted read-write (internal/diskfs). Windows volume GUID paths have no meaning here.
 func MountSandboxVolume(ctx context.Context, hostPath, volumeName string) (err error) {
 	if hostPath == "" || volumeName == "" {
 		return &Error{Op: "mount sandbox volume", Err: fmt.Errorf("%w: need a host path and a volume", ErrInvalidArgument)}
@@ -181,31 +181,18 @@ func MountSandboxVolume(ctx context.Context, hostPath, volumeName string) (err e
 	case st.IsDir():
 		err = mount.Bind(volumeName, hostPath)
 	case st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0:
-		if err = checkExt4(volumeName); err == nil {
-			err = mount.MountExt4(volumeName, hostPath, false)
+		var fsType diskfs.Filesystem
+		if fsType, err = diskfs.Probe(volumeName); err == nil && fsType == diskfs.None {
+			err = fmt.Errorf("%w: %w", ErrUnsupportedDisk, diskfs.ErrUnknownFilesystem)
+		}
+		if err == nil {
+			err = diskfs.Mount(ctx, volumeName, hostPath, false)
 		}
 	default:
 		err = fmt.Errorf("%w: %s is neither a directory nor a block device", ErrInvalidArgument, volumeName)
 	}
 	if err != nil {
 		return &Error{Op: "mount sandbox volume", Path: volumeName, Err: err}
-	}
-	return nil
-}
-
-// checkExt4 reads the superblock magic of the block device dev.
-func checkExt4(dev string) error {
-	f, err := os.Open(dev)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], 1024+0x38); err != nil {
-		return err
-	}
-	if binary.LittleEndian.Uint16(b[:]) != 0xef53 {
-		return fmt.Errorf("%w: no ext2/3/4 superblock at byte 1024 of %s", ErrUnsupportedDisk, dev)
 	}
 	return nil
 }
