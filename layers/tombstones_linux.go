@@ -1,13 +1,11 @@
 package layers
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -18,9 +16,6 @@ import (
 // layer with tombstones: the layer's deletions as overlay whiteouts. It is made again
 // at every MountWCOWLayers.
 const WCOWWhiteoutsDir = ".overlay-whiteouts"
-
-// ErrBadTombstones means a layer's tombstones.txt cannot be used.
-var ErrBadTombstones = errors.New("layers: bad tombstones file")
 
 // readTombstones returns the names a layer folder removes from its parents, as
 // slash-separated paths relative to Files/, from its tombstones.txt (none when the
@@ -35,38 +30,7 @@ func readTombstones(layer string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var (
-		names  []string
-		line   int
-		offset int64
-	)
-	for sc.Scan() {
-		line++
-		text := strings.TrimSuffix(sc.Text(), "\r")
-		bad := func(why string) error {
-			return fmt.Errorf("%w: %s line %d (byte %d): %s: %q", ErrBadTombstones, p, line, offset, why, text)
-		}
-		offset += int64(len(sc.Bytes())) + 1
-		if line == 1 {
-			if !strings.HasPrefix(strings.TrimPrefix(text, "\uFEFF"), "Version ") {
-				return nil, bad("want the version header")
-			}
-			continue
-		}
-		if text == "" {
-			continue
-		}
-		name := strings.ReplaceAll(strings.TrimPrefix(text, `\`), `\`, "/")
-		if !filepath.IsLocal(name) || name != filepath.Clean(name) {
-			return nil, bad("not a path inside Files")
-		}
-		names = append(names, name)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBadTombstones, p, err)
-	}
-	return names, nil
+	return parseTombstones(f, p)
 }
 
 // makeWhiteoutLayer makes dir holding an overlay whiteout (a 0/0 character device)
