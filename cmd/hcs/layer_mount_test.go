@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,5 +126,94 @@ func TestLayerMountUnmount(t *testing.T) {
 	}
 	if out, code := run("layer", "unmount", target); code != 0 {
 		t.Fatalf("unmount again: exit %d: %s", code, out)
+	}
+}
+
+// TestLayerMountCrash kills hcs layer mount at points spread over its run and checks
+// that hcs layer unmount, or the next mount, cleans up what it left.
+func TestLayerMountCrash(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("layer mount needs root for loop devices and mounts")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not found (e2fsprogs)")
+	}
+	if testing.Short() {
+		t.Skip("crash points: skipped in -short mode")
+	}
+	bin := hcsBinary(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { mount.UnmountAll(dir, true) })
+	var args []string
+	for i := range 12 {
+		l := filepath.Join(dir, fmt.Sprintf("l%02d.vhd", i))
+		ext4LayerVHD(t, l, map[string]string{fmt.Sprint("f", i): "x"})
+		args = append(args, l)
+	}
+	target := filepath.Join(dir, "ctr")
+	mountArgs := func(scratch string) []string {
+		return append([]string{"layer", "mount", "--scratch", scratch, "--scratch-size", "256M", "--target", target}, args...)
+	}
+	unmountIfMounted := func() {
+		t.Helper()
+		infos, _ := mount.Mounts()
+		if len(mount.Under(infos, target)) == 0 {
+			return
+		}
+		if out, err := exec.Command(bin, "layer", "unmount", target).CombinedOutput(); err != nil {
+			t.Fatalf("unmount after a crash: %v\n%s", err, out)
+		}
+	}
+	nothingLeft := func() {
+		t.Helper()
+		infos, _ := mount.Mounts()
+		if m := mount.Under(infos, dir); len(m) != 0 {
+			t.Fatalf("left mounted: %+v", m)
+		}
+		// Autoclear devices go when their last user does; give the kernel a moment.
+		for i := 0; ; i++ {
+			b, _ := exec.Command("losetup", "-a").Output()
+			if !strings.Contains(string(b), dir) {
+				break
+			}
+			if i == 100 {
+				t.Fatalf("left attached:\n%s", b)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	start := time.Now()
+	if out, err := exec.Command(bin, mountArgs(filepath.Join(dir, "first.vhd"))...).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	full := time.Since(start)
+	unmountIfMounted()
+	nothingLeft()
+	t.Logf("a full mount takes %v", full)
+
+	for k := 1; k <= 6; k++ {
+		delay := full * time.Duration(k) / 7
+		scratch := filepath.Join(dir, fmt.Sprintf("crash%d.vhd", k))
+		cmd := exec.Command(bin, mountArgs(scratch)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Kill()
+		cmd.Wait()
+		t0 := time.Now()
+		unmountIfMounted()
+		nothingLeft()
+		t.Logf("crash at %v: cleaned in %v", delay, time.Since(t0))
+		// The next mount starts clean, also with the same scratch path.
+		if out, err := exec.Command(bin, mountArgs(scratch)...).CombinedOutput(); err != nil {
+			t.Fatalf("mount after a crash at %v: %v\n%s", delay, err, out)
+		}
+		unmountIfMounted()
+		nothingLeft()
+		if tmps, _ := filepath.Glob(filepath.Join(dir, ".*hcs-scratch-*")); len(tmps) != 0 {
+			t.Errorf("temporary scratch files left after a crash at %v: %q", delay, tmps)
+		}
 	}
 }
