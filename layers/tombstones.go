@@ -47,7 +47,7 @@ func parseTombstones(r io.Reader, file string) ([]string, error) {
 			continue
 		}
 		name := strings.ReplaceAll(strings.TrimPrefix(text, `\`), `\`, "/")
-		if !filepath.IsLocal(name) || name != filepath.Clean(name) || strings.ContainsRune(name, 0) {
+		if !filepath.IsLocal(name) || name != filepath.Clean(name) || name == "." || strings.ContainsRune(name, 0) {
 			return nil, bad("not a path inside Files")
 		}
 		names = append(names, name)
