@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/pkg/cimfs"
 	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
@@ -63,6 +64,8 @@ var invalidInput = []error{
 	vhd.ErrTruncated,
 	vhd.ErrLogReplayNeeded,
 	io.ErrUnexpectedEOF,
+	cimfs.ErrInvalidFormat,
+	cimfs.ErrInvalidName,
 }
 
 // usageError marks a bad command line.

@@ -137,6 +137,7 @@ Errors go to standard error as "hcs: <message>".
 	root.AddCommand(a.newLayerCommand())
 	root.AddCommand(a.newVHDCommand())
 	root.AddCommand(a.newOCILayerCommand())
+	root.AddCommand(a.newCIMCommand())
 	return root
 }
 

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/compress"
+	"github.com/hostcompute/hostcompute/internal/progress"
+	"github.com/hostcompute/hostcompute/pkg/cimfs"
+	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
+	wcim "github.com/hostcompute/hostcompute/wclayer/cim"
+)
+
+func (a *app) newCIMCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cim",
+		Short: "Build, read, verify and export CimFS layer images",
+		Long: `CimFS images ("CIMs") are the read-only layer format of current Windows hosts:
+a .cim file plus region and object ID files in one folder. hcs writes and reads
+them in pure Go.
+
+A CIM layer at LAYERDIR keeps its image in LAYERDIR/../cim-layers/<name>.cim,
+beside the images of its parents, as hcsshim lays them out. Commands that read a
+CIM take either such a LAYERDIR or the path of a .cim file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(
+		a.newCIMCreateCommand(),
+		a.newCIMLsCommand(),
+		a.newCIMCatCommand(),
+		a.newCIMStatCommand(),
+		a.newCIMVerifyCommand(),
+		a.newCIMExportCommand(),
+	)
+	return cmd
+}
+
+// cimPath resolves a CIM argument: a .cim file, or a CIM layer folder.
+func cimPath(arg string) string {
+	if st, err := os.Stat(arg); err == nil && st.Mode().IsRegular() {
+		return arg
+	}
+	return wcim.GetCimPathFromLayer(arg)
+}
+
+func openCIM(arg string) (*cimfs.Image, error) {
+	return cimfs.Open(cimPath(arg))
+}
+
+type cimCreateResult struct {
+	Layer      string  `json:"layer"`
+	CIM        string  `json:"cim"`
+	Bytes      int64   `json:"bytes"`
+	ImageBytes int64   `json:"imageBytes"`
+	Seconds    float64 `json:"seconds"`
+	Source     string  `json:"source"`
+}
+
+func (a *app) newCIMCreateCommand() *cobra.Command {
+	var (
+		file    string
+		folder  string
+		parents []string
+	)
+	cmd := &cobra.Command{
+		Use:   "create [flags] LAYERDIR",
+		Short: "Build a CIM layer from an OCI Windows layer tar or a layer folder",
+		Long: `Build the CIM layer LAYERDIR from an OCI Windows layer tar (plain, gzip or zstd;
+-f FILE, standard input by default) or, with --from-folder, from a layer folder.
+The tar is streamed straight into the image, with no intermediate folder.
+
+A layer with parents names them with --parent, immediate parent first; the
+immediate parent must be a CIM layer whose cim-layers folder is the same, and the
+new image forks it (it references the parents' data rather than copying it).
+
+Nothing is visible until the image is complete; a failure leaves no image. The
+same input under the same LAYERDIR name gives byte-identical files.
+
+On success one line is printed: the data bytes, the layer, the image size (own
+region and object ID files) and the time; -o json gives {"layer", "cim", "bytes",
+"imageBytes", "seconds", "source"}.`,
+		Example: `  hcs cim create -f base.tar.gz /var/lib/hcs/snapshots/1
+  hcs cim create -f app.tar --parent /var/lib/hcs/snapshots/1 /var/lib/hcs/snapshots/2
+  hcs cim create --from-folder /var/lib/hcs/base /var/lib/hcs/snapshots/1`,
+		Args: cobra.ExactArgs(1),
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			if folder != "" && cmd.Flags().Changed("file") {
+				return usageErrorf("give either -f FILE or --from-folder DIR")
+			}
+			return a.createCIM(cmd.Context(), file, folder, args[0], parents)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", stdio, "read the tar from `FILE`; - is standard input")
+	f.StringVar(&folder, "from-folder", "", "build from the layer folder `DIR` instead of a tar")
+	f.StringArrayVar(&parents, "parent", nil, "parent CIM layer `DIR`; repeat in order, immediate parent first")
+	return cmd
+}
+
+func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) error {
+	start := time.Now()
+	var n int64
+	source := folder
+	if folder != "" {
+		if err := checkLayerDir(folder); err != nil {
+			return err
+		}
+		if err := wcim.ImportLayerFolder(ctx, folder, layer, parents); err != nil {
+			return fmt.Errorf("create %s from %s: %w", layer, folder, err)
+		}
+	} else {
+		in, err := a.openInput(file)
+		if err != nil {
+			return err
+		}
+		defer in.close()
+		source = in.name
+		bar := a.progress("cim create", in.size)
+		defer bar.Stop()
+		rc, _, err := compress.NewReaderFormat(bar.Reader(in))
+		if err != nil {
+			return fmt.Errorf("create %s: %w", in.name, err)
+		}
+		defer rc.Close()
+		cw, err := wcim.NewCimLayerWriter(ctx, layer, parents)
+		if err != nil {
+			return err
+		}
+		n, err = ociwclayer.DecodeTar(ctx, ctxReader{ctx, rc}, cw.EntryWriter())
+		if err == nil {
+			err = cw.Close(ctx)
+		} else {
+			cw.Abort()
+		}
+		bar.Stop()
+		if err != nil {
+			return fmt.Errorf("create %s from %s: %w", layer, in.name, err)
+		}
+	}
+	elapsed := time.Since(start)
+	im, err := wcim.OpenLayer(layer)
+	if err != nil {
+		return err
+	}
+	usage, err := im.Usage()
+	im.Close()
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(layer)
+	if err != nil {
+		abs = layer
+	}
+	return a.result(
+		fmt.Sprintf("created CIM layer %s (%s of data, image %s) in %s", abs, progress.Bytes(n), progress.Bytes(usage), seconds(elapsed)),
+		cimCreateResult{Layer: abs, CIM: wcim.GetCimPathFromLayer(abs), Bytes: n, ImageBytes: usage, Seconds: elapsed.Seconds(), Source: source})
+}
+
+// cimInnerPath turns a path given on the command line into an image path: '/' or '\'
+// separated, leading separators optional.
+func cimInnerPath(p string) string { return strings.TrimLeft(p, `/\`) }
