@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -168,5 +169,35 @@ func TestTable(t *testing.T) {
 	want := "0 1040 verity 1 /dev/loop0 /dev/loop0 4096 4096 130 131 sha256 " + info.RootHashHex() + " " + info.SaltHex()
 	if got := info.Table("/dev/loop0", "/dev/loop0"); got != want {
 		t.Errorf("Table =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestAppendMemoryBounded: Append allocates its chunk pool and one hash block per
+// level, not the data or the tree (2 MiB here).
+func TestAppendMemoryBounded(t *testing.T) {
+	const size = 256 << 20
+	path := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	const workers = 2
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	info, err := Append(f, size, Params{Workers: workers})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := uint64(workers+2) * (chunkSize + chunkSize/hashesPerBlock)
+	t.Logf("allocated %d bytes, pool %d", after.TotalAlloc-before.TotalAlloc, pool)
+	if got, limit := after.TotalAlloc-before.TotalAlloc, pool+1<<20; got > limit {
+		t.Errorf("Append of %d MiB allocated %d bytes, more than the pool (%d) plus 1 MiB; the tree is %d bytes",
+			size>>20, got, pool, info.TreeSize)
 	}
 }
