@@ -11,13 +11,13 @@
 //
 // The functions that work now are [ImportLayer], [ExportLayer], [DestroyLayer], the
 // virtual disk functions [FormatWritableLayerVhd] and [GetLayerVhdMountPath] (on a
-// [VirtualDisk], which stands for hcsshim's windows.Handle), and [SetupBaseOSLayer] and
-// [SetupBaseOSVolume] (container layers; utility VM system volumes are Windows-only, see
-// [ErrWindowsOnly]). The filter functions (AttachLayerStorageFilter,
-// DetachLayerStorageFilter, AttachOverlayFilter, DetachOverlayFilter,
-// InitializeWritableLayer) and SetupContainerBaseLayer and SetupUtilityVMBaseLayer come
-// with the mount and differencing VHDX work. [OsLayerOptions] and [OsLayerType] are
-// defined already, so that documents holding them can be built and read.
+// [VirtualDisk], which stands for hcsshim's windows.Handle), [SetupContainerBaseLayer]
+// and [SetupUtilityVMBaseLayer] (a formatted base VHDX and its differencing child, each
+// with a WithOptions form for the size in bytes and the file system), and
+// [SetupBaseOSLayer] and [SetupBaseOSVolume] (container layers; utility VM system volumes
+// are Windows-only, see [ErrWindowsOnly]). The filter functions
+// (AttachLayerStorageFilter, DetachLayerStorageFilter, AttachOverlayFilter,
+// DetachOverlayFilter, InitializeWritableLayer) come with the mount work.
 //
 // Programs that attach VHD or VHDX disks through this package must call [MaybeRunHelper]
 // first in main (and in TestMain): disks that are not raw are served to their loop device

@@ -1,0 +1,217 @@
+package computestorage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hostcompute/hostcompute/pkg/vhd"
+)
+
+// DefaultScratchSizeGB is the size of the scratch disks the Host Compute
+// Service makes when no size is given (hcsshim's DefaultScratchSizeGB).
+const DefaultScratchSizeGB = 20
+
+// baseBlockSize is the block size of the base and differencing VHDX files,
+// as hcsshim creates them.
+const baseBlockSize = 1 << 20
+
+// ScratchOptions describes the base and differencing disks that
+// SetupContainerBaseLayerWithOptions and SetupUtilityVMBaseLayerWithOptions
+// make.
+type ScratchOptions struct {
+	// Size is the virtual size in bytes, a multiple of 1 MiB; 0 means
+	// DefaultScratchSizeGB GiB. Disks are sparse: the size costs nothing until
+	// written, and ExpandScratchSize (package wclayer) grows a disk later.
+	Size int64
+	// Filesystem on the base disk: ext4 by default for container scratch,
+	// NTFS by default for a utility VM.
+	Filesystem Filesystem
+	// Label is the volume label; empty means none.
+	Label string
+}
+
+// SetupContainerBaseLayer is a helper to set up a container's scratch. It
+// creates the base disk baseVhdPath, a dynamic VHDX of sizeInGB GiB with 1 MiB
+// blocks, formats it (ext4 over the whole disk; Windows makes a GPT disk with
+// an NTFS partition), sets up the layer with SetupBaseOSLayer (Hives/ and
+// Layout), and creates diffVhdPath, a differencing VHDX with 1 MiB blocks
+// whose parent is the base. Callers name them as hcsshim does:
+// <layer>/blank-base.vhdx and <layer>/blank.vhdx (ContainerScratchTemplateBase
+// and ContainerScratchTemplate). Existing Hives/, Layout and disks are
+// replaced. On failure both disks are removed. Do not write the base once
+// the child exists: the child pins its DataWriteGuid.
+func SetupContainerBaseLayer(ctx context.Context, layerPath, baseVhdPath, diffVhdPath string, sizeInGB uint64) (err error) {
+	if sizeInGB == 0 || sizeInGB > 64<<10 {
+		return fmt.Errorf("computestorage: setting up container base layer %s: size %d GB out of range", layerPath, sizeInGB)
+	}
+	return SetupContainerBaseLayerWithOptions(ctx, layerPath, baseVhdPath, diffVhdPath, ScratchOptions{Size: int64(sizeInGB) << 30})
+}
+
+// SetupContainerBaseLayerWithOptions is SetupContainerBaseLayer with a size
+// in bytes and a choice of file system.
+func SetupContainerBaseLayerWithOptions(ctx context.Context, layerPath, baseVhdPath, diffVhdPath string, opts ScratchOptions) (err error) {
+	fail := func(err error) error {
+		return fmt.Errorf("computestorage: setting up container base layer %s: %w", layerPath, err)
+	}
+	if opts.Filesystem == "" {
+		opts.Filesystem = FilesystemExt4
+	}
+	// SetupBaseOSLayer makes these again and refuses to replace them.
+	if err := os.RemoveAll(filepath.Join(layerPath, "Hives")); err != nil {
+		return fail(err)
+	}
+	for _, name := range []string{LayoutFile, "layout"} {
+		if err := os.Remove(filepath.Join(layerPath, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fail(err)
+		}
+	}
+	if err := makeBaseAndDiff(ctx, baseVhdPath, diffVhdPath, opts, func() error {
+		return SetupBaseOSLayer(ctx, layerPath, nil, OsLayerOptions{Type: OsLayerTypeContainer})
+	}); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// SetupUtilityVMBaseLayer is a helper to set up a utility VM's scratch
+// space. It creates baseVhdPath, a dynamic VHDX of sizeInGB GiB with 1 MiB
+// blocks, formats it with NTFS, and creates diffVhdPath, a differencing VHDX
+// with 1 MiB blocks over it. Callers name them as hcsshim does:
+// <layer>/UtilityVM/SystemTemplateBase.vhdx and SystemTemplate.vhdx
+// (UtilityVMTemplateBase and UtilityVMTemplate).
+//
+// Limit: on Windows, SetupBaseOSLayer then writes the utility VM's system
+// volume into the base, with registry and boot configuration (BCD) edits
+// that cannot be done on Linux (see ErrWindowsOnly). The base made here
+// holds an empty volume; uvmPath is only checked to exist. On failure both
+// disks are removed.
+func SetupUtilityVMBaseLayer(ctx context.Context, uvmPath, baseVhdPath, diffVhdPath string, sizeInGB uint64) (err error) {
+	if sizeInGB == 0 || sizeInGB > 64<<10 {
+		return fmt.Errorf("computestorage: setting up utility VM base layer %s: size %d GB out of range", uvmPath, sizeInGB)
+	}
+	return SetupUtilityVMBaseLayerWithOptions(ctx, uvmPath, baseVhdPath, diffVhdPath, ScratchOptions{Size: int64(sizeInGB) << 30})
+}
+
+// SetupUtilityVMBaseLayerWithOptions is SetupUtilityVMBaseLayer with a size
+// in bytes and a choice of file system.
+func SetupUtilityVMBaseLayerWithOptions(ctx context.Context, uvmPath, baseVhdPath, diffVhdPath string, opts ScratchOptions) (err error) {
+	fail := func(err error) error {
+		return fmt.Errorf("computestorage: setting up utility VM base layer %s: %w", uvmPath, err)
+	}
+	if fi, err := os.Stat(uvmPath); err != nil {
+		return fail(err)
+	} else if !fi.IsDir() {
+		return fail(fmt.Errorf("%s is not a directory", uvmPath))
+	}
+	if opts.Filesystem == "" {
+		opts.Filesystem = FilesystemNTFS
+	}
+	if err := makeBaseAndDiff(ctx, baseVhdPath, diffVhdPath, opts, nil); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// makeBaseAndDiff replaces base and diff with a new formatted dynamic VHDX and
+// a differencing child of it; between the two it calls between, if set.
+// Each disk is made under a temporary name and renamed into place (the
+// child after the base, as its locator names the base's final path). On
+// failure both are removed.
+func makeBaseAndDiff(ctx context.Context, base, diff string, opts ScratchOptions, between func() error) (err error) {
+	if opts.Size == 0 {
+		opts.Size = DefaultScratchSizeGB << 30
+	}
+	if opts.Size < 0 || opts.Size%baseBlockSize != 0 {
+		return fmt.Errorf("size %d is not a positive multiple of 1 MiB", opts.Size)
+	}
+	base, err = filepath.Abs(base)
+	if err != nil {
+		return err
+	}
+	diff, err = filepath.Abs(diff)
+	if err != nil {
+		return err
+	}
+	if base == diff {
+		return fmt.Errorf("base and differencing disk are the same file %s", base)
+	}
+	for _, p := range []string{diff, base} {
+		if err := removeDisk(p); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil {
+			removeDisk(diff)
+			removeDisk(base)
+		}
+	}()
+	tmp := tempName(base)
+	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Size: opts.Size, BlockSize: baseBlockSize}); err != nil {
+		return err
+	}
+	d, err := OpenVirtualDisk(tmp, OpenVirtualDiskOptions{})
+	if err == nil {
+		err = FormatVirtualDisk(ctx, d, FormatOptions{Filesystem: opts.Filesystem, Label: opts.Label, NewDisk: true})
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = renameSynced(tmp, base)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			return err
+		}
+	}
+	tmp = tempName(diff)
+	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Parent: base, BlockSize: baseBlockSize}); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := renameSynced(tmp, diff); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// tempName is where a disk is made before it is renamed to path. Disks
+// left under such names by a crash are removed by the next setup.
+func tempName(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+}
+
+// removeDisk removes the disk at path and any temporary copy of it.
+func removeDisk(path string) error {
+	for _, p := range []string{path, tempName(path)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func renameSynced(from, to string) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(to))
+}
