@@ -45,6 +45,15 @@
 // fails (a busy mount, say) and keeps the rest, so it can be called again once the
 // cause is gone; after it succeeded, further calls return nil.
 //
+// # Concurrency
+//
+// Layer images may be in any number of stacks at once, each stack attaching them
+// read-only on its own loop devices. A scratch disk belongs to one stack at a time:
+// a scratch already attached is refused with ErrAlreadyMounted (a check, then the
+// attach, so two calls racing on the same new scratch are not excluded; callers
+// that start containers concurrently must not share a scratch path). A
+// ResourceCloser may be released from any goroutine.
+//
 // # Differences from hcsshim
 //
 //   - There is no utility VM: containers run on the host. The vm parameters have type

@@ -194,6 +194,14 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 	if err != nil && !rawView {
 		return err
 	}
+	if !readOnly && !rawView {
+		// Two read-write mounts of one ext4 file system corrupt it: refuse a
+		// scratch that another stack has attached (raw views refuse by
+		// themselves, with attach.ErrAttached).
+		if devs, err := loop.Find(file); err == nil && len(devs) > 0 {
+			return &Error{Op: "attach " + kind, Path: file, Err: fmt.Errorf("%w: the disk is attached already as %s", ErrAlreadyMounted, strings.Join(devs, ", "))}
+		}
+	}
 	var (
 		dev, backing string
 		loopDev      *loop.Device

@@ -68,6 +68,13 @@ func TestMountLCOWLayers(t *testing.T) {
 	if _, _, _, err := MountLCOWLayers(ctx, "c1", ls, guest, nil); !errors.Is(err, ErrAlreadyMounted) || !errors.Is(err, fs.ErrExist) {
 		t.Errorf("mounting twice: got %v, want ErrAlreadyMounted", err)
 	}
+	other := filepath.Join(dir, "c2")
+	if _, _, _, err := MountLCOWLayers(ctx, "c2", ls, other, nil); !errors.Is(err, ErrAlreadyMounted) || !strings.Contains(err.Error(), ls.ScratchVHDPath) {
+		t.Errorf("a second stack on the same scratch: got %v, want ErrAlreadyMounted naming the scratch", err)
+	}
+	if _, err := os.Stat(other); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused mount left %s: %v", other, err)
+	}
 	if err := closer.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
