@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hostcompute/hostcompute/internal/attach"
@@ -89,17 +90,11 @@ func MountLCOWLayers(ctx context.Context, containerID string, layers *LCOWLayers
 		}
 	}
 	lowers := make([]string, len(layers.Layers))
-	for i, l := range layers.Layers {
-		if err := ctx.Err(); err != nil {
-			return "", "", nil, err
-		}
+	for i := range lowers {
 		lowers[i] = filepath.Join(guestRoot, LayersDir, strconv.Itoa(i))
-		if err := s.mkdir("make layer mount point", lowers[i]); err != nil {
-			return "", "", nil, err
-		}
-		if err := s.attachAndMount(ctx, "layer", l.VHDPath, lowers[i], true); err != nil {
-			return "", "", nil, err
-		}
+	}
+	if err := s.mountLayers(ctx, layers.Layers, lowers); err != nil {
+		return "", "", nil, err
 	}
 	rootfs := filepath.Join(guestRoot, RootfsDir)
 	ov := mount.Overlay{
@@ -113,6 +108,43 @@ func MountLCOWLayers(ctx context.Context, containerID string, layers *LCOWLayers
 	}
 	s.commit()
 	return rootfs, guestRoot, s, nil
+}
+
+// layerWorkers bounds how many layers are attached and mounted at once. An ext4
+// mount spends most of its time waiting, not computing: on the development machine
+// (2 CPUs) 64 read-only mounts took 1.9 s one after another and 0.11 s eight at a
+// time, and more at once was slower again.
+const layerWorkers = 8
+
+// mountLayers attaches and mounts the layers at the mount points lowers, up to
+// layerWorkers at a time. On failure it returns the error of the first layer (in
+// order) that failed; what the others acquired is on the stack for unwinding.
+func (s *stack) mountLayers(ctx context.Context, ls []*LCOWLayer, lowers []string) error {
+	errs := make([]error, len(ls))
+	sem := make(chan struct{}, layerWorkers)
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if errs[i] = ctx.Err(); errs[i] != nil {
+				return
+			}
+			if errs[i] = s.mkdir("make layer mount point", lowers[i]); errs[i] != nil {
+				return
+			}
+			errs[i] = s.attachAndMount(ctx, "layer", l.VHDPath, lowers[i], true)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validateLCOW(layers *LCOWLayers, guestRoot string) error {

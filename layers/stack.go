@@ -20,7 +20,7 @@ type undo struct {
 // stack records the undo of every step a mount call took, and is the
 // ResourceCloser it returns.
 type stack struct {
-	mu    sync.Mutex // guards undos across concurrent Release calls
+	mu    sync.Mutex // guards undos and n: steps run concurrently, Release from anywhere
 	undos []undo
 	log   *slog.Logger
 
@@ -41,12 +41,18 @@ var errInjected = errors.New("layers: injected failure")
 
 // step runs the acquiring step fn, named what, and on success records its undo (if
 // not nil). A failing step must leave nothing acquired itself.
+//
+// Steps may run from several goroutines; the undos of one goroutine's steps keep
+// their order.
 func (s *stack) step(what string, fn func() (func() error, error)) error {
+	s.mu.Lock()
 	s.n++
 	if s.steps != nil {
 		*s.steps = append(*s.steps, what)
 	}
-	if s.n == s.failAt {
+	inject := s.n == s.failAt
+	s.mu.Unlock()
+	if inject {
 		return errInjected
 	}
 	u, err := fn()
