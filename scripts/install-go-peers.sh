@@ -13,3 +13,10 @@ if [ ! -x "$peers/tar2ext4" ]; then
 	echo "installing hcsshim tar2ext4 v0.13.0 into $peers" >&2
 	GOBIN="$peers" GOFLAGS=-mod=mod go install github.com/Microsoft/hcsshim/cmd/tar2ext4@v0.13.0
 fi
+
+# The same library with the options its command line lacks (dm-verity, maximum disk
+# size, ConvertAndComputeRootDigest): scripts/peers/hcsshim-tar2ext4-verity.
+if [ ! -x "$peers/hcsshim-tar2ext4-verity" ]; then
+	echo "building hcsshim-tar2ext4-verity (hcsshim v0.13.0) into $peers" >&2
+	(cd "$root/scripts/peers/hcsshim-tar2ext4-verity" && GOBIN="$peers" go install .)
+fi

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
+	"github.com/hostcompute/hostcompute/pkg/ext4"
 	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
@@ -66,6 +67,13 @@ var invalidInput = []error{
 	io.ErrUnexpectedEOF,
 	cimfs.ErrInvalidFormat,
 	cimfs.ErrInvalidName,
+	ext4.ErrInvalidTar,
+	ext4.ErrInsecurePath,
+	ext4.ErrNotDir,
+	ext4.ErrLinkTarget,
+	ext4.ErrConflict,
+	ext4.ErrXattr,
+	ext4.ErrUnsupported,
 }
 
 // usageError marks a bad command line.

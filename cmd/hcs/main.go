@@ -138,6 +138,7 @@ Errors go to standard error as "hcs: <message>".
 	root.AddCommand(a.newVHDCommand())
 	root.AddCommand(a.newOCILayerCommand())
 	root.AddCommand(a.newCIMCommand())
+	root.AddCommand(a.newTar2Ext4Command())
 	return root
 }
 

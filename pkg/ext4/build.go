@@ -27,7 +27,7 @@ type Result struct {
 	InodesPerGroup uint32 `json:"inodesPerGroup"`
 	// UUID is the file system UUID: derived from the image's content in native mode,
 	// zero in compatibility mode (as compactext4 writes it).
-	UUID [16]byte `json:"uuid"`
+	UUID [16]byte `json:"-"`
 }
 
 type options struct {
