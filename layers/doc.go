@@ -25,6 +25,10 @@
 // such a loop device that no mount uses. Raw-view attachments outlive the process
 // by design of internal/attach; hcs layer unmount ends them with the mounts.
 //
+// UnmountAll takes a stack down from the kernel's tables alone (mountinfo, loop
+// devices, internal/attach's records), for programs such as hcs layer mount whose
+// mounts outlive them, and after crashes.
+//
 // # Windows layers (WCOW)
 //
 // MountWCOWLayers makes the union of the Files/ folders of layer folders written by

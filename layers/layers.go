@@ -43,6 +43,15 @@ type SchemaLayer struct {
 	PathType string `json:"PathType,omitempty"`
 }
 
+// Unmounted is what UnmountAll undid.
+type Unmounted struct {
+	// MountPoints were unmounted, in this order.
+	MountPoints []string `json:"unmounted"`
+	// Devices are the loop devices detached (or cleared by the kernel) after
+	// their mounts went.
+	Devices []string `json:"detached"`
+}
+
 // Errors returned by this package. Failures of a step are *Error values wrapping
 // the cause, which may be one of these or an error of internal/mount or
 // internal/loop.

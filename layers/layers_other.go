@@ -33,3 +33,8 @@ func MountSandboxVolume(ctx context.Context, hostPath, volumeName string) (err e
 func RemoveSandboxMountPoint(ctx context.Context, hostPath string) error {
 	return unsupported("remove sandbox mount point")
 }
+
+// UnmountAll returns an error matching errors.ErrUnsupported.
+func UnmountAll(ctx context.Context, root string, lazy bool) (*Unmounted, error) {
+	return nil, unsupported("unmount")
+}

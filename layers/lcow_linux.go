@@ -174,14 +174,17 @@ func validateLCOW(layers *LCOWLayers, guestRoot string) error {
 	return nil
 }
 
-// notMounted refuses a target that already has a mount on it.
+// notMounted refuses a target that has anything mounted on it or below it.
 func notMounted(target string) error {
-	ok, err := mount.IsMountPoint(target)
+	infos, err := mount.Mounts()
 	if err != nil {
 		return &Error{Op: "read mount table", Path: target, Err: err}
 	}
-	if ok {
-		return &Error{Op: "check target", Path: target, Err: fmt.Errorf("%w (unmount it first, e.g. with hcs layer unmount)", ErrAlreadyMounted)}
+	if p, err := filepath.EvalSymlinks(target); err == nil {
+		target = p
+	}
+	if m := mount.Under(infos, target); len(m) > 0 {
+		return &Error{Op: "check target", Path: target, Err: fmt.Errorf("%w: %d mounts there (unmount them first, e.g. with hcs layer unmount)", ErrAlreadyMounted, len(m))}
 	}
 	return nil
 }
@@ -241,13 +244,12 @@ func (s *stack) attachAndMount(ctx context.Context, kind, file, target string, r
 	)
 	err = s.step("attach "+kind, func() (func() error, error) {
 		if rawView {
-			a, err := attach.Attach(ctx, file, attach.Options{ReadOnly: readOnly})
+			a, err := s.attachRawView(ctx, file, readOnly)
 			if err != nil {
 				return nil, &Error{Op: "attach " + kind, Path: file, Err: err}
 			}
 			dev = a.Device
-			s.log.Debug("attached through a raw view", "kind", kind, "file", file, "device", dev, "format", a.Format)
-			return func() error { return attach.Detach(context.Background(), a.Device) }, nil
+			return func() error { return releaseRawView(a) }, nil
 		}
 		d, err := loop.Attach(file, loop.Options{ReadOnly: readOnly, SizeLimit: info.sizeLimit, AutoClear: true})
 		if err != nil {
@@ -321,4 +323,50 @@ func (s *stack) mountOverlay(target string, ov mount.Overlay) error {
 		}
 		return func() error { return mount.Unmount(target) }, nil
 	})
+}
+
+// attachRawView attaches file through internal/attach's raw view, which attaches a
+// disk once: a read-only attachment that exists already is shared (another stack's
+// layer), and one that no mount uses (left by a crashed call) is reused when its mode
+// fits and ended otherwise. An attachment mounted elsewhere in the other mode is
+// refused with ErrAlreadyMounted.
+func (s *stack) attachRawView(ctx context.Context, file string, readOnly bool) (*attach.Attachment, error) {
+	if a, err := attach.Get(file); err == nil {
+		mps, err := attach.MountPoints(a)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case a.ReadOnly == readOnly && (readOnly || len(mps) == 0):
+			s.log.Debug("using an existing raw view", "file", file, "device", a.Device, "mounts", len(mps))
+			return a, nil
+		case len(mps) > 0:
+			return nil, fmt.Errorf("%w: attached as %s (read-only %v) and mounted at %s", ErrAlreadyMounted, a.Device, a.ReadOnly, strings.Join(mps, ", "))
+		}
+		s.log.Debug("ending an unused raw view left by an earlier call", "file", file, "device", a.Device)
+		if err := attach.Detach(ctx, a.Device); err != nil && !errors.Is(err, attach.ErrNotAttached) {
+			return nil, err
+		}
+	}
+	a, err := attach.Attach(ctx, file, attach.Options{ReadOnly: readOnly})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Debug("attached through a raw view", "file", file, "device", a.Device, "format", a.Format)
+	return a, nil
+}
+
+// releaseRawView ends the raw-view attachment a once no mount uses it; while another
+// stack still has it mounted, that stack's release ends it.
+func releaseRawView(a *attach.Attachment) error {
+	if mps, err := attach.MountPoints(a); err == nil && len(mps) > 0 {
+		return nil
+	}
+	err := attach.Detach(context.Background(), a.Device)
+	if errors.Is(err, attach.ErrNotAttached) || errors.Is(err, attach.ErrBusy) {
+		// Ended by another stack already, or mounted again by one since the
+		// check: that one ends it.
+		return nil
+	}
+	return err
 }

@@ -268,9 +268,11 @@ func TestMountLCOWLayersDeep(t *testing.T) {
 	if err != nil || len(m) != 1 || m[0].Source != LCOWSourcePrefix+"deep" {
 		t.Errorf("mountinfo of the union: %+v, %v", m, err)
 	}
+	start = time.Now()
 	if err := c.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("released in %v", time.Since(start))
 	checkNothingLeft(t, dir)
 }
 
@@ -316,6 +318,39 @@ func TestMountLCOWLayersRawView(t *testing.T) {
 		}
 		checkNothingLeft(t, dir)
 	}
+
+	// Two stacks share the dynamic layer: internal/attach attaches a disk once, so
+	// the second stack mounts the same raw view, and only the last release ends it.
+	r1, _, c1, err := MountLCOWLayers(ctx, "s1", &LCOWLayers{Layers: ls.Layers, ScratchVHDPath: filepath.Join(dir, "s1.vhd")}, filepath.Join(dir, "s1"), nil, WithScratchSize(32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _, c2, err := MountLCOWLayers(ctx, "s2", &LCOWLayers{Layers: ls.Layers, ScratchVHDPath: filepath.Join(dir, "s2.vhd")}, filepath.Join(dir, "s2"), nil, WithScratchSize(32<<20))
+	if err != nil {
+		c1.Release(ctx)
+		t.Fatal(err)
+	}
+	// The first stack is taken down from the kernel's tables alone, as after a crash
+	// (its closer is dropped); the shared raw view stays for the second.
+	_, _ = r1, c1
+	res, err := UnmountAll(ctx, filepath.Join(dir, "s1"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.MountPoints) != 3 || len(res.Devices) != 1 {
+		t.Errorf("UnmountAll: %+v; want the union, the layer and the scratch unmounted, and only the scratch's device detached", res)
+	}
+	if b, err := os.ReadFile(filepath.Join(r2, "hello")); err != nil || string(b) != "dynamic" {
+		t.Errorf("the second stack lost the shared layer when the first was unmounted: %q, %v", b, err)
+	}
+	if err := c2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, dir)
+	if _, err := UnmountAll(ctx, filepath.Join(dir, "s1"), false); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("UnmountAll with nothing mounted: got %v, want fs.ErrNotExist", err)
+	}
+
 	if out, err := exec.Command("qemu-img", "check", "-f", "vhdx", scratch).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check of the scratch: %v\n%s", err, out)
 	}

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/layers"
 )
@@ -81,33 +77,10 @@ func (a *app) layerMount(ctx context.Context, id, scratch, target string, args [
 		id = filepath.Base(target)
 	}
 	ls := &layers.LCOWLayers{}
-	disks := []string{scratch}
 	for _, l := range args {
 		ls.Layers = append(ls.Layers, &layers.LCOWLayer{VHDPath: l})
-		disks = append(disks, l)
 	}
 	ls.ScratchVHDPath = scratch
-	infos, err := mount.Mounts()
-	if err != nil {
-		return err
-	}
-	if m := mount.Under(infos, target); len(m) > 0 {
-		return fmt.Errorf("layer mount: %s: %w: %d mounts there (hcs layer unmount %s removes them)", target, layers.ErrAlreadyMounted, len(m), target)
-	}
-	// A mount that crashed may have left a disk attached through a raw view
-	// without mounting it; such an attachment, mounted nowhere, is ended.
-	for _, d := range disks {
-		att, err := attach.Get(d)
-		if err != nil {
-			continue
-		}
-		if mps, err := attach.MountPoints(att); err == nil && len(mps) == 0 {
-			a.log.Debug("ending an unused attachment left by an earlier run", logKeyFile, d, "device", att.Device)
-			if err := attach.Detach(ctx, att.Device); err != nil {
-				return fmt.Errorf("layer mount: ending the stale attachment of %s: %w", d, err)
-			}
-		}
-	}
 	start := time.Now()
 	rootfs, scratchPath, _, err := layers.MountLCOWLayers(ctx, id, ls, target, nil, opts...)
 	if errors.Is(err, layers.ErrInvalidArgument) {
@@ -154,84 +127,14 @@ with nothing mounted gives exit code 5.`,
 }
 
 func (a *app) layerUnmount(ctx context.Context, target string, lazy bool) error {
-	abs, err := filepath.Abs(target)
-	if err != nil {
-		return err
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = r
-	}
-	infos, err := mount.Mounts()
-	if err != nil {
-		return err
-	}
-	under := mount.Under(infos, abs)
-	if len(under) == 0 {
-		return fmt.Errorf("layer unmount: %s: nothing mounted there: %w", abs, os.ErrNotExist)
-	}
-	// The devices, with the files behind them, before they go.
-	type dev struct{ path, backing string }
-	var devs []dev
-	for _, m := range under {
-		if strings.HasPrefix(m.Source, "/dev/loop") {
-			b, _ := os.ReadFile("/sys/block/" + filepath.Base(m.Source) + "/loop/backing_file")
-			devs = append(devs, dev{m.Source, strings.TrimSpace(string(b))})
-		}
-	}
-	done, err := mount.UnmountAll(abs, lazy)
-	res := layerUnmountResult{Target: abs, Unmounted: []string{}, Detached: []string{}}
-	for _, m := range done {
-		res.Unmounted = append(res.Unmounted, m.MountPoint)
+	res, err := layers.UnmountAll(ctx, target, lazy)
+	if errors.Is(err, mount.ErrBusy) {
+		return fmt.Errorf("layer unmount: %w (stop what uses it, or give --lazy)", err)
 	}
 	if err != nil {
-		if errors.Is(err, mount.ErrBusy) {
-			err = fmt.Errorf("%w (stop what uses it, or give --lazy)", err)
-		}
 		return fmt.Errorf("layer unmount: %w", err)
 	}
-	for i := len(devs) - 1; i >= 0; i-- {
-		d := devs[i]
-		if ok, err := a.detachLayerDevice(ctx, d.path, d.backing, lazy); err != nil {
-			return fmt.Errorf("layer unmount: %w", err)
-		} else if ok {
-			res.Detached = append(res.Detached, d.path)
-		}
-	}
-	return a.result(fmt.Sprintf("unmounted %d, detached %d under %s", len(res.Unmounted), len(res.Detached), abs), res)
-}
-
-// detachLayerDevice ends the attachment of a loop device whose mount is gone: a
-// raw-view attachment through internal/attach, an autoclear device by waiting for the
-// kernel to clear it, any other device still bound to the same file by detaching it.
-// It reports whether the device was detached (false when it was lazily unmounted and
-// is still in use).
-func (a *app) detachLayerDevice(ctx context.Context, dev, backing string, lazy bool) (bool, error) {
-	if att, err := attach.Get(dev); err == nil {
-		if err := attach.Detach(ctx, att.Device); err != nil {
-			if lazy && errors.Is(err, attach.ErrBusy) {
-				return false, nil
-			}
-			return false, err
-		}
-		return true, nil
-	}
-	name := filepath.Base(dev)
-	still := func() bool {
-		b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
-		return err == nil && strings.TrimSpace(string(b)) == backing
-	}
-	for deadline := time.Now().Add(2 * time.Second); still() && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if !still() {
-		return true, nil
-	}
-	if lazy {
-		return false, nil // still held by a lazily unmounted file system
-	}
-	a.log.Debug("detaching a loop device without autoclear", "device", dev, logKeyFile, backing)
-	if err := loop.DetachPath(dev); err != nil {
-		return false, err
-	}
-	return true, nil
+	abs, _ := filepath.Abs(target)
+	return a.result(fmt.Sprintf("unmounted %d, detached %d under %s", len(res.MountPoints), len(res.Devices), abs),
+		layerUnmountResult{Target: abs, Unmounted: res.MountPoints, Detached: res.Devices})
 }
