@@ -43,7 +43,8 @@ hcsshim tar2ext4 flags:
 Further flags:
   -compat          byte-identical output to hcsshim v0.13.0's tar2ext4 (its defects
                    included), for root hashes pinned by hcsshim tooling
-  -dm-verity       append a dm-verity superblock and hash tree (sha256, 4096-byte
+  -dm-verity       (also -dmverity, -verity) append a dm-verity superblock and hash
+                   tree (sha256, 4096-byte
                    blocks, 32 zero bytes of salt: hcsshim's parameters) and report the
                    root hash
   -root-hash FILE  also write the root hash (hex) to FILE
@@ -94,7 +95,9 @@ func (a *app) runTar2Ext4(cmd *cobra.Command, args []string) error {
 	fs.BoolVar(&fl.onlyVHD, "only-vhd", false, "")
 	fs.BoolVar(&fl.inline, "inline", false, "")
 	fs.BoolVar(&fl.compat, "compat", false, "")
-	fs.BoolVar(&fl.verity, "dm-verity", false, "")
+	for _, name := range []string{"dm-verity", "dmverity", "verity"} {
+		fs.BoolVar(&fl.verity, name, false, "")
+	}
 	fs.StringVar(&fl.rootHash, "root-hash", "", "")
 	fs.StringVar(&fl.maxDiskSize, "max-disk-size", "", "")
 	fs.StringVar(&a.output, "output", outputText, "")

@@ -145,6 +145,7 @@ func build(ctx context.Context, out Output, r io.Reader, o *options) (*Result, e
 	if err != nil {
 		return nil, &Error{Op: "start", Offset: -1, Err: err}
 	}
+	defer func() { w.ob.wb.stop() }() // after a failure; close stops it on success
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	tr := tar.NewReader(cr)
 	for {

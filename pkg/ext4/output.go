@@ -23,6 +23,7 @@ type outBuf struct {
 	off  int64 // file offset of buf[0]
 	max  int64 // the image may not grow past this offset
 	hash hash.Hash
+	wb   *writeback
 }
 
 // The buffer starts small, so that small images cost little, and doubles up to
@@ -33,7 +34,7 @@ const (
 )
 
 func newOutBuf(out Output, start, max int64) *outBuf {
-	return &outBuf{out: out, buf: make([]byte, 0, outBufStart), off: start, max: max}
+	return &outBuf{out: out, buf: make([]byte, 0, outBufStart), off: start, max: max, wb: newWriteback(out)}
 }
 
 // pos is the offset of the next sequential write.
@@ -50,6 +51,7 @@ func (o *outBuf) flush() error {
 	if _, err := o.out.WriteAt(o.buf, o.off); err != nil {
 		return fmt.Errorf("writing image at offset %d: %w", o.off, err)
 	}
+	o.wb.start(o.off, int64(len(o.buf)))
 	o.off += int64(len(o.buf))
 	if len(o.buf) == cap(o.buf) && cap(o.buf) < outBufSize {
 		o.buf = make([]byte, 0, 2*cap(o.buf))

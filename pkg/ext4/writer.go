@@ -689,6 +689,8 @@ func (w *writer) close(ctx context.Context) (*Result, error) {
 	if err := w.ob.flush(); err != nil {
 		return nil, err
 	}
+	w.ob.wb.stop()
+	w.ob.wb = nil // writes from here on patch earlier regions
 	size := int64(diskSize) * blockSize
 	if err := w.ob.out.Truncate(size); err != nil {
 		return nil, fmt.Errorf("sizing image: %w", err)
