@@ -21,6 +21,11 @@ import (
 // through it, which Close undoes, as closing a virtual disk handle detaches
 // the disk on Windows.
 //
+// Unlike a Windows handle, an attachment or mount outlives a process that
+// exits without Close: find it with hcs vhd detach (or internal/attach's
+// List), or use it again through a new VirtualDisk (GetLayerVhdMountPath
+// finds the mount).
+//
 // A VirtualDisk does not keep the file open: while the disk is attached its
 // block device (and the raw view's helper, for formats that need one) is
 // what reads and writes it. Do not write the file through package vhd while

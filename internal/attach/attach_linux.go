@@ -128,6 +128,16 @@ func attach(ctx context.Context, dir string, a *Attachment) error {
 		sizeLimit = a.Size
 	}
 	if a.RawView {
+		// Open the disk here first: a missing parent, a damaged structure or
+		// a log that needs replaying then comes back with package vhd's typed
+		// error instead of the helper's message.
+		d, err := OpenDisk(a.Disk, a.ReadOnly)
+		if err != nil {
+			return err
+		}
+		if err := d.Close(); err != nil {
+			return err
+		}
 		rec, err := fusefs.Mount(ctx, fusefs.Request{ID: a.ID, Kind: RawViewKind, Source: a.Disk, ReadOnly: a.ReadOnly})
 		if err != nil {
 			return err

@@ -383,6 +383,11 @@ func TestAttachErrors(t *testing.T) {
 	if _, err := Attach(ctx, bad, Options{}); !errors.Is(err, vhd.ErrInvalidFormat) {
 		t.Errorf("corrupt VHDX: %v", err)
 	}
+	child := makeDisk(t, t.TempDir(), FormatVHDXDifferencing)
+	os.Remove(filepath.Join(filepath.Dir(child), "base.vhdx"))
+	if _, err := Attach(ctx, child, Options{}); !errors.Is(err, vhd.ErrParentNotFound) {
+		t.Errorf("differencing disk without its parent: %v, want ErrParentNotFound", err)
+	}
 	disk := makeDisk(t, dir, FormatVHDDynamic)
 	a, err := Attach(ctx, disk, Options{})
 	if err != nil {
@@ -561,5 +566,52 @@ func TestGrow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRawViewKeepsPageCache: reading the raw view's file a second time, by
+// a new open, is served from the kernel's page cache, not by the helper.
+func TestRawViewKeepsPageCache(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	disk := makeDisk(t, t.TempDir(), FormatVHDXFixed) // every read goes to the file
+	a, err := Attach(ctx, disk, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Detach(ctx, a.Device)
+	rec, err := fusefs.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll := func() {
+		f, err := os.Open(a.BackingFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if n, err := io.Copy(io.Discard, f); err != nil || n != testSize {
+			t.Fatalf("read %d bytes of the view: %v", n, err)
+		}
+	}
+	helperRead := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", rec.PID))
+		if err != nil {
+			t.Skipf("no /proc/PID/io: %v", err)
+		}
+		var rchar int64
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+				fmt.Sscan(v, &rchar)
+			}
+		}
+		return rchar
+	}
+	readAll()
+	before := helperRead()
+	readAll()
+	t.Logf("helper rchar before %d after %d", before, helperRead())
+	if got := helperRead() - before; got > testSize/8 {
+		t.Errorf("the helper read %d bytes for a second read of %d cached bytes", got, testSize)
 	}
 }
