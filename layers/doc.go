@@ -33,8 +33,8 @@
 //
 // MountWCOWLayers makes the union of the Files/ folders of layer folders written by
 // package winlayer, with the scratch folder's Files/ as the writable layer (or, when
-// the scratch folder holds a sandbox.vhdx that is a fixed VHD or raw image, the
-// Files/ of that disk's ext4 file system). A layer's deletions (its tombstones.txt)
+// the scratch folder holds a sandbox.vhdx, of any disk format, the Files/ of that
+// disk's ext4 file system). A layer's deletions (its tombstones.txt)
 // become a directory of overlay whiteouts stacked right below it, so that they hide
 // its parents' files. Deletions made through the union are overlay whiteouts in
 // the scratch; Windows metadata of files written through it is not recorded.
@@ -51,8 +51,10 @@
 //
 // # Concurrency
 //
-// Layer images may be in any number of stacks at once, each stack attaching them
-// read-only on its own loop devices. A scratch disk belongs to one stack at a time:
+// Layer images may be in any number of stacks at once. Raw images and fixed VHDs
+// get a read-only loop device per stack; other formats share one read-only
+// raw-view attachment (internal/attach attaches a disk once), ended by the release
+// of the last stack that has it mounted. A scratch disk belongs to one stack at a time:
 // a scratch already attached is refused with ErrAlreadyMounted (a check, then the
 // attach, so two calls racing on the same new scratch are not excluded; callers
 // that start containers concurrently must not share a scratch path). A
@@ -80,7 +82,8 @@
 //     mounts a block device holding ext4 or NTFS, at hostPath.
 //   - MountLCOWLayers and MountWCOWLayers take extra, optional Options (scratch size,
 //     logger) after the hcsshim parameters.
-//   - ReleaseCimFSHostLayers is not here: CIM layers come with the CIM work.
+//   - ReleaseCimFSHostLayers is not here: CIM layers cannot be mounted yet
+//     (wclayer/cim reads and writes them but has no mount).
 //
 // # Limits
 //
