@@ -32,7 +32,7 @@ const (
 // layerFolders are the read-only layers, top-most first, then the scratch folder
 // last: [rolayerN..rolayer1, base, scratch]. The union stacks each read-only
 // layer's Files/ folder under the scratch's Files/, which takes the writes; when the
-// scratch folder holds sandbox.vhdx (a fixed VHD or raw ext4 image) the writable
+// scratch folder holds sandbox.vhdx (any disk format, holding ext4 or blank) the writable
 // Files/ is on that disk, attached and mounted at <scratch>/sandbox. The union is
 // mounted at volumeMountPath, or at <scratch>/mount when it is empty. vm must be nil.
 //
