@@ -96,9 +96,21 @@ func TestVHDXDifferencingChain(t *testing.T) {
 				}
 			}
 			if _, err := exec.LookPath("vhdiinfo"); err == nil {
-				out := run(t, "vhdiinfo", filepath.Join(dir, "top.vhdx"))
-				if !bytes.Contains(out, []byte("Differential")) || !bytes.Contains(out, []byte("Parent identifier")) {
-					t.Errorf("vhdiinfo:\n%s", out)
+				top, err := Open(filepath.Join(dir, "top.vhdx"), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				linkage := strings.Trim(top.VHDXInfo().ParentLocator.Get(VHDXKeyParentLinkage), "{}")
+				middleWrite := top.Parent().VHDXInfo().Header.DataWriteGUID.String()
+				top.Close()
+				if linkage != middleWrite {
+					t.Errorf("parent_linkage %s, the parent's DataWriteGuid %s", linkage, middleWrite)
+				}
+				out := string(run(t, "vhdiinfo", filepath.Join(dir, "top.vhdx")))
+				for _, want := range []string{"VHDX", "Differential", fmt.Sprintf("(%d bytes)", size), "Parent identifier\t: " + linkage} {
+					if !strings.Contains(strings.ToLower(out), strings.ToLower(want)) {
+						t.Errorf("vhdiinfo output lacks %q:\n%s", want, out)
+					}
 				}
 			}
 		})

@@ -17,7 +17,7 @@ import (
 // a BAT entry that maps block 2 to a block written beyond the old end of the
 // file, and a zero sector in block 0. It returns the path and the virtual disk
 // the log describes.
-func pendingLogDisk(t *testing.T, dir string, lss uint32) (string, []byte) {
+func pendingLogDisk(t testing.TB, dir string, lss uint32) (string, []byte) {
 	t.Helper()
 	p := filepath.Join(dir, "pending.vhdx")
 	const size, bs = 8 << 20, 1 << 20

@@ -310,6 +310,9 @@ func TestOpenVHDXQemu(t *testing.T) {
 		"subformat=dynamic,block_size=1M,block_state_zero=off",
 		"subformat=fixed,block_size=1M",
 		"subformat=dynamic,block_size=32M",
+		"subformat=dynamic,block_size=256M",
+		"subformat=fixed,block_size=8M",
+		"subformat=dynamic,block_size=2M,log_size=2M",
 	} {
 		t.Run(opts, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "q.vhdx")
