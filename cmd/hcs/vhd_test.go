@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -383,5 +384,25 @@ func TestVHDResizeCLI(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
 		t.Error("refused shrink changed the file")
+	}
+}
+
+func TestVHDXCreateCLI(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		typ    string
+		sector string
+	}{{"fixed", "512"}, {"fixed", "4096"}, {"dynamic", "4096"}} {
+		p := filepath.Join(dir, tc.typ+tc.sector+".vhdx")
+		r := hcs(t, nil, "-o", "json", "vhd", "create", "--format", "vhdx", "--type", tc.typ, "--logical-sector-size", tc.sector, "--block-size", "1M", "--size", "8M", p)
+		wantCode(t, r, exitOK)
+		info := vhdInfoJSON(t, p)
+		if info.Type != tc.typ || info.Format != "vhdx" || fmt.Sprint(info.SectorSize) != tc.sector || info.BlockSize != 1<<20 || info.VirtualSize != 8<<20 {
+			t.Errorf("%s: %+v", p, info)
+		}
+		if tc.typ == "fixed" && info.Allocated < 8<<20 {
+			t.Errorf("%s: fixed VHDX with %d bytes allocated", p, info.Allocated)
+		}
+		wantCode(t, hcs(t, nil, "vhd", "check", p), exitOK)
 	}
 }

@@ -349,7 +349,7 @@ func (v *vhdFile) openParent(fileSize int64, depth int) (*Disk, error) {
 		candidates = append(candidates, filepath.Join(dir, h.ParentName))
 	}
 	for _, p := range candidates {
-		if _, err := os.Stat(p); err != nil {
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
 		parent, err := openDepth(p, true, depth+1)

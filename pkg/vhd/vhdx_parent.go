@@ -107,6 +107,9 @@ func ParseVHDXParentLocatorAt(b []byte, base int64) (*VHDXParentLocator, error) 
 			return nil, formatErrf(s, off, "entry %d: key of %d bytes at %d, value of %d bytes at %d, in an item of %d bytes", i, kl, ko, vl, vo, len(b))
 		}
 		kv := VHDXKeyValue{Key: decodeUTF16LE(b[ko : ko+kl]), Value: decodeUTF16LE(b[vo : vo+vl])}
+		if kv.Key == "" {
+			return nil, formatErrf(s, off, "entry %d: empty key", i)
+		}
 		if seen[kv.Key] {
 			return nil, formatErrf(s, off, "entry %d: key %q listed twice", i, kv.Key)
 		}
@@ -201,7 +204,7 @@ func (x *vhdxFile) openParent(depth int) (*Disk, error) {
 	want := []string{l.Get(VHDXKeyParentLinkage), l.Get(VHDXKeyParentLinkage2)}
 	candidates := l.parentCandidates(x.d.path)
 	for _, p := range candidates {
-		if _, err := os.Stat(p); err != nil {
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
 		parent, err := openDepth(p, true, depth+1)
