@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -178,6 +179,17 @@ func TestMountWCOWLayersBadInput(t *testing.T) {
 	write(t, filepath.Join(bad, "tombstones.txt"), "\uFEFFVersion 1.0\n\\..\\..\\etc\\passwd\n")
 	if _, _, err := MountWCOWLayers(ctx, "w", []string{bad, scratch}, "", nil); !errors.Is(err, ErrBadTombstones) || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("escaping tombstone: got %v", err)
+	}
+	// 300 layers with deletions need 600 lower directories: over the limit.
+	var many []string
+	for i := range 300 {
+		l := filepath.Join(dir, "many", fmt.Sprint(i))
+		os.MkdirAll(filepath.Join(l, "Files"), 0o755)
+		write(t, filepath.Join(l, "tombstones.txt"), "\uFEFFVersion 1.0\n\\gone\n")
+		many = append(many, l)
+	}
+	if _, _, err := MountWCOWLayers(ctx, "w", append(many, scratch), "", nil); !errors.Is(err, ErrTooManyLayers) || !strings.Contains(err.Error(), "600") {
+		t.Errorf("300 layers with deletions: got %v, want ErrTooManyLayers counting 600 lower directories", err)
 	}
 	checkNothingLeft(t, dir)
 	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
