@@ -81,7 +81,7 @@ func Grow(ctx context.Context, device string, mounted bool) error {
 	}
 	switch fsys {
 	case Ext4:
-		if mounted && !hasCapability(unix.CAP_SYS_RESOURCE) {
+		if mounted && !capabilityCheck(unix.CAP_SYS_RESOURCE) {
 			return fmt.Errorf("diskfs: growing %s: %w", device, ErrOnlineNotPermitted)
 		}
 		if !mounted {
@@ -93,7 +93,13 @@ func Grow(ctx context.Context, device string, mounted bool) error {
 				}
 			}
 		}
-		return runTool(ctx, "e2fsprogs", "resize2fs", device)
+		err := runTool(ctx, "e2fsprogs", "resize2fs", device)
+		if mounted && err != nil && strings.Contains(err.Error(), "Permission denied to resize") {
+			// The capability is in effect but not in the initial user
+			// namespace, where the kernel looks for it.
+			return fmt.Errorf("diskfs: growing %s: %w: %w", device, ErrOnlineNotPermitted, err)
+		}
+		return err
 	case NTFS:
 		if mounted {
 			return fmt.Errorf("diskfs: growing %s: %w", device, ErrOfflineOnly)
@@ -102,6 +108,10 @@ func Grow(ctx context.Context, device string, mounted bool) error {
 	}
 	return fmt.Errorf("diskfs: growing %s: %w", device, ErrUnknownFilesystem)
 }
+
+// capabilityCheck is hasCapability; tests replace it to reach the kernel's
+// own refusal.
+var capabilityCheck = hasCapability
 
 // hasCapability reports whether the process has capability c in effect.
 func hasCapability(c int) bool {

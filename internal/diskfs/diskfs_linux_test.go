@@ -99,6 +99,16 @@ func TestExt4FormatMountGrowMounted(t *testing.T) {
 			t.Error("a refused growth changed the file system")
 		}
 	}
+	if !online {
+		// Past our own check, the kernel's refusal (what a process with the
+		// capability only in a user namespace gets) is classed the same.
+		capabilityCheck = func(int) bool { return true }
+		err := Grow(ctx, a.Device, true)
+		capabilityCheck = hasCapability
+		if !errors.Is(err, ErrOnlineNotPermitted) {
+			t.Errorf("online Grow refused by the kernel: %v, want ErrOnlineNotPermitted", err)
+		}
+	}
 	if err := GrowInPlace(ctx, a.Device); err != nil {
 		t.Fatal(err)
 	}
