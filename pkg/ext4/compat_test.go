@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,5 +196,59 @@ func TestCompatRefusals(t *testing.T) {
 			}
 		})
 	}
-	_ = tar.TypeReg
+}
+
+// patternReader yields n bytes of a non-zero pattern.
+type patternReader struct{ n int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.n == 0 {
+		return 0, io.EOF
+	}
+	b = b[:min(int64(len(b)), p.n)]
+	for i := range b {
+		b[i] = byte(i%251) + 1
+	}
+	p.n -= int64(len(b))
+	return len(b), nil
+}
+
+// TestLargeFileExtentTree covers a contiguous file of more than four maximal extents
+// (an extent tree of depth 1), in both modes, against hcsshim and e2fsck.
+func TestLargeFileExtentTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes images of 600 MiB; skipped with -short")
+	}
+	const size = 5*128<<20 + 12345 // five extents of 32768 blocks and a bit
+	p := filepath.Join(t.TempDir(), "large.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "large", Mode: 0o644, Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(tw, &patternReader{size}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Run("native", func(t *testing.T) {
+		in, _ := os.Open(p)
+		defer in.Close()
+		img := filepath.Join(t.TempDir(), "img")
+		out, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		if _, err := ext4.Build(context.Background(), out, in); err != nil {
+			t.Fatal(err)
+		}
+		requireClean(t, img)
+	})
+	t.Run("compat", func(t *testing.T) { compareWithPeer(t, peerTar2ext4(t), p, nil, nil) })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -292,5 +293,63 @@ func TestMountedWhiteouts(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(root, ".wh.gone")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf(".wh.gone exists in the image: %v", err)
+	}
+}
+
+// TestMountedSparseFromGNUTar builds images of sparse files archived by GNU tar in its
+// GNU and PAX sparse formats: the holes stay holes and the content is intact.
+func TestMountedSparseFromGNUTar(t *testing.T) {
+	gnutar, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("GNU tar not installed")
+	}
+	src := t.TempDir()
+	sparse := filepath.Join(src, "sparse")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 64<<20)
+	for _, off := range []int64{0, 10 << 20, 64<<20 - 5000} {
+		d := randBytes(uint64(off), 5000)
+		copy(want[off:], d)
+		if _, err := f.WriteAt(d, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	for _, format := range [][]string{{"--format=gnu"}, {"--format=posix"}, {"--format=posix", "--sparse-version=0.1"}} {
+		t.Run(strings.Join(format, " "), func(t *testing.T) {
+			tp := filepath.Join(t.TempDir(), "sparse.tar")
+			args := append([]string{"--sparse", "-C", src, "-cf", tp}, format...)
+			if out, err := exec.Command(gnutar, append(args, "sparse")...).CombinedOutput(); err != nil {
+				t.Fatalf("tar: %v\n%s", err, out)
+			}
+			tb, err := os.ReadFile(tp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tb) > 1<<20 {
+				t.Fatalf("GNU tar wrote %d bytes: not a sparse archive", len(tb))
+			}
+			img, _ := build(t, tb)
+			requireClean(t, img)
+			root := mountImage(t, img)
+			p := filepath.Join(root, "sparse")
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sha256.Sum256(got) != sha256.Sum256(want) {
+				t.Fatal("content differs")
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 > 64<<10 {
+				t.Errorf("%d bytes allocated for 15000 bytes of data: holes were filled", st.Blocks*512)
+			}
+		})
 	}
 }

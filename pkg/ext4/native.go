@@ -22,7 +22,7 @@ func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link stri
 	}
 	var typ uint16
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeCont:
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
 		typ = sIFREG
 	case tar.TypeLink:
 	case tar.TypeSymlink:
