@@ -146,8 +146,11 @@ func attach(ctx context.Context, dir string, a *Attachment) error {
 		testHook("view-mounted")
 	}
 	// Autoclear until the device is recorded: if this process dies first,
-	// the kernel detaches the device when its handle closes.
-	dev, err := loop.Attach(a.BackingFile, loop.Options{ReadOnly: a.ReadOnly, SizeLimit: sizeLimit, AutoClear: true})
+	// the kernel detaches the device when its handle closes. Over a raw view
+	// the loop device uses direct I/O: the block device above it has its own
+	// page cache, so caching the same bytes again in the view's file would
+	// double the memory and add a copy (reads measured about twice as fast).
+	dev, err := loop.Attach(a.BackingFile, loop.Options{ReadOnly: a.ReadOnly, SizeLimit: sizeLimit, AutoClear: true, DirectIO: a.RawView})
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@
 // other format, fixed VHDX included, is attached through a raw block view: a
 // FUSE file system served by a helper process (package fusefs, kind "vhd-raw")
 // with one file, "disk", whose content is the virtual disk, read and written
-// through package vhd; the loop device is bound to that file. Fixed VHDX is
+// through package vhd; the loop device is bound to that file, with direct
+// I/O (the block device's own page cache above it is the one that caches, so
+// the view's file does not hold a second copy). Fixed VHDX is
 // not raw-backed on purpose: its payload blocks are placed by the BAT (any
 // order, interleaved with sector bitmap blocks in larger files), the file
 // must get new write GUIDs in its headers before the first write (which
