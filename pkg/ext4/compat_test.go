@@ -128,6 +128,11 @@ func TestCompatByteIdentical(t *testing.T) {
 		"rich":      makeTar(t, compatEntries()),
 		"whiteouts": makeTar(t, whiteoutEntries()),
 		"inlinedup": makeTar(t, inlineDupEntries()),
+		// hcsshim turns a PAX global header into a file named after it.
+		"global": makeTar(t, []entry{
+			{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "abc"}}},
+			file("a", 0o644, []byte("a")),
+		}),
 	}
 	variants := []struct {
 		name  string

@@ -40,13 +40,19 @@
 //
 // # Tar mapping
 //
-// Regular files, directories, symbolic links (targets of up to 59 bytes in the inode),
-// hard links (also to symbolic links; the target must come earlier in the tar), char
-// and block devices, FIFOs and PAX "SCHILY.xattr." attributes. Attributes go in the
+// Regular files (also GNU sparse and contiguous entries), directories, symbolic links
+// (targets of up to 59 bytes in the inode), hard links (also to symbolic links; the
+// target must come earlier in the tar), char and block devices, FIFOs and PAX
+// "SCHILY.xattr." attributes. Native mode skips PAX global headers and refuses other
+// entry types with ErrUnsupported; compactext4 turns both into regular files. Attributes go in the
 // inode while they fit (96 bytes of entries and values) and then in one attribute
 // block (4060 bytes), so one value can be up to about 4 KiB. WithInlineData keeps files
 // of up to 136 bytes in their inode. WithConvertWhiteouts turns OCI whiteouts into
 // overlayfs ones.
+//
+// Files may be up to 128 GiB (WithMaximumFileSize lowers that). Holes count: Go's
+// archive/tar hands sparse files over with their holes as zeros, so a sparse file of
+// n bytes costs reading n bytes of zeros, none of which is written.
 //
 // # Errors
 //
@@ -56,7 +62,9 @@
 //
 // # Memory
 //
-// File data is read from the tar straight into a 4 MiB output buffer and written with
-// one WriteAt per buffer. Memory grows with the number of entries (about 300 bytes
+// File data is read from the tar straight into an output buffer (growing to 4 MiB) and
+// written with one WriteAt per buffer; on Linux, writeback of each written buffer is
+// started at once (sync_file_range), so that a caller's final fsync finds little left
+// to write. Memory grows with the number of entries (about 300 bytes
 // each, plus names and attributes), not with file sizes.
 package ext4

@@ -49,7 +49,7 @@ func makeTar(t testing.TB, entries []entry) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := e.hdr
-		if h.ModTime.IsZero() {
+		if h.ModTime.IsZero() && h.Typeflag != tar.TypeXGlobalHeader {
 			h.ModTime = defaultTime
 		}
 		if h.Format == tar.FormatUnknown {

@@ -757,7 +757,10 @@ func (w *writer) close(ctx context.Context) (*Result, error) {
 
 	// Blocks of removed files are free; zero them so no stale data stays readable in
 	// the image and the bytes do not depend on what was replaced.
-	z := make([]byte, 256*blockSize)
+	var z []byte
+	if len(w.freed) > 0 {
+		z = make([]byte, 256*blockSize)
+	}
 	for _, e := range w.freed {
 		for done := uint32(0); done < e.length; {
 			c := min(e.length-done, 256)
