@@ -22,11 +22,13 @@ func (a *app) newVHDCheckCommand() *cobra.Command {
 		Short: "Validate a VHD or VHDX disk by reading all of it",
 		Long: `Open the disk read-only, validate its structures, and read every block of the
 virtual disk, through the parent chain of a differencing disk. For a dynamic or
-differencing VHD the footer copy at offset 0 must match the footer at the end.
-The file is never modified.
+differencing VHD the footer copy at offset 0 must match the footer at the end; a
+VHDX must have two valid headers, two identical region tables and no log left
+to replay. The file is never modified.
 
 Exit code 0 when the disk is sound, 3 when it is corrupt (each problem printed;
-also a parent whose unique ID differs from the one the child records),
+also a parent whose identity differs from the one the child records, and a
+VHDX whose log needs replaying),
 5 when the file or the parent of a differencing disk is missing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
@@ -41,6 +43,9 @@ also a parent whose unique ID differs from the one the child records),
 				if p := checkFooterCopy(path, vd.Footer()); p != "" {
 					problems = append(problems, p)
 				}
+			}
+			if format == formatVHDX {
+				problems = append(problems, checkVHDXCopies(path)...)
 			}
 			bar := a.progress("check", d.Size())
 			readErr := checkReadAll(cmd, d, bar.Add, func(p string) { problems = append(problems, p) })
@@ -67,6 +72,36 @@ also a parent whose unique ID differs from the one the child records),
 			return nil
 		}),
 	}
+}
+
+// checkVHDXCopies checks what a VHDX keeps twice: both headers must be valid
+// (7-Zip refuses a file with one bad header) and both region tables identical.
+func checkVHDXCopies(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer f.Close()
+	var problems []string
+	for i, off := range []int64{64 << 10, 128 << 10} {
+		b := make([]byte, vhd.VHDXHeaderSize)
+		if _, err := f.ReadAt(b, off); err != nil {
+			problems = append(problems, fmt.Sprintf("VHDX header %d at offset %d: %v", i+1, off, err))
+		} else if _, err := vhd.ParseVHDXHeaderAt(b, off); err != nil {
+			problems = append(problems, fmt.Sprintf("VHDX header %d: %v", i+1, err))
+		}
+	}
+	var tables [2][]byte
+	for i, off := range []int64{192 << 10, 256 << 10} {
+		tables[i] = make([]byte, vhd.VHDXRegionTableSize)
+		if _, err := f.ReadAt(tables[i], off); err != nil {
+			problems = append(problems, fmt.Sprintf("VHDX region table %d at offset %d: %v", i+1, off, err))
+		}
+	}
+	if !bytes.Equal(tables[0], tables[1]) {
+		problems = append(problems, "VHDX region table 2 at offset 262144 differs from region table 1")
+	}
+	return problems
 }
 
 // checkFooterCopy compares the footer copy at offset 0 with the footer in use.

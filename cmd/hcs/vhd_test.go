@@ -406,3 +406,24 @@ func TestVHDXCreateCLI(t *testing.T) {
 		wantCode(t, hcs(t, nil, "vhd", "check", p), exitOK)
 	}
 }
+
+// TestVHDXCheckCopies: a damaged second header or region table is a problem
+// (7-Zip refuses such files) even though the disk still reads.
+func TestVHDXCheckCopies(t *testing.T) {
+	dir := t.TempDir()
+	for _, off := range []int64{128<<10 + 100, 256<<10 + 100} {
+		p := filepath.Join(dir, fmt.Sprint(off, ".vhdx"))
+		wantCode(t, hcs(t, nil, "vhd", "create", "--format", "vhdx", "--size", "8M", p), exitOK)
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt([]byte{0x55}, off)
+		f.Close()
+		r := hcs(t, nil, "vhd", "check", p)
+		wantCode(t, r, exitInvalidInput)
+		if !strings.Contains(r.stdout, "VHDX") {
+			t.Errorf("check output %q", r.stdout)
+		}
+	}
+}
