@@ -1,0 +1,239 @@
+package cimview
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/pkg/cimfs"
+	"github.com/hostcompute/hostcompute/pkg/winfile"
+)
+
+// Kind is the fusefs kind that serves a CIM: Request.Source is the .cim file.
+const Kind = "cim"
+
+func init() {
+	fusefs.Register(Kind, openFS)
+}
+
+func openFS(req fusefs.Request) (*fusefs.FS, error) {
+	im, err := cimfs.Open(req.Source)
+	if err != nil {
+		return nil, err
+	}
+	root, err := NewRoot(New(im))
+	if err != nil {
+		im.Close()
+		return nil, err
+	}
+	return &fusefs.FS{
+		Root:  root,
+		Close: im.Close,
+		Options: func(o *gofs.Options) {
+			o.RootStableAttr = &gofs.StableAttr{Ino: 1, Mode: fuse.S_IFDIR}
+			// Reads of large files come in big requests, many at once.
+			o.MaxReadAhead = 1 << 20
+			o.MaxBackground = 64
+		},
+	}, nil
+}
+
+// NewRoot returns the go-fuse root node of v.
+func NewRoot(v *View) (gofs.InodeEmbedder, error) {
+	n, err := v.Root()
+	if err != nil {
+		return nil, err
+	}
+	return &node{v: v, n: n}, nil
+}
+
+// node is a go-fuse node over a view node.
+type node struct {
+	gofs.Inode
+	v *View
+	n *Node
+}
+
+var (
+	_ gofs.NodeLookuper    = (*node)(nil)
+	_ gofs.NodeReaddirer   = (*node)(nil)
+	_ gofs.NodeGetattrer   = (*node)(nil)
+	_ gofs.NodeStatxer     = (*node)(nil)
+	_ gofs.NodeOpener      = (*node)(nil)
+	_ gofs.NodeReader      = (*node)(nil)
+	_ gofs.NodeReadlinker  = (*node)(nil)
+	_ gofs.NodeGetxattrer  = (*node)(nil)
+	_ gofs.NodeListxattrer = (*node)(nil)
+	_ gofs.NodeStatfser    = (*node)(nil)
+)
+
+// errno maps err and logs what is not a plain "no such file": the helper's
+// log is where a corrupt image's details go.
+func (nd *node) errno(op string, err error) syscall.Errno {
+	e := Errno(err)
+	if e == syscall.EIO {
+		fmt.Fprintf(os.Stderr, "cimview: %s %s: %v\n", op, nd.n.Path, err)
+	}
+	return e
+}
+
+func (nd *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch, err := nd.v.Lookup(nd.n, name)
+	if err != nil {
+		return nil, nd.errno("lookup "+name+" in", err)
+	}
+	a := nd.v.Attr(ch)
+	fillAttr(&out.Attr, &a)
+	return nd.NewInode(ctx, &node{v: nd.v, n: ch}, gofs.StableAttr{Mode: a.Mode & ModeType, Ino: a.Ino}), 0
+}
+
+func (nd *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents, err := nd.v.ReadDir(nd.n)
+	if err != nil {
+		return nil, nd.errno("readdir", err)
+	}
+	list := make([]fuse.DirEntry, len(ents))
+	for i, e := range ents {
+		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func fillAttr(out *fuse.Attr, a *Attr) {
+	out.Ino = a.Ino
+	out.Mode = a.Mode
+	out.Size = uint64(a.Size)
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = 1 << 17
+	out.Nlink = a.Nlink
+	out.Atime, out.Atimensec = unixTime(a.Atime)
+	out.Mtime, out.Mtimensec = unixTime(a.Mtime)
+	out.Ctime, out.Ctimensec = unixTime(a.Ctime)
+}
+
+// unixTime converts a FILETIME to seconds and nanoseconds since 1970; times
+// before 1970 give negative seconds in two's complement, as the kernel reads
+// them.
+func unixTime(ft winfile.Filetime) (uint64, uint32) {
+	t := ft.Time()
+	return uint64(t.Unix()), uint32(t.Nanosecond())
+}
+
+func (nd *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a := nd.v.Attr(nd.n)
+	fillAttr(&out.Attr, &a)
+	return 0
+}
+
+func (nd *node) Statx(ctx context.Context, fh gofs.FileHandle, flags uint32, mask uint32, out *fuse.StatxOut) syscall.Errno {
+	a := nd.v.Attr(nd.n)
+	var at fuse.Attr
+	fillAttr(&at, &a)
+	out.Mask = statxBasic | statxBtime
+	out.Blksize = at.Blksize
+	out.Nlink = at.Nlink
+	out.Mode = uint16(at.Mode)
+	out.Ino = at.Ino
+	out.Size = at.Size
+	out.Blocks = at.Blocks
+	out.Atime = fuse.SxTime{Sec: at.Atime, Nsec: at.Atimensec}
+	out.Mtime = fuse.SxTime{Sec: at.Mtime, Nsec: at.Mtimensec}
+	out.Ctime = fuse.SxTime{Sec: at.Ctime, Nsec: at.Ctimensec}
+	s, ns := unixTime(a.Btime)
+	out.Btime = fuse.SxTime{Sec: s, Nsec: ns}
+	return 0
+}
+
+// statx mask bits (linux/stat.h).
+const (
+	statxBasic = 0x7ff // STATX_BASIC_STATS
+	statxBtime = 0x800 // STATX_BTIME
+)
+
+func (nd *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if err := nd.v.Open(nd.n); err != nil {
+		return nil, 0, nd.errno("open", err)
+	}
+	// The image never changes: the kernel may keep the pages of earlier opens.
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (nd *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	k, err := nd.v.ReadAt(nd.n, dest, off)
+	if err != nil {
+		return nil, nd.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+func (nd *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := nd.v.Readlink(nd.n)
+	if err != nil {
+		return nil, nd.errno("readlink", err)
+	}
+	return []byte(t), 0
+}
+
+func (nd *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var size int
+	var names []string
+	if !nd.n.IsSymlink() {
+		// Linux refuses user.* attributes of symlinks (ENODATA), so none are
+		// listed.
+		names = nd.v.ListXattr(nd.n)
+	}
+	for _, s := range names {
+		size += len(s) + 1
+	}
+	if len(dest) == 0 {
+		return uint32(size), 0
+	}
+	if len(dest) < size {
+		return uint32(size), syscall.ERANGE
+	}
+	p := dest[:0]
+	for _, s := range names {
+		p = append(append(p, s...), 0)
+	}
+	return uint32(size), 0
+}
+
+func (nd *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	val, err := nd.v.GetXattr(nd.n, attr)
+	if big, ok := err.(*StreamTooLargeError); ok {
+		// The size is reported; the value cannot be returned (the kernel turns
+		// ERANGE at its 64 KiB limit into E2BIG).
+		if len(dest) == 0 {
+			return uint32(min(big.Size, 1<<32-1)), 0
+		}
+		return uint32(min(big.Size, 1<<32-1)), syscall.ERANGE
+	}
+	if err != nil {
+		return 0, nd.errno("getxattr "+attr+" of", err)
+	}
+	if len(dest) == 0 {
+		return uint32(len(val)), 0
+	}
+	if len(dest) < len(val) {
+		return uint32(len(val)), syscall.ERANGE
+	}
+	return uint32(copy(dest, val)), 0
+}
+
+func (nd *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	usage, _ := nd.v.im.Usage()
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.Blocks = uint64(usage+4095) / 4096
+	out.Files = uint64(nd.v.Files())
+	out.NameLen = 255
+	return 0
+}
