@@ -78,7 +78,9 @@ func writeFuzzImage(dir string) error {
 		return err
 	}
 	steps := []func() error{
-		func() error { return w.Add(&cimfs.Header{Name: "Files", Info: bi(winfile.AttrDirectory), SecurityDescriptor: sd}) },
+		func() error {
+			return w.Add(&cimfs.Header{Name: "Files", Info: bi(winfile.AttrDirectory), SecurityDescriptor: sd})
+		},
 		func() error { return w.Add(&cimfs.Header{Name: "Files/a", Info: bi(winfile.AttrDirectory)}) },
 		func() error {
 			if err := w.Add(&cimfs.Header{Name: "Files/a/f.txt", Info: bi(winfile.AttrArchive), Size: 5, SecurityDescriptor: sd, ExtendedAttributes: ea}); err != nil {

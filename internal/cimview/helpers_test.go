@@ -14,8 +14,8 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/cimview"
 	"github.com/hostcompute/hostcompute/internal/sampletar"
-	"github.com/hostcompute/hostcompute/pkg/guid"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
+	"github.com/hostcompute/hostcompute/pkg/guid"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	wcim "github.com/hostcompute/hostcompute/wclayer/cim"
@@ -200,4 +200,3 @@ func metadataRegion(t testing.TB, cimPath string) string {
 	t.Fatalf("no metadata region for %s", cimPath)
 	return ""
 }
-
