@@ -56,7 +56,9 @@ func needMounts(t *testing.T) {
 func sampleLayer(t *testing.T, dir, name string, seed uint64) string {
 	t.Helper()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(sampletar.Write(pw, sampletar.Options{Seed: seed, Files: 30, Bytes: 1 << 20})) }()
+	go func() {
+		pw.CloseWithError(sampletar.Write(pw, sampletar.Options{Seed: seed, Files: 30, Bytes: 1 << 20}))
+	}()
 	layer := filepath.Join(dir, name)
 	cw, err := NewCimLayerWriter(context.Background(), layer, nil)
 	if err != nil {
