@@ -188,7 +188,6 @@ func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data 
 			n.iblock = []byte(a.linkname)
 		}
 	}
-	delete(a.xattrs, "system.data") // reserved for inline data
 	xs, err := checkXattrs(a.xattrs)
 	if err != nil {
 		return err
@@ -210,8 +209,10 @@ func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data 
 	return nil
 }
 
-// checkXattrs validates attribute names and sorts them.
+// checkXattrs validates attribute names and sorts them. system.data is dropped: ext4
+// reserves it for inline data.
 func checkXattrs(m map[string][]byte) ([]xattr, error) {
+	delete(m, "system.data")
 	xs := sortedXattrs(m)
 	for _, x := range xs {
 		if x.name == "" || len(x.name) > 255 {
