@@ -38,6 +38,8 @@ CIM take either such a LAYERDIR or the path of a .cim file.`,
 		a.newCIMStatCommand(),
 		a.newCIMVerifyCommand(),
 		a.newCIMExportCommand(),
+		a.newCIMMountCommand(),
+		a.newCIMUnmountCommand(),
 	)
 	return cmd
 }
