@@ -43,12 +43,13 @@
 // Regular files (also GNU sparse and contiguous entries), directories, symbolic links
 // (targets of up to 59 bytes in the inode), hard links (also to symbolic links; the
 // target must come earlier in the tar), char and block devices, FIFOs and PAX
-// "SCHILY.xattr." attributes. Native mode skips PAX global headers and refuses other
-// entry types with ErrUnsupported; compactext4 turns both into regular files. Attributes go in the
+// "SCHILY.xattr." attributes (native mode also reads libarchive's "LIBARCHIVE.xattr."
+// records). Native mode skips PAX global headers and refuses other entry types with
+// ErrUnsupported; compactext4 turns both into regular files. Attributes go in the
 // inode while they fit (96 bytes of entries and values) and then in one attribute
-// block (4060 bytes), so one value can be up to about 4 KiB. WithInlineData keeps files
-// of up to 136 bytes in their inode. WithConvertWhiteouts turns OCI whiteouts into
-// overlayfs ones.
+// block (4060 bytes), so one value can be up to about 4 KiB. WithInlineData keeps
+// files of up to 136 bytes in their inode. WithConvertWhiteouts turns OCI whiteouts
+// into overlayfs ones.
 //
 // Files may be up to 128 GiB (WithMaximumFileSize lowers that). Holes count: Go's
 // archive/tar hands sparse files over with their holes as zeros, so a sparse file of

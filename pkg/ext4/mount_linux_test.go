@@ -353,3 +353,23 @@ func TestMountedSparseFromGNUTar(t *testing.T) {
 		})
 	}
 }
+
+// TestMountedLibarchiveXattrs reads attributes recorded the way bsdtar does.
+func TestMountedLibarchiveXattrs(t *testing.T) {
+	e := file("f", 0o644, []byte("x"))
+	e.hdr.PAXRecords = map[string]string{
+		"LIBARCHIVE.xattr.user.lib":        "aGVsbG8", // "hello", base64 without padding
+		"LIBARCHIVE.xattr.user.sp%20ace":   "dw==",    // "w"
+		"LIBARCHIVE.xattr.user.both":       "bGli",    // SCHILY wins
+		"SCHILY.xattr.user.both":           "schily",
+		"LIBARCHIVE.xattr.user.not-base64": "!!",
+	}
+	img, _ := build(t, makeTar(t, []entry{e}))
+	requireClean(t, img)
+	root := mountImage(t, img)
+	got := xattrsOf(t, filepath.Join(root, "f"))
+	want := map[string]string{"user.lib": "hello", "user.sp ace": "w", "user.both": "schily"}
+	if !equalMaps(got, want) {
+		t.Fatalf("xattrs %q, want %q", got, want)
+	}
+}

@@ -3,8 +3,10 @@ package ext4
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -61,7 +63,33 @@ func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link stri
 		}
 		return w.nativeLink(target, clean)
 	}
-	return w.nativeCreate(ctx, clean, entryAttrs(hdr, typ, link), data)
+	a := entryAttrs(hdr, typ, link)
+	libarchiveXattrs(hdr, a.xattrs)
+	return w.nativeCreate(ctx, clean, a, data)
+}
+
+// libarchiveXattrs adds the attributes libarchive (bsdtar) records as
+// "LIBARCHIVE.xattr.<URL-encoded name>" = base64 value, unless a SCHILY.xattr record
+// (which bsdtar writes beside it for names it can) already gave them.
+func libarchiveXattrs(hdr *tar.Header, m map[string][]byte) {
+	const prefix = "LIBARCHIVE.xattr."
+	for k, v := range hdr.PAXRecords {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		name, err := url.PathUnescape(k[len(prefix):])
+		if err != nil {
+			continue
+		}
+		if _, ok := m[name]; ok {
+			continue
+		}
+		val, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(v, "="))
+		if err != nil {
+			continue
+		}
+		m[name] = val
+	}
 }
 
 // noteTime keeps the latest modification time, given to implied directories.
