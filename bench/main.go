@@ -39,6 +39,7 @@ var registry = []func(env *Env) []*Row{
 	mountRows,
 	ext4Rows,
 	ocilayerRows,
+	cimRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,

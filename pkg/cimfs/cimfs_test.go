@@ -374,3 +374,31 @@ func TestWriterErrors(t *testing.T) {
 		t.Errorf("existing: %v", err)
 	}
 }
+
+func TestNameOrder(t *testing.T) {
+	names := []string{"a", "B", "c", "Ａ", "ｂ", "😀", "😀x", "\uE000", "\uFFFD", "ä", "Ä2", "ß", "σς", "İ", "ı", "z", "_", "~", "日本語", "𝔘𝔫𝔦"}
+	var files []testFile
+	for i, n := range names {
+		files = append(files, testFile{h: Header{Name: "d/" + n, Info: info(0, i)}, data: []byte(n)})
+	}
+	dir := t.TempDir()
+	im := build(t, dir, "n.cim", "", files)
+	for _, n := range names {
+		for _, v := range []string{n, strings.ToUpper(n), strings.ToLower(n)} {
+			id, err := im.Lookup("D/" + v)
+			if err != nil {
+				if v == n {
+					t.Errorf("%q: %v", v, err)
+				}
+				continue
+			}
+			if got := readAll(t, im, "d/"+v); compareKeys(nameKey(im.upcase, string(got)), nameKey(im.upcase, v)) != 0 {
+				t.Errorf("%q (%d) found %q", v, id, got)
+			}
+		}
+	}
+	ents, _ := im.ReadDir("d")
+	if len(ents) != len(names) {
+		t.Errorf("%d entries, want %d", len(ents), len(names))
+	}
+}

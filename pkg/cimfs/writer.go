@@ -921,7 +921,8 @@ func sortedChildren(n *node) []*node {
 	for _, c := range n.children {
 		cs = append(cs, c)
 	}
-	slices.SortFunc(cs, func(a, b *node) int { return compareKeys([]rune(a.key), []rune(b.key)) })
+	// Keys are UTF-8, whose byte order is code point order: the §10.3 order.
+	slices.SortFunc(cs, func(a, b *node) int { return strings.Compare(a.key, b.key) })
 	return cs
 }
 
