@@ -44,6 +44,11 @@ type Params struct {
 	// other than 32 zero bytes, NoSalt), so that the superblock and the tree
 	// equal hcsshim's field for field except the UUID, and the root hash equals
 	// hcsshim's. Set UUID as well to reproduce a given hcsshim image byte for byte.
+	// It also keeps hcsshim's tree for a single data block: one level-0 block
+	// whose digest is the root, where dm-verity (and the default here) has no tree
+	// and takes the data block's own digest as the root; the kernel and
+	// veritysetup reject hcsshim's form, which no ext4 image (always more than
+	// one block) ever hits.
 	Hcsshim bool
 	// Workers is the number of hashing goroutines; 0 uses GOMAXPROCS (at most 8).
 	Workers int
@@ -293,6 +298,8 @@ func Compute(ctx context.Context, r io.Reader, dataSize int64, p Params, tree io
 // block after it, and returns the tree's description with its root hash
 // recomputed from that block (as hcsshim's ReadDMVerityInfo does). It checks
 // that r is long enough for the whole tree but does not verify it; see Verify.
+// For a single data block there is no tree and the root is that block's digest,
+// read from offset 0 of r as Append lays it out.
 // Trees with another algorithm, hash type or block size give ErrUnsupported.
 func ReadInfo(r io.ReaderAt, sbOffset int64) (*Info, error) {
 	sb, err := ReadSuperblock(r, sbOffset)
