@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	wcim "github.com/hostcompute/hostcompute/wclayer/cim"
@@ -86,4 +89,48 @@ func TestCIM(t *testing.T) {
 	}
 	wantCode(t, hcs(t, nil, "cim", "verify", filepath.Join(dir, "none")), exitNotFound)
 	wantCode(t, hcs(t, nil, "cim", "create", "-f", tarFile, "--from-folder", folderLayer, filepath.Join(dir, "3")), exitUsage)
+}
+
+// TestCIMCreateKilled kills hcs cim create in the middle of a build: no CIM appears,
+// and the next build in the same folder removes the dead writer's staging folder.
+func TestCIMCreateKilled(t *testing.T) {
+	bin := hcsBinary(t)
+	tarb := sampleTar(t)
+	dir := t.TempDir()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "cim", "create", filepath.Join(dir, "1"))
+	cmd.Stdin = pr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	defer cmd.Process.Kill()
+	if _, err := pw.Write(tarb[:len(tarb)/2]); err != nil {
+		t.Fatal(err)
+	}
+	cimDir := filepath.Join(dir, wcim.CimLayersDir)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m, _ := filepath.Glob(filepath.Join(cimDir, ".cimfs-staging-*")); len(m) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("create did not start staging")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	pw.Close()
+	if wcim.IsCimLayer(filepath.Join(dir, "1")) {
+		t.Fatal("killed build left a CIM")
+	}
+	if m, _ := filepath.Glob(filepath.Join(cimDir, "region_*")); len(m) != 0 {
+		t.Errorf("killed build left region files: %v", m)
+	}
+	wantCode(t, hcs(t, bytes.NewReader(tarb), "cim", "create", filepath.Join(dir, "2")), exitOK)
+	if m, _ := filepath.Glob(filepath.Join(cimDir, ".cimfs-staging-*")); len(m) != 0 {
+		t.Errorf("staging of the killed build not cleaned: %v", m)
+	}
 }
