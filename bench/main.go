@@ -40,6 +40,7 @@ var registry = []func(env *Env) []*Row{
 	ext4Rows,
 	ocilayerRows,
 	cimRows,
+	cimTreeRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,
