@@ -402,3 +402,46 @@ func TestNameOrder(t *testing.T) {
 		t.Errorf("%d entries, want %d", len(ents), len(names))
 	}
 }
+
+// TestWithoutExtensions writes only the public format and reads it back the way a
+// reader without the extensions would.
+func TestWithoutExtensions(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, "p.cim", "", WithoutExtensions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := sampleFiles(t)
+	writeFiles(t, w, files)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Open(filepath.Join(dir, "p.cim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if err := im.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if im.hdr.extension || im.ftd[0].entrySize != recordSizeV2 {
+		t.Fatalf("extension %v, record size %d", im.hdr.extension, im.ftd[0].entrySize)
+	}
+	fi, err := im.Stat("Files/Windows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Info.FileAttributes != winfile.AttrDirectory || fi.Added {
+		t.Errorf("Files/Windows: attributes %#x added %v; NOT_CONTENT_INDEXED has no place in a public record", fi.Info.FileAttributes, fi.Added)
+	}
+	fi, _ = im.Stat("Files/Windows/big.bin")
+	if want := uint32(winfile.AttrArchive | winfile.AttrHidden | winfile.AttrSystem); fi.Info.FileAttributes != want {
+		t.Errorf("big.bin attributes %#x, want %#x", fi.Info.FileAttributes, want)
+	}
+	if got := readAll(t, im, "Files/Windows/big.bin"); !bytes.Equal(got, files[3].data) {
+		t.Error("data differs")
+	}
+	if rm, _ := im.Removals(); rm != nil {
+		t.Errorf("removals %v", rm)
+	}
+}

@@ -51,7 +51,9 @@
 // than inherited). After the parent region sets the .cim file carries a 32-byte
 // block: "hcxcim01", the RegionOffset and byte length of the removal list (a uint32
 // count, then per path a uint16 length and UTF-16LE '\'-separated path). Readers
-// without the extension see a valid image.
+// without the extension see a valid image; this package trusts the extension fields
+// only when the block is present and EntrySize is 104. WithoutExtensions writes the
+// public 96-byte records and no block.
 //
 // # Determinism
 //

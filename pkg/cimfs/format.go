@@ -223,9 +223,12 @@ func parseFSHeader(b []byte, file string) (*fsHeader, error) {
 	return h, nil
 }
 
-// encodeFSHeader encodes a .cim file with the extension block.
+// encodeFSHeader encodes a .cim file, with the extension block if h.extension.
 func encodeFSHeader(h *fsHeader) []byte {
-	n := fsHeaderSize + len(h.parents)*regionSetSize + extBlockSize
+	n := fsHeaderSize + len(h.parents)*regionSetSize
+	if h.extension {
+		n += extBlockSize
+	}
 	b := make([]byte, n)
 	putCommon(b, commonHeader{HeaderLength: uint32(n), Type: fileTypeImage, Major: writeMajor})
 	putRegionSet(b[32:], h.own)
@@ -233,6 +236,9 @@ func encodeFSHeader(h *fsHeader) []byte {
 	binary.LittleEndian.PutUint16(b[70:], uint16(len(h.parents)))
 	for i, p := range h.parents {
 		putRegionSet(b[fsHeaderSize+i*regionSetSize:], p)
+	}
+	if !h.extension {
+		return b
 	}
 	e := b[fsHeaderSize+len(h.parents)*regionSetSize:]
 	copy(e, extMagic)

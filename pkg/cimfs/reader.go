@@ -290,7 +290,10 @@ func (im *Image) record(id FileID) (record, error) {
 	if r.data.typ > streamPEImage {
 		return r, im.errAt(e.offset, obj, "unsupported stream type %d", r.data.typ)
 	}
-	if int(e.entrySize) < recordSize {
+	if int(e.entrySize) != recordSize || !im.hdr.extension {
+		// Bytes 96-103 are the hostcompute extension only in images that say so;
+		// elsewhere they are absent or belong to a record layout this package
+		// does not know.
 		r.extFlags, r.attributes = 0, 0
 	}
 	return r, nil

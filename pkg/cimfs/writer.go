@@ -47,7 +47,15 @@ type Option func(*writerOptions)
 type writerOptions struct {
 	regionID guid.GUID
 	seed     []byte
+	public   bool
 }
+
+// WithoutExtensions writes only what the public format defines: 96-byte records and
+// no extension block. Attributes other than READONLY, HIDDEN, SYSTEM, ARCHIVE and
+// SPARSE_FILE, the no-data-stream mark, the added-by-this-image mark and the removal
+// list are then not stored, so such an image does not export back to an identical
+// layer tar.
+func WithoutExtensions() Option { return func(o *writerOptions) { o.public = true } }
 
 // WithRegionSetID makes the writer name its region files after id instead of the
 // GUID derived from the image's name and content.
@@ -791,12 +799,18 @@ func (w *Writer) commit() error {
 	}
 	// File tables, then the file table directory.
 	var ftd []byte
+	recSize := recordSize
+	if w.opts.public {
+		recSize = recordSizeV2
+	}
+	var rb [recordSize]byte
 	for start := 0; start < len(files); start += filesPerTable {
 		end := min(start+filesPerTable, len(files))
-		tab := make([]byte, (end-start)*recordSize)
+		tab := make([]byte, (end-start)*recSize)
 		for i, f := range files[start:end] {
 			r := f.record()
-			r.encode(tab[i*recordSize:])
+			r.encode(rb[:])
+			copy(tab[i*recSize:], rb[:recSize])
 		}
 		off, err := w.putObject(regionMetadata, tab, false)
 		if err != nil {
@@ -805,7 +819,7 @@ func (w *Writer) commit() error {
 		e := make([]byte, ftdEntrySize)
 		binary.LittleEndian.PutUint64(e, uint64(off))
 		binary.LittleEndian.PutUint16(e[8:], uint16(end-start))
-		binary.LittleEndian.PutUint16(e[10:], recordSize)
+		binary.LittleEndian.PutUint16(e[10:], uint16(recSize))
 		ftd = append(ftd, e...)
 	}
 	ftdOff, err := w.putObject(regionMetadata, ftd, false)
@@ -818,8 +832,8 @@ func (w *Writer) commit() error {
 	if err != nil {
 		return err
 	}
-	hdr := &fsHeader{fsOffset: fsOff, parents: w.parents}
-	if len(w.removals) > 0 {
+	hdr := &fsHeader{fsOffset: fsOff, parents: w.parents, extension: !w.opts.public}
+	if len(w.removals) > 0 && hdr.extension {
 		b := encodeRemovals(w.removals)
 		if hdr.removals, err = w.putObject(regionMetadata, b, false); err != nil {
 			return err
