@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -68,7 +69,9 @@ and --logical-sector-size (VHDX: 512 or 4096) are as for hcs vhd create.
 
 Zeros are not written: holes of a raw SRC are skipped without reading them
 (SEEK_DATA), and each MiB of zeros read is left unallocated, so every target is
-sparse. A raw SRC whose size is not a multiple of the sector size is padded
+sparse. A raw SRC is mapped into memory to find its zeros, and its data is moved
+into a VHD, fixed VHD or fixed or dynamic VHDX with copy_file_range, inside the
+kernel; writeback of DST starts during the copy. A raw SRC whose size is not a multiple of the sector size is padded
 with zeros. A progress line is drawn on a terminal.
 
 DST must not exist (exit code 4). The copy is written to DST.tmp-XXXXXXXX next
@@ -237,8 +240,31 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 			return ctx.Err()
 		}
 	}
+	// A raw source copied into a disk that takes copy_file_range is mapped:
+	// its zeros are found without copying it, and the data moves in the kernel.
+	var mapped []byte
+	src, copier := sourceFile(in), targetCopier(out, parent)
+	if src != nil && copier != nil && in.Size() > 0 {
+		if m, err := unix.Mmap(int(src.Fd()), 0, int(in.Size()), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			mapped = m
+			defer unix.Munmap(m)
+			_ = unix.Madvise(m, unix.MADV_SEQUENTIAL)
+		}
+	}
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }() // the reader no longer touches mapped
 	go func() {
+		defer close(done)
 		defer close(chunks)
+		if mapped != nil {
+			// A source truncated meanwhile faults: an error, not a crash.
+			debug.SetPanicOnFault(true)
+			defer func() {
+				if r := recover(); r != nil {
+					send(chunk{err: fmt.Errorf("reading %s: %v", src.Name(), r)})
+				}
+			}()
+		}
 		zero := make([]byte, convertZero)
 		var pbuf []byte
 		if parent != nil {
@@ -255,7 +281,9 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 					return ctx.Err()
 				}
 				p := buf[:m]
-				if _, err := in.ReadAt(p, off); err != nil && !(errors.Is(err, io.EOF) && off+m == in.Size()) {
+				if mapped != nil {
+					p = mapped[off : off+m]
+				} else if _, err := in.ReadAt(p, off); err != nil && !(errors.Is(err, io.EOF) && off+m == in.Size()) {
 					return fmt.Errorf("reading at %d: %w", off, err)
 				}
 				var q []byte
@@ -311,7 +339,13 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 			return 0, err
 		}
 		for _, s := range c.segs {
-			if _, err := out.WriteAt(s.b, s.off); err != nil {
+			var err error
+			if mapped != nil && c.buf != nil {
+				err = copier.CopyFrom(src, s.off, s.off, int64(len(s.b)))
+			} else {
+				_, err = out.WriteAt(s.b, s.off)
+			}
+			if err != nil {
 				return 0, fmt.Errorf("writing at %d: %w", s.off, err)
 			}
 			written += int64(len(s.b))
@@ -322,6 +356,28 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 		}
 	}
 	return written, ctx.Err()
+}
+
+// fileCopier is a target that takes data with copy_file_range.
+type fileCopier interface {
+	CopyFrom(src *os.File, srcOff, off, n int64) error
+}
+
+// sourceFile returns the file of a raw source, or nil.
+func sourceFile(in virtualDisk) *os.File {
+	if r, ok := in.(rawDisk); ok {
+		return r.File
+	}
+	return nil
+}
+
+// targetCopier returns out as a fileCopier when copy_file_range can move data
+// into it: a VHD or VHDX without parent.
+func targetCopier(out io.WriterAt, parent *vhd.Disk) fileCopier {
+	if d, ok := out.(*vhd.Disk); ok && parent == nil && d.Parent() == nil {
+		return d
+	}
+	return nil
 }
 
 // zeroWhereParentIsNot emits zeros for the MiBs of [from, to) where parent has
