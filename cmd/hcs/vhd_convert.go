@@ -217,6 +217,7 @@ type segment struct {
 type chunk struct {
 	segs []segment
 	buf  []byte
+	src  []byte // the mapped source range read, if mapped
 	err  error
 }
 
@@ -294,6 +295,9 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 					}
 				}
 				c := chunk{buf: buf}
+				if mapped != nil {
+					c.src = p
+				}
 				// Split at MiB boundaries; keep runs that must be written.
 				for i := int64(0); i < m; {
 					j := min(i+convertZero-(off+i)%convertZero, m)
@@ -350,6 +354,11 @@ func copyDisk(ctx context.Context, in virtualDisk, out io.WriterAt, parent *vhd.
 			}
 			written += int64(len(s.b))
 			wrote(int64(len(s.b)))
+		}
+		if c.src != nil {
+			// Drop the pages from this mapping (not from the page cache), so that
+			// the resident size stays bounded on large sources.
+			_ = unix.Madvise(c.src, unix.MADV_DONTNEED)
 		}
 		if c.buf != nil {
 			free <- c.buf
