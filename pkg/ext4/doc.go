@@ -28,9 +28,12 @@
 //   - names that leave the root ("..") are refused with ErrInsecurePath, and an entry
 //     below a non-directory (a symbolic link, say) with ErrNotDir;
 //   - attribute blocks are sorted as the kernel's lookup requires;
-//   - the UUID and directory hash seed are derived from the image's content (SHA-256
-//     of the metadata and a CRC-32C of the file data), so the same tar gives the same
-//     bytes, and different contents different UUIDs;
+//   - the UUID and directory hash seed are derived from the input (SHA-256 of the
+//     entries as applied, a CRC-32C of the file data, the options), so the same tar
+//     gives the same bytes, and different contents different UUIDs;
+//   - attribute values too large for the inode and the attribute block go to inodes
+//     of their own (the ea_inode feature, set only when used; Linux 4.13 and later
+//     mount such images), up to XATTR_SIZE_MAX (64 KiB) each;
 //   - directories implied by deeper entries but never given in the tar (and the root,
 //     without a "./" entry) get mode 0755, owner 0:0 and, as all four times, the latest
 //     modification time of the tar's entries (0 for a tar without times). compactext4
@@ -47,7 +50,8 @@
 // records). Native mode skips PAX global headers and refuses other entry types with
 // ErrUnsupported; compactext4 turns both into regular files. Attributes go in the
 // inode while they fit (96 bytes of entries and values) and then in one attribute
-// block (4060 bytes), so one value can be up to about 4 KiB. WithInlineData keeps
+// block (4060 bytes); in compatibility mode that is all (one value up to about
+// 4 KiB), native mode puts larger values in inodes of their own. WithInlineData keeps
 // files of up to 136 bytes in their inode. WithConvertWhiteouts turns OCI whiteouts
 // into overlayfs ones.
 //

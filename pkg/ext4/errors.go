@@ -23,8 +23,9 @@ var (
 	// directory, a second copy of a file with data, ...); in both modes, replacing
 	// lost+found with a non-directory.
 	ErrConflict = errors.New("ext4: conflicting entries")
-	// ErrXattr means an extended attribute has an invalid name or the attributes of
-	// one file do not fit in the inode and one attribute block.
+	// ErrXattr means an extended attribute has an invalid name or a value above
+	// 64 KiB, or the attributes of one file do not fit (in compatibility mode: in the
+	// inode and one attribute block).
 	ErrXattr = errors.New("ext4: extended attributes do not fit")
 	// ErrUnsupported means an entry type that has no ext4 equivalent here.
 	ErrUnsupported = errors.New("ext4: unsupported entry")

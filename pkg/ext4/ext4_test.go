@@ -288,7 +288,7 @@ func TestErrors(t *testing.T) {
 		{"link-escape", makeTar(t, []entry{hardlink("l", "../../etc/passwd")}), ext4.ErrInsecurePath, "l", 0},
 		{"link-missing", makeTar(t, []entry{hardlink("l", "nothing")}), ext4.ErrLinkTarget, "l", 0},
 		{"link-dir", makeTar(t, []entry{dir("d/", 0o755), hardlink("l", "d")}), ext4.ErrLinkTarget, "l", 1536},
-		{"xattr-too-big", makeTar(t, []entry{{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "x", PAXRecords: map[string]string{"SCHILY.xattr.user.huge": strings.Repeat("h", 5000)}}}}), ext4.ErrXattr, "x", 0},
+		{"xattr-too-big", makeTar(t, []entry{{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "x", PAXRecords: map[string]string{"SCHILY.xattr.user.huge": strings.Repeat("h", 70000)}}}}), ext4.ErrXattr, "x", 0},
 		{"truncated", makeTar(t, []entry{file("a", 0o644, randBytes(1, 10000))})[:3000], ext4.ErrInvalidTar, "a", 0},
 		{"lost+found", makeTar(t, []entry{file("lost+found", 0o644, nil)}), ext4.ErrConflict, "lost+found", 0},
 		{"garbage", bytes.Repeat([]byte("not a tar "), 100), ext4.ErrInvalidTar, "", 0},

@@ -37,6 +37,7 @@ const (
 	extentsPerBlock  = blockSize/extentNodeSize - 1
 
 	xattrMagic          = 0xEA020000
+	maxXattrValue       = 65536                  // XATTR_SIZE_MAX: the largest value getxattr returns
 	xattrInodeRoom      = inodeExtraSize - 4 - 4 // magic, terminator
 	xattrBlockRoom      = blockSize - 32 - 4     // header, terminator
 	inlineDataOverhead  = 4 + 4 + 16 + 4         // magic, terminator, entry, "data"
@@ -64,12 +65,15 @@ const (
 	flagHugeFile   = 0x40000
 	flagExtents    = 0x80000
 	flagInlineData = 0x10000000
+	flagEAInode    = 0x200000 // the inode holds an extended attribute value
 )
 
 // Feature flags.
 const (
 	compatExtAttr      = 0x8
 	compatSparseSuper2 = 0x200
+
+	incompatEAInode = 0x400
 
 	incompatFiletype   = 0x2
 	incompatExtents    = 0x40
@@ -130,11 +134,34 @@ type xattr struct {
 	index uint8
 	name  string
 	value []byte
+	// inum is the inode holding the value (ea_inode feature, native mode only), 0 when
+	// the value is stored beside the entry; eaHash is then the value's hash, which the
+	// entry hash covers instead of the value.
+	inum   uint32
+	eaHash uint32
 }
 
 func (x *xattr) entryLen() int { return (len(x.name)+3)&^3 + 16 }
-func (x *xattr) valueLen() int { return (len(x.value) + 3) &^ 3 }
 func (x *xattr) size() int     { return x.entryLen() + x.valueLen() }
+
+// valueLen is the space the value takes beside the entries: none when an inode holds it.
+func (x *xattr) valueLen() int {
+	if x.inum != 0 {
+		return 0
+	}
+	return (len(x.value) + 3) &^ 3
+}
+
+// hash is the entry hash: of the name and the value, or of the name and the value's
+// hash for a value in an inode (ext4_xattr_inode_verify_hashes).
+func (x *xattr) hash() uint32 {
+	if x.inum != 0 {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], x.eaHash)
+		return xattrHash(x.name, b[:])
+	}
+	return xattrHash(x.name, x.value)
+}
 
 // fullName is the attribute name with its prefix restored.
 func (x *xattr) fullName() string {
@@ -194,17 +221,21 @@ func putXattrs(xs []xattr, b []byte, delta int) {
 	e := b
 	for i := range xs {
 		x := &xs[i]
-		vl := x.valueLen()
-		off -= vl
 		e[0] = uint8(len(x.name))
 		e[1] = x.index
-		binary.LittleEndian.PutUint16(e[2:], uint16(off+delta))
-		binary.LittleEndian.PutUint32(e[4:], 0)
 		binary.LittleEndian.PutUint32(e[8:], uint32(len(x.value)))
-		binary.LittleEndian.PutUint32(e[12:], xattrHash(x.name, x.value))
+		binary.LittleEndian.PutUint32(e[12:], x.hash())
 		copy(e[16:], x.name)
+		if x.inum != 0 {
+			binary.LittleEndian.PutUint16(e[2:], 0)
+			binary.LittleEndian.PutUint32(e[4:], x.inum)
+		} else {
+			off -= x.valueLen()
+			binary.LittleEndian.PutUint16(e[2:], uint16(off+delta))
+			binary.LittleEndian.PutUint32(e[4:], 0)
+			copy(b[off:], x.value)
+		}
 		e = e[x.entryLen():]
-		copy(b[off:], x.value)
 	}
 }
 
@@ -245,7 +276,7 @@ func xattrBlock(xs []xattr, native bool) []byte {
 		// ext4_xattr_rehash: the header hash combines the entry hashes.
 		var h uint32
 		for i := range xs {
-			eh := xattrHash(xs[i].name, xs[i].value)
+			eh := xs[i].hash()
 			if eh == 0 {
 				h = 0
 				break

@@ -373,3 +373,36 @@ func TestMountedLibarchiveXattrs(t *testing.T) {
 		t.Fatalf("xattrs %q, want %q", got, want)
 	}
 }
+
+// TestMountedLargeXattrs covers values too large for the inode and the attribute block,
+// which native mode keeps in inodes of their own (the ea_inode feature), up to
+// XATTR_SIZE_MAX, also after the file holding them is replaced.
+func TestMountedLargeXattrs(t *testing.T) {
+	big := func(seed uint64, n int) string { return string(randBytes(seed, n)) }
+	f := file("f", 0o644, []byte("x"))
+	f.hdr.PAXRecords = map[string]string{
+		"SCHILY.xattr.user.a":     big(1, 20000),
+		"SCHILY.xattr.user.b":     big(2, 5000),
+		"SCHILY.xattr.user.c":     big(3, 5000),
+		"SCHILY.xattr.user.small": "s",
+	}
+	d := dir("d/", 0o755)
+	d.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.max": big(4, 65536)}
+	gone := file("gone", 0o644, nil)
+	gone.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.x": big(5, 30000)}
+	entries := []entry{f, d, gone, file("d/.wh..wh..opq", 0o644, nil), file("gone", 0o644, []byte("replaced"))}
+	img, _ := build(t, makeTar(t, entries), ext4.WithConvertWhiteouts())
+	requireClean(t, img)
+	root := mountImage(t, img)
+	want := map[string]string{"user.a": big(1, 20000), "user.b": big(2, 5000), "user.c": big(3, 5000), "user.small": "s"}
+	if got := xattrsOf(t, filepath.Join(root, "f")); !equalMaps(got, want) {
+		t.Errorf("f: xattrs %q, want %q", keys(got), keys(want))
+	}
+	want = map[string]string{"trusted.max": big(4, 65536), "trusted.overlay.opaque": "y"}
+	if got := xattrsOf(t, filepath.Join(root, "d")); !equalMaps(got, want) {
+		t.Errorf("d: xattrs %q, want %q", keys(got), keys(want))
+	}
+	if got := xattrsOf(t, filepath.Join(root, "gone")); len(got) != 0 {
+		t.Errorf("replaced file kept xattrs %q", keys(got))
+	}
+}

@@ -46,12 +46,14 @@ func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link stri
 		dir, file := path.Split(clean)
 		if strings.HasPrefix(file, whiteoutPrefix) {
 			if file == opaqueWhiteout {
+				w.noteEntry("opaque", clean, "", nil)
 				return w.nativeOpaque(clean)
 			}
 			target := file[len(whiteoutPrefix):]
 			if target == "" || target == "." || target == ".." {
 				return fmt.Errorf("%w: whiteout %q names no file", ErrInvalidTar, file)
 			}
+			w.noteEntry("whiteout", clean, "", nil)
 			return w.nativeWhiteout(path.Join(dir, target))
 		}
 	}
@@ -61,11 +63,26 @@ func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link stri
 		if err != nil {
 			return fmt.Errorf("hard link target: %w", err)
 		}
+		w.noteEntry("link", clean, target, nil)
 		return w.nativeLink(target, clean)
 	}
 	a := entryAttrs(hdr, typ, link)
 	libarchiveXattrs(hdr, a.xattrs)
+	w.noteEntry("entry", clean, link, a)
 	return w.nativeCreate(ctx, clean, a, data)
+}
+
+// noteEntry adds an entry to the hash the image UUID is derived from.
+func (w *writer) noteEntry(kind, clean, link string, a *attrs) {
+	h := w.entries
+	fmt.Fprintf(h, "%s %q %q", kind, clean, link)
+	if a != nil {
+		fmt.Fprintf(h, " %o %d %d %d %d %d %d %d %d %d", a.mode, a.uid, a.gid, a.atime, a.ctime, a.mtime, a.size, a.devmajor, a.devminor, len(a.xattrs))
+		for _, x := range sortedXattrs(a.xattrs) {
+			fmt.Fprintf(h, " %d %q %q", x.index, x.name, x.value)
+		}
+	}
+	h.Write([]byte{'\n'})
 }
 
 // libarchiveXattrs adds the attributes libarchive (bsdtar) records as
@@ -220,7 +237,7 @@ func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data 
 	if err != nil {
 		return err
 	}
-	inl, blk, err := placeXattrs(append(list, xs...))
+	inl, blk, err := w.placeNative(n, append(list, xs...))
 	if err != nil {
 		return err
 	}
@@ -246,8 +263,8 @@ func checkXattrs(m map[string][]byte) ([]xattr, error) {
 		if x.name == "" || len(x.name) > 255 {
 			return nil, fmt.Errorf("%w: invalid attribute name %q", ErrXattr, x.fullName())
 		}
-		if len(x.value) > xattrBlockRoom {
-			return nil, fmt.Errorf("%w: %s has %d bytes, at most %d fit", ErrXattr, x.fullName(), len(x.value), xattrBlockRoom-16-(len(x.name)+3)&^3)
+		if len(x.value) > maxXattrValue {
+			return nil, fmt.Errorf("%w: %s has %d bytes, at most %d are allowed", ErrXattr, x.fullName(), len(x.value), maxXattrValue)
 		}
 	}
 	return xs, nil
@@ -269,7 +286,7 @@ func (w *writer) restoreXattrs(d *inode, m map[string][]byte) error {
 	if err != nil {
 		return err
 	}
-	inl, blk, err := placeXattrs(xs)
+	inl, blk, err := w.placeNative(d, xs)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package ext4
 
 import (
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -18,12 +17,11 @@ type Output interface {
 // reader and one system call per few MiB. Regions never written (skipped zeros) stay
 // holes of the truncated output file.
 type outBuf struct {
-	out  Output
-	buf  []byte
-	off  int64 // file offset of buf[0]
-	max  int64 // the image may not grow past this offset
-	hash hash.Hash
-	wb   *writeback
+	out Output
+	buf []byte
+	off int64 // file offset of buf[0]
+	max int64 // the image may not grow past this offset
+	wb  *writeback
 }
 
 // The buffer starts small, so that small images cost little, and doubles up to
@@ -72,9 +70,6 @@ func (o *outBuf) write(b []byte) error {
 	if err := o.grow(int64(len(b))); err != nil {
 		return err
 	}
-	if o.hash != nil {
-		o.hash.Write(b)
-	}
 	return o.put(b)
 }
 
@@ -114,10 +109,6 @@ func (o *outBuf) skip(n int64) error {
 	}
 	if err := o.grow(n); err != nil {
 		return err
-	}
-	if o.hash != nil {
-		// Only the length matters for the content-derived identifiers.
-		fmt.Fprintf(o.hash, "zeros %d;", n)
 	}
 	if n < 64<<10 {
 		return o.put(make([]byte, n))

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"math/bits"
@@ -31,9 +32,10 @@ type inode struct {
 	children                    map[string]*inode
 
 	// Native mode only.
-	implied bool     // a directory no tar entry has described (yet)
-	opaque  bool     // carries trusted.overlay.opaque
-	owned   []extent // physical blocks owned, freed when the inode is removed
+	implied  bool     // a directory no tar entry has described (yet)
+	opaque   bool     // carries trusted.overlay.opaque
+	owned    []extent // physical blocks owned, freed when the inode is removed
+	eaInodes []*inode // inodes holding this inode's large attribute values
 }
 
 func (n *inode) isDir() bool { return n.mode&typeMask == sIFDIR }
@@ -64,9 +66,10 @@ type writer struct {
 	gdBlocks uint32
 
 	// Native mode only.
-	freed    []extent // physical runs of removed files: free in the bitmap, zeroed
-	dataCRC  uint32   // CRC-32C of all file data, one input of the image UUID
-	maxTime  uint64   // latest entry modification time (fs encoding), for implied dirs
+	freed    []extent  // physical runs of removed files: free in the bitmap, zeroed
+	dataCRC  uint32    // CRC-32C of all file data, one input of the image UUID
+	entries  hash.Hash // SHA-256 of the entries as applied, the other input
+	maxTime  uint64    // latest entry modification time (fs encoding), for implied dirs
 	maxTimeS int64
 	haveTime bool
 }
@@ -75,6 +78,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func newWriter(out Output, o *options) (*writer, error) {
 	w := &writer{compat: o.compat, inlineData: o.inlineData, maxDiskSize: o.maxDiskSize, maxFileSize: o.maxFileSize}
+	if !w.compat {
+		w.entries = sha256.New()
+	}
 	maxBlocks := (w.maxDiskSize-1)/blockSize + 1
 	maxGroups := (maxBlocks-1)/blocksPerGroup + 1
 	w.gdBlocks = uint32((maxGroups-1)/groupsPerDescriptorBlock + 1)
@@ -404,7 +410,99 @@ func (w *writer) free(n *inode) {
 	if n.xattrBlock != 0 {
 		w.freed = append(w.freed, extent{physical: n.xattrBlock, length: 1})
 	}
+	for _, ea := range n.eaInodes {
+		w.free(ea)
+	}
+	n.eaInodes = nil
 	w.inodes[n.number-1] = nil
+}
+
+// placeNative places attributes like placeXattrs, but a value that fits neither in
+// the inode nor in the block goes to an inode of its own (the ea_inode feature), and
+// only its entry takes room. Inodes that held the previous values are freed.
+func (w *writer) placeNative(owner *inode, xs []xattr) (inl, blk []xattr, err error) {
+	for _, ea := range owner.eaInodes {
+		owner.blocks -= eaCharge(ea.size)
+		w.free(ea)
+	}
+	owner.eaInodes = nil
+	inLeft, blkLeft := xattrInodeRoom, xattrBlockRoom
+	for _, x := range xs {
+		if l := x.size(); inLeft >= l {
+			inl = append(inl, x)
+			inLeft -= l
+			continue
+		} else if blkLeft >= l {
+			blk = append(blk, x)
+			blkLeft -= l
+			continue
+		}
+		l := x.entryLen()
+		if l > inLeft && l > blkLeft {
+			return nil, nil, fmt.Errorf("%w: no room left for the entry of %s", ErrXattr, x.fullName())
+		}
+		ea := w.newInode(sIFREG | 0o600)
+		ea.flags |= flagEAInode
+		ea.links = 1
+		ea.uid, ea.gid = owner.uid, owner.gid
+		ea.size = int64(len(x.value))
+		if err := w.writeBlob(ea, x.value); err != nil {
+			return nil, nil, err
+		}
+		owner.eaInodes = append(owner.eaInodes, ea)
+		owner.blocks += eaCharge(ea.size)
+		x.inum = ea.number
+		if inLeft >= l {
+			inl = append(inl, x)
+			inLeft -= l
+		} else {
+			blk = append(blk, x)
+			blkLeft -= l
+		}
+	}
+	return inl, blk, nil
+}
+
+// eaCharge is what a value inode adds to its owner's i_blocks: the kernel charges the
+// owner (for quota) with the value's size in blocks, and e2fsck checks it.
+func eaCharge(size int64) uint32 { return uint32((size + blockSize - 1) / blockSize) }
+
+// linuxCRC32C is the kernel's crc32c_le(seed, p): no inversion before or after.
+func linuxCRC32C(seed uint32, p []byte) uint32 {
+	return ^crc32.Update(^seed, castagnoli, p)
+}
+
+// finishEAInodes computes the hashes of values held in inodes, which depend on the
+// UUID through the checksum seed: each value inode's i_atime and each entry's hash,
+// rewriting the attribute blocks that hold such entries. It reports whether any
+// value inode exists.
+func (w *writer) finishEAInodes(uuid [16]byte) (bool, error) {
+	seed := linuxCRC32C(^uint32(0), uuid[:])
+	any := false
+	for _, n := range w.inodes {
+		if n == nil || len(n.eaInodes) == 0 {
+			continue
+		}
+		any = true
+		fix := func(xs []xattr) bool {
+			changed := false
+			for i := range xs {
+				if xs[i].inum != 0 {
+					xs[i].eaHash = linuxCRC32C(seed, xs[i].value)
+					w.inodes[xs[i].inum-1].atime = uint64(xs[i].eaHash)
+					changed = true
+				}
+			}
+			return changed
+		}
+		fix(n.inlineX)
+		if fix(n.blockX) {
+			if err := w.ob.writeAt(xattrBlock(n.blockX, true), int64(n.xattrBlock)*blockSize); err != nil {
+				return false, err
+			}
+		}
+	}
+	return any, nil
 }
 
 // unlink removes name from dir, freeing what is no longer referenced (native mode).
@@ -513,6 +611,9 @@ func encodeInode(b []byte, n *inode) {
 	le.PutUint16(b[26:], uint16(n.links))
 	le.PutUint32(b[28:], n.blocks)
 	le.PutUint32(b[32:], n.flags)
+	if n.flags&flagEAInode != 0 {
+		le.PutUint32(b[36:], 1) // the value's reference count (low 32 bits in i_version)
+	}
 	switch n.mode & typeMask {
 	case sIFDIR, sIFREG, sIFLNK:
 		copy(b[40:100], n.iblock)
@@ -566,13 +667,28 @@ func bestGroupCount(blocks, inodes uint32) (groups, inodesPerGroup uint32) {
 // close writes directories, the inode table, bitmaps, group descriptors and the
 // superblock, and sizes the output.
 func (w *writer) close(ctx context.Context) (*Result, error) {
+	var uuid, hashSeed [16]byte
+	eaInodes := false
 	if !w.compat {
-		w.ob.hash = sha256.New()
 		t := w.maxTime
 		for _, n := range w.inodes {
 			if n != nil && n.implied {
 				n.atime, n.ctime, n.mtime, n.crtime = t, t, t, t
 			}
+		}
+		// The UUID and hash seed come from the entries and the data, the whole input
+		// of the image given the options.
+		h := sha256.New()
+		h.Write(w.entries.Sum(nil))
+		fmt.Fprintf(h, "crc %d inline %v max %d", w.dataCRC, w.inlineData, w.maxDiskSize)
+		sum := h.Sum(nil)
+		copy(uuid[:], sum[:16])
+		uuid[6] = uuid[6]&0x0f | 0x80 // version 8: name-based, custom hash
+		uuid[8] = uuid[8]&0x3f | 0x80
+		copy(hashSeed[:], sum[16:32])
+		var err error
+		if eaInodes, err = w.finishEAInodes(uuid); err != nil {
+			return nil, err
 		}
 	}
 	root := w.root()
@@ -707,17 +823,7 @@ func (w *writer) close(ctx context.Context) (*Result, error) {
 		FreeInodes:     ipg*groups - usedInodes,
 		Groups:         groups,
 		InodesPerGroup: ipg,
-	}
-	var hashSeed [16]byte
-	if !w.compat {
-		h := w.ob.hash
-		h.Write(gdt)
-		fmt.Fprintf(h, "crc %d blocks %d inodes %d", w.dataCRC, diskSize, len(w.inodes))
-		sum := h.Sum(nil)
-		copy(res.UUID[:], sum[:16])
-		res.UUID[6] = res.UUID[6]&0x0f | 0x80 // version 8: name-based, custom hash
-		res.UUID[8] = res.UUID[8]&0x3f | 0x80
-		copy(hashSeed[:], sum[16:32])
+		UUID:           uuid,
 	}
 
 	sb := make([]byte, blockSize)
@@ -742,6 +848,9 @@ func (w *writer) close(ctx context.Context) (*Result, error) {
 	incompat := uint32(incompatFiletype | incompatExtents | incompatFlexBg)
 	if w.inlineData {
 		incompat |= incompatInlineData
+	}
+	if eaInodes {
+		incompat |= incompatEAInode
 	}
 	le.PutUint32(s[96:], incompat)
 	le.PutUint32(s[100:], roCompatLargeFile|roCompatHugeFile|roCompatExtraIsize|roCompatReadonly)
