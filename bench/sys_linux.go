@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,42 +37,20 @@ func kernel() string {
 	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
 }
 
-// mount is a line of /proc/self/mountinfo.
-type mount struct {
-	point, fsType, source string
-	dev                   string // major:minor
-	options, superOptions string
-}
-
 // mountOf finds the mount holding path: the deepest mount point above it.
-func mountOf(path string) (mount, bool) {
+func mountOf(path string) (mountinfo.Mount, bool) {
 	p, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		p = path
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	if p, err = filepath.Abs(p); err != nil {
+		return mountinfo.Mount{}, false
+	}
+	ms, err := mountinfo.Read()
 	if err != nil {
-		return mount{}, false
+		return mountinfo.Mount{}, false
 	}
-	defer f.Close()
-	var best mount
-	found := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source super
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(a) < 6 || len(b) < 3 {
-			continue
-		}
-		mp := unescapeMount(a[4])
-		if !within(p, mp) || (found && len(mp) < len(best.point)) {
-			continue
-		}
-		best = mount{point: mp, fsType: b[0], source: unescapeMount(b[1]), dev: a[2], options: a[5], superOptions: b[2]}
-		found = true
-	}
-	return best, found
+	return mountinfo.Containing(ms, p)
 }
 
 // filesystem describes the filesystem holding path: type, mount point, source,
@@ -82,8 +60,8 @@ func filesystem(path string) string {
 	if !ok {
 		return "unknown"
 	}
-	desc := fmt.Sprintf("%s on %s from %s (%s; %s)", m.fsType, m.point, m.source, m.options, m.superOptions)
-	if m.fsType == "ext4" {
+	desc := fmt.Sprintf("%s on %s from %s (%s; %s)", m.FSType, m.Mountpoint, m.Source, m.Options, m.SuperOptions)
+	if m.FSType == "ext4" {
 		if ext4WithoutJournal(path) {
 			desc += ", no journal"
 		} else {
@@ -98,10 +76,10 @@ func filesystem(path string) string {
 // the device's kernel name (/sys/dev/block/<major:minor>).
 func ext4WithoutJournal(path string) bool {
 	m, ok := mountOf(path)
-	if !ok || m.fsType != "ext4" {
+	if !ok || m.FSType != "ext4" {
 		return false
 	}
-	link, err := os.Readlink("/sys/dev/block/" + m.dev)
+	link, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", m.Major, m.Minor))
 	if err != nil {
 		return true // cannot tell: assume the slow case, which only costs waiting
 	}
@@ -116,38 +94,6 @@ func freeSpace(path string) int64 {
 		return 0
 	}
 	return int64(st.Bavail) * st.Bsize
-}
-
-func within(p, dir string) bool {
-	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo fields.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			okOct := true
-			for _, c := range []byte(s[i+1 : i+4]) {
-				if c < '0' || c > '7' {
-					okOct = false
-					break
-				}
-				v = v*8 + c - '0'
-			}
-			if okOct {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // freePageReporting reports whether the machine is a virtual machine whose balloon

@@ -17,6 +17,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/pkg/ext4"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
@@ -85,12 +86,12 @@ func whiteout(t *testing.T, path string) {
 // backed by a file below dir, asking the kernel (mountinfo) and losetup -a.
 func checkNothingLeft(t *testing.T, dir string) {
 	t.Helper()
-	infos, err := mount.Mounts()
+	infos, err := mountinfo.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range mount.Under(infos, dir) {
-		t.Errorf("left mounted: %s (%s from %s)", m.MountPoint, m.FSType, m.Source)
+	for _, m := range mountinfo.Under(infos, dir) {
+		t.Errorf("left mounted: %s (%s from %s)", m.Mountpoint, m.FSType, m.Source)
 	}
 	out, err := exec.Command("losetup", "-a").Output()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 )
 
 // Names inside guestRoot (the scratch mount) of MountLCOWLayers.
@@ -176,14 +177,14 @@ func validateLCOW(layers *LCOWLayers, guestRoot string) error {
 
 // notMounted refuses a target that has anything mounted on it or below it.
 func notMounted(target string) error {
-	infos, err := mount.Mounts()
+	infos, err := mountinfo.Read()
 	if err != nil {
 		return &Error{Op: "read mount table", Path: target, Err: err}
 	}
 	if p, err := filepath.EvalSymlinks(target); err == nil {
 		target = p
 	}
-	if m := mount.Under(infos, target); len(m) > 0 {
+	if m := mountinfo.Under(infos, target); len(m) > 0 {
 		return &Error{Op: "check target", Path: target, Err: fmt.Errorf("%w: %d mounts there (unmount them first, e.g. with hcs layer unmount)", ErrAlreadyMounted, len(m))}
 	}
 	return nil

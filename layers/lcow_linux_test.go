@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -264,7 +264,7 @@ func TestMountLCOWLayersDeep(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	m, err := mount.Lookup(rootfs)
+	m, err := mountinfo.Lookup(rootfs)
 	if err != nil || len(m) != 1 || m[0].Source != LCOWSourcePrefix+"deep" {
 		t.Errorf("mountinfo of the union: %+v, %v", m, err)
 	}

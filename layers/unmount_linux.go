@@ -11,6 +11,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 )
 
 // UnmountAll unmounts everything mounted at root or below it, such as a stack that
@@ -34,11 +35,11 @@ func UnmountAll(ctx context.Context, root string, lazy bool) (*Unmounted, error)
 	if r, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = r
 	}
-	infos, err := mount.Mounts()
+	infos, err := mountinfo.Read()
 	if err != nil {
 		return nil, &Error{Op: "read mount table", Path: abs, Err: err}
 	}
-	under := mount.Under(infos, abs)
+	under := mountinfo.Under(infos, abs)
 	if len(under) == 0 {
 		return nil, &Error{Op: "unmount", Path: abs, Err: errNothingMounted}
 	}
@@ -56,7 +57,7 @@ func UnmountAll(ctx context.Context, root string, lazy bool) (*Unmounted, error)
 	done, err := mount.UnmountAll(abs, lazy)
 	res := &Unmounted{MountPoints: []string{}, Devices: []string{}}
 	for _, m := range done {
-		res.MountPoints = append(res.MountPoints, m.MountPoint)
+		res.MountPoints = append(res.MountPoints, m.Mountpoint)
 	}
 	if err != nil {
 		return res, &Error{Op: "unmount", Path: abs, Err: err}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/internal/sampletar"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/wclayer"
@@ -148,7 +148,7 @@ func TestMountWCOWLayersSandboxDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(target, "x"), "x")
-	if m, _ := mount.Lookup(filepath.Join(scratch, SandboxMountDir)); len(m) != 1 || m[0].FSType != "ext4" {
+	if m, _ := mountinfo.Lookup(filepath.Join(scratch, SandboxMountDir)); len(m) != 1 || m[0].FSType != "ext4" {
 		t.Errorf("sandbox disk not mounted: %+v", m)
 	}
 	if _, err := os.Stat(filepath.Join(scratch, SandboxMountDir, "Files", "x")); err != nil {

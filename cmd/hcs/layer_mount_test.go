@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -110,8 +111,8 @@ func TestLayerMountUnmount(t *testing.T) {
 	if len(ures.Unmounted) != 4 || len(ures.Detached) != 3 {
 		t.Errorf("unmount result %+v: want 4 mounts (union, 2 layers, scratch) and 3 devices", ures)
 	}
-	infos, _ := mount.Mounts()
-	if m := mount.Under(infos, dir); len(m) != 0 {
+	infos, _ := mountinfo.Read()
+	if m := mountinfo.Under(infos, dir); len(m) != 0 {
 		t.Errorf("left mounted: %+v", m)
 	}
 	if b, _ := exec.Command("losetup", "-a").Output(); strings.Contains(string(b), dir) {
@@ -156,8 +157,8 @@ func TestLayerMountCrash(t *testing.T) {
 	}
 	unmountIfMounted := func() {
 		t.Helper()
-		infos, _ := mount.Mounts()
-		if len(mount.Under(infos, target)) == 0 {
+		infos, _ := mountinfo.Read()
+		if len(mountinfo.Under(infos, target)) == 0 {
 			return
 		}
 		if out, err := exec.Command(bin, "layer", "unmount", target).CombinedOutput(); err != nil {
@@ -166,8 +167,8 @@ func TestLayerMountCrash(t *testing.T) {
 	}
 	nothingLeft := func() {
 		t.Helper()
-		infos, _ := mount.Mounts()
-		if m := mount.Under(infos, dir); len(m) != 0 {
+		infos, _ := mountinfo.Read()
+		if m := mountinfo.Under(infos, dir); len(m) != 0 {
 			t.Fatalf("left mounted: %+v", m)
 		}
 		// Autoclear devices go when their last user does; give the kernel a moment.

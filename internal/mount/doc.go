@@ -1,6 +1,7 @@
 // Package mount mounts and unmounts the file systems that layer stacks are made of:
-// overlayfs unions, ext4 file systems on block devices, and the mount table
-// (/proc/self/mountinfo) that tells which of them are in place.
+// overlayfs unions, ext4 file systems on block devices and bind mounts. What is
+// mounted is read from the kernel's table with internal/mountinfo, never kept in
+// memory across processes.
 //
 // # Overlay unions
 //
@@ -23,13 +24,6 @@
 // below them to hide). "lowerdir+" needs Linux 6.8
 // or later; an older kernel gives an error matching errors.ErrUnsupported.
 //
-// # Mount table
-//
-// ParseMountInfo reads the format of proc(5)'s mountinfo, unescaping the octal
-// escapes (\040 for a space, \011, \012, \134) the kernel writes in paths. Mounts
-// and Under read the calling process's table; state about what is mounted is
-// always rebuilt from it, never kept in memory across processes.
-//
 // # Unmounting
 //
 // Unmount is a plain umount2 without flags, so a busy mount fails with an error
@@ -43,6 +37,5 @@
 //
 // Mount and unmount failures are *Error values naming the operation, the target and,
 // for overlays, the kernel's own message from the file system context (for example
-// "overlay: failed to resolve '/x': -2"). Malformed mountinfo gives *ParseError,
-// matching ErrInvalidMountInfo.
+// "overlay: failed to resolve '/x': -2").
 package mount

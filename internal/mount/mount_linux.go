@@ -3,11 +3,11 @@ package mount
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,42 +168,8 @@ func unmount(target string, flags int) error {
 	return &Error{Op: op, Target: target, Err: err}
 }
 
-// Mounts returns the calling process's mount table, from /proc/self/mountinfo.
-func Mounts() ([]Info, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseMountInfo(f)
-}
-
-// Lookup returns the mounts whose mount point is path (the last one is on top), or
-// none. path is made absolute and its symbolic links resolved first.
-func Lookup(path string) ([]Info, error) {
-	p, err := canonical(path)
-	if err != nil {
-		return nil, err
-	}
-	infos, err := Mounts()
-	if err != nil {
-		return nil, err
-	}
-	var out []Info
-	for _, in := range infos {
-		if in.MountPoint == p {
-			out = append(out, in)
-		}
-	}
-	return out, nil
-}
-
-// IsMountPoint says whether something is mounted at path.
-func IsMountPoint(path string) (bool, error) {
-	m, err := Lookup(path)
-	return len(m) > 0, err
-}
-
+// canonical makes path absolute with its symbolic links resolved, as the kernel
+// shows mount points.
 func canonical(path string) (string, error) {
 	p, err := filepath.Abs(path)
 	if err != nil {
@@ -221,26 +187,26 @@ func canonical(path string) (string, error) {
 // unmounted lazily (MNT_DETACH): it leaves the namespace at once and the kernel
 // releases it when its last user goes. Without detach, UnmountAll stops at the first
 // failure.
-func UnmountAll(dir string, detach bool) ([]Info, error) {
+func UnmountAll(dir string, detach bool) ([]mountinfo.Mount, error) {
 	p, err := canonical(dir)
 	if err != nil {
 		return nil, err
 	}
-	infos, err := Mounts()
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
-	under := Under(infos, p)
+	under := mountinfo.Under(ms, p)
 	// The table lists a mount after its parent, so reverse order unmounts children
 	// and stacked mounts first.
 	slices.Reverse(under)
-	for i, in := range under {
-		err := Unmount(in.MountPoint)
+	for i, m := range under {
+		err := Unmount(m.Mountpoint)
 		if errors.Is(err, ErrNotMounted) {
 			continue // gone meanwhile, with its parent say
 		}
 		if errors.Is(err, ErrBusy) && detach {
-			err = unmount(in.MountPoint, unix.MNT_DETACH)
+			err = unmount(m.Mountpoint, unix.MNT_DETACH)
 		}
 		if err != nil {
 			return under[:i], err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,11 +27,17 @@ func needMountCaps(t *testing.T) {
 	}
 }
 
+// mounted says whether something is mounted at path.
+func mounted(path string) bool {
+	m, _ := mountinfo.Lookup(path)
+	return len(m) > 0
+}
+
 // unmountAtCleanup unmounts dir when the test ends, failing the test if that fails.
 func unmountAtCleanup(t *testing.T, dir string) {
 	t.Helper()
 	t.Cleanup(func() {
-		if ok, _ := IsMountPoint(dir); ok {
+		if mounted(dir) {
 			if err := Unmount(dir); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
@@ -130,7 +137,7 @@ func TestOverlayDepth(t *testing.T) {
 				}
 				unmountAtCleanup(t, target)
 				checkUnion(t, target, n)
-				m, err := Lookup(target)
+				m, err := mountinfo.Lookup(target)
 				if n == 1 && !writable {
 					// A read-only bind mount: overlayfs needs two lowers without an upper.
 					if err != nil || len(m) != 1 || !strings.Contains(m[0].Options, "ro") {
@@ -150,7 +157,7 @@ func TestOverlayDepth(t *testing.T) {
 					t.Errorf("writing to a read-only union: got %v, want EROFS", err)
 				}
 				must(t, Unmount(target))
-				if ok, _ := IsMountPoint(target); ok {
+				if mounted(target) {
 					t.Errorf("%s still mounted", target)
 				}
 			}
@@ -184,7 +191,7 @@ func TestOverlayErrors(t *testing.T) {
 		t.Fatalf("got %v, want an *Error naming %s and matching ENOENT", err, missing)
 	}
 	// A lower on another overlay with an upper: the kernel explains in its log.
-	if ok, _ := IsMountPoint(target); ok {
+	if mounted(target) {
 		t.Fatal("a failed mount left a mount behind")
 	}
 	if err := MountOverlay(target, Overlay{Lower: lowers, Upper: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "go together") {
@@ -219,7 +226,7 @@ func TestPathsWithSeparators(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	m, err := Lookup(target)
+	m, err := mountinfo.Lookup(target)
 	if err != nil || len(m) != 1 {
 		t.Fatalf("Lookup(%q) = %v, %v; the escaped mount point did not parse back", target, m, err)
 	}
@@ -259,10 +266,10 @@ func TestExt4AndUnmountAll(t *testing.T) {
 	f.Close()
 	got, err := UnmountAll(root, false)
 	must(t, err)
-	if len(got) != 2 || got[0].MountPoint != ext || got[1].MountPoint != root {
+	if len(got) != 2 || got[0].Mountpoint != ext || got[1].Mountpoint != root {
 		t.Errorf("UnmountAll unmounted %+v, want %s then %s", got, ext, root)
 	}
-	if m, _ := Mounts(); len(Under(m, root)) != 0 {
+	if m, _ := mountinfo.Read(); len(mountinfo.Under(m, root)) != 0 {
 		t.Errorf("mounts left under %s", root)
 	}
 }

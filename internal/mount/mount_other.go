@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 )
 
 func unsupported(op, target string) error {
@@ -31,16 +33,7 @@ func Bind(source, target string) error { return unsupported("bind mount", target
 // Unmount returns an error matching errors.ErrUnsupported.
 func Unmount(target string) error { return unsupported("unmount", target) }
 
-// Mounts returns an error matching errors.ErrUnsupported: there is no mountinfo.
-func Mounts() ([]Info, error) { return nil, unsupported("read mount table", "") }
-
-// Lookup returns an error matching errors.ErrUnsupported.
-func Lookup(path string) ([]Info, error) { return nil, unsupported("look up", path) }
-
-// IsMountPoint returns an error matching errors.ErrUnsupported.
-func IsMountPoint(path string) (bool, error) { return false, unsupported("look up", path) }
-
 // UnmountAll returns an error matching errors.ErrUnsupported.
-func UnmountAll(dir string, detach bool) ([]Info, error) {
+func UnmountAll(dir string, detach bool) ([]mountinfo.Mount, error) {
 	return nil, unsupported("unmount", dir)
 }
