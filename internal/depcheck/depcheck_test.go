@@ -12,19 +12,20 @@ const module = "github.com/hostcompute/hostcompute"
 // allowed lists, per package, the non-standard-library packages it may depend on,
 // directly or not. Project packages are named without the module prefix.
 var allowed = map[string][]string{
-	"pkg/guid":           {},
-	"pkg/winfile":        {"pkg/guid"},
-	"pkg/vhd":            {"pkg/guid", "golang.org/x/sys/"},
-	"pkg/dmverity":       {"pkg/guid"},
-	"pkg/cimfs":          {"pkg/guid", "pkg/winfile", "golang.org/x/sys/"},
-	"pkg/ocilayer":       {"golang.org/x/sys/"},
-	"pkg/winlayer":       {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"pkg/ociwclayer":     {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"wclayer":            {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
-	"computestorage":     {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"pkg/guid":       {},
+	"pkg/winfile":    {"pkg/guid"},
+	"pkg/vhd":        {"pkg/guid", "golang.org/x/sys/"},
+	"pkg/dmverity":   {"pkg/guid"},
+	"pkg/cimfs":      {"pkg/guid", "pkg/winfile", "golang.org/x/sys/"},
+	"pkg/ocilayer":   {"golang.org/x/sys/"},
+	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"internal/mount": {"internal/mountinfo", "golang.org/x/sys/"},
+	"layers":         {"pkg/", "internal/mount", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+
 	"internal/mountinfo": {},
-	"internal/mount":     {"internal/mountinfo", "golang.org/x/sys/"},
-	"layers":             {"pkg/", "internal/mount", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 }
 
 func TestDependencies(t *testing.T) {
