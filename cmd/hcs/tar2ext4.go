@@ -116,8 +116,8 @@ func (a *app) runTar2Ext4(cmd *cobra.Command, args []string) error {
 	if fl.output == "" {
 		return usageErrorf("-o FILE is required")
 	}
-	if fl.rootHash != "" && !fl.verity {
-		return usageErrorf("-root-hash needs -dm-verity")
+	if fl.rootHash != "" && (!fl.verity || fl.onlyVHD) {
+		return usageErrorf("-root-hash needs -dm-verity (and no -only-vhd)")
 	}
 	if err := a.setup(cmd, nil); err != nil {
 		return err

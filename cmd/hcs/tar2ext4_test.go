@@ -213,6 +213,7 @@ func TestTar2Ext4Errors(t *testing.T) {
 	wantCode(t, hcs(t, nil, "tar2ext4", "-o", out, "extra"), exitUsage)
 	wantCode(t, hcs(t, nil, "tar2ext4", "-o", out, "-bogus"), exitUsage)
 	wantCode(t, hcs(t, nil, "tar2ext4", "-o", out, "-root-hash", "x"), exitUsage)
+	wantCode(t, hcs(t, nil, "tar2ext4", "-o", out, "-only-vhd", "-dm-verity", "-root-hash", "x"), exitUsage)
 	wantCode(t, hcs(t, nil, "tar2ext4", "-i", filepath.Join(dir, "missing"), "-o", out), exitNotFound)
 	if r := hcs(t, nil, "tar2ext4", "--help"); r.code != exitOK || !strings.Contains(r.stdout, "-convert-slash") {
 		t.Errorf("--help: %d %q", r.code, r.stdout)
