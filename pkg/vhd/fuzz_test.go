@@ -126,6 +126,9 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal(err)
 		}
 		d, err := Open(p, true)
+		if !bytes.Equal(mustReadT(t, p), b) {
+			t.Fatal("a read-only open modified the file")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalidFormat) && !errors.Is(err, ErrParentNotFound) && !errors.Is(err, ErrParentMismatch) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("Open: unexpected error class: %v", err)
