@@ -46,6 +46,35 @@ type View struct {
 	// subdirectories), counted once at New; absent for IDs the walk did not
 	// reach. A map, not a slice: a corrupt image may use huge IDs.
 	nlink map[cimfs.FileID]uint32
+
+	mu    sync.Mutex                       // guards infos
+	infos map[cimfs.FileID]*cimfs.FileInfo // records read, bounded by infoCacheLimit
+}
+
+// infoCacheLimit bounds the record cache; readdirplus and lookups of the same
+// names read each record twice without it.
+const infoCacheLimit = 1 << 16
+
+// stat returns the record of id, from the cache when it was read before: the
+// image never changes.
+func (v *View) stat(id cimfs.FileID) (*cimfs.FileInfo, error) {
+	v.mu.Lock()
+	fi, ok := v.infos[id]
+	v.mu.Unlock()
+	if ok {
+		return fi, nil
+	}
+	fi, err := v.im.StatID(id)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	if len(v.infos) >= infoCacheLimit {
+		v.infos = map[cimfs.FileID]*cimfs.FileInfo{}
+	}
+	v.infos[id] = fi
+	v.mu.Unlock()
+	return fi, nil
 }
 
 // Node is one file of the view: a file record, or an alternate stream of one
@@ -83,7 +112,7 @@ type Entry struct {
 // tree that cannot be read are skipped by the walk (they give errors when
 // reached later), so a partly corrupt image still mounts.
 func New(im *cimfs.Image) *View {
-	v := &View{im: im, rootID: im.Root()}
+	v := &View{im: im, rootID: im.Root(), infos: map[cimfs.FileID]*cimfs.FileInfo{}}
 	v.countLinks()
 	return v
 }
@@ -148,7 +177,7 @@ func (v *View) Root() (*Node, error) {
 }
 
 func (v *View) node(id cimfs.FileID, p string) (*Node, error) {
-	fi, err := v.im.StatID(id)
+	fi, err := v.stat(id)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +245,7 @@ func (v *View) ReadDir(dir *Node) ([]Entry, error) {
 		if e.ID == 0 {
 			continue
 		}
-		fi, err := v.im.StatID(e.ID)
+		fi, err := v.stat(e.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -302,6 +331,24 @@ func (v *View) Open(n *Node) error {
 	}
 	_, err := v.open(n)
 	return err
+}
+
+// Extent returns, for a stream stored as it reads, the region file holding it
+// and the offset of its first byte there (see cimfs.File.Extent).
+func (v *View) Extent(n *Node) (io.ReaderAt, int64, bool) {
+	f, err := v.open(n)
+	if err != nil {
+		return nil, 0, false
+	}
+	return f.Extent()
+}
+
+// Size returns the length of the data a node's reads return.
+func (v *View) Size(n *Node) int64 {
+	if n.Stream >= 0 {
+		return n.Info.Streams[n.Stream].Size
+	}
+	return n.Info.Size
 }
 
 // ReadAt reads file data into p at off; a short count means the end of the
