@@ -66,9 +66,13 @@
 //
 // # Caching and errors
 //
-// The image is immutable, so file data is opened with FOPEN_KEEP_CACHE and
-// the kernel keeps pages across opens; entries and attributes are cached for
-// an hour (fusefs's defaults). A structure that breaks the format gives EIO
+// The image is immutable, so the kernel may keep everything it learns:
+// entries and attributes for an hour (fusefs's defaults), file pages across
+// opens (the server answers the first OPEN with ENOSYS, FUSE's "no open"
+// mode, after which opens and closes never reach it and pages are kept as with
+// FOPEN_KEEP_CACHE; FLUSH likewise), and directory listings (FOPEN_CACHE_DIR).
+// Reads of stored data are spliced from the region files without a copy
+// through the server. Requests are served concurrently. A structure that breaks the format gives EIO
 // for the operation that reached it (the helper logs the reader's error,
 // naming the object and offset); the rest of the tree stays readable.
 package cimview

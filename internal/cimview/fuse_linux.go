@@ -60,16 +60,18 @@ type node struct {
 }
 
 var (
-	_ gofs.NodeLookuper    = (*node)(nil)
-	_ gofs.NodeReaddirer   = (*node)(nil)
-	_ gofs.NodeGetattrer   = (*node)(nil)
-	_ gofs.NodeStatxer     = (*node)(nil)
-	_ gofs.NodeOpener      = (*node)(nil)
-	_ gofs.NodeReader      = (*node)(nil)
-	_ gofs.NodeReadlinker  = (*node)(nil)
-	_ gofs.NodeGetxattrer  = (*node)(nil)
-	_ gofs.NodeListxattrer = (*node)(nil)
-	_ gofs.NodeStatfser    = (*node)(nil)
+	_ gofs.NodeLookuper       = (*node)(nil)
+	_ gofs.NodeReaddirer      = (*node)(nil)
+	_ gofs.NodeOpendirHandler = (*node)(nil)
+	_ gofs.NodeGetattrer      = (*node)(nil)
+	_ gofs.NodeStatxer        = (*node)(nil)
+	_ gofs.NodeOpener         = (*node)(nil)
+	_ gofs.NodeFlusher        = (*node)(nil)
+	_ gofs.NodeReader         = (*node)(nil)
+	_ gofs.NodeReadlinker     = (*node)(nil)
+	_ gofs.NodeGetxattrer     = (*node)(nil)
+	_ gofs.NodeListxattrer    = (*node)(nil)
+	_ gofs.NodeStatfser       = (*node)(nil)
 )
 
 // errno maps err and logs what is not a plain "no such file": the helper's
@@ -102,6 +104,17 @@ func (nd *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}
 	}
 	return gofs.NewListDirStream(list), 0
+}
+
+// OpendirHandle lists the directory once per open and lets the kernel cache
+// the listing (FOPEN_CACHE_DIR): the image never changes, so later listings
+// need neither READDIR requests nor the lookups of READDIRPLUS.
+func (nd *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ds, errno := nd.Readdir(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return ds, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func fillAttr(out *fuse.Attr, a *Attr) {
@@ -162,8 +175,18 @@ func (nd *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32
 	if err := nd.v.Open(nd.n); err != nil {
 		return nil, 0, nd.errno("open", err)
 	}
-	// The image never changes: the kernel may keep the pages of earlier opens.
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	// ENOSYS tells the kernel that opens need no server (FUSE's no_open): it
+	// stops sending OPEN and RELEASE for every file and keeps their pages
+	// cached (FOPEN_KEEP_CACHE is the default then). Reads still come here and
+	// report a file that cannot be read. The mount is read-only, so the kernel
+	// refuses opens for writing itself.
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush answers ENOSYS once, so that the kernel stops sending a FLUSH for
+// every close: nothing is ever written.
+func (nd *node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 func (nd *node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
