@@ -55,4 +55,3 @@ func TestExtent(t *testing.T) {
 		t.Error("no stream has an extent")
 	}
 }
-
