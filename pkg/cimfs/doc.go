@@ -69,6 +69,9 @@
 // region set, its tree is the parent's tree changed by the writer's calls, and its
 // objects reference the ancestors' regions wherever content matches. Reading a
 // fork therefore needs no merging: Open shows the union with removed names absent.
+// A hard link that a fork adds to a file it inherits is stored as a copy of that
+// file's record, referencing the same data: the parent's file keeps its record, and
+// the new name has metadata of its own, as in a layer folder.
 //
 // # Reading and verifying
 //

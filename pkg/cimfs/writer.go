@@ -679,6 +679,8 @@ func (w *Writer) AddStream(name string, size int64) error {
 }
 
 // AddLink adds name as a hard link to the existing file target (not a directory).
+// In a fork, a link to a file the image inherits gets a copy of that file's record
+// instead (see the package documentation, "Forks").
 func (w *Writer) AddLink(name, target string) error {
 	if err := w.ready(); err != nil {
 		return err
@@ -699,8 +701,18 @@ func (w *Writer) AddLink(name, target string) error {
 	if old := dir.children[k]; old == tn {
 		return nil
 	}
-	tn.f.added = true
-	dir.children[k] = &node{name: base, key: k, f: tn.f}
+	f := tn.f
+	if !f.added {
+		// A file inherited from a parent: the new name gets its own copy of the
+		// record (same data and metadata objects, nothing stored twice), as the folder
+		// form of a layer does, so the parent's file stays unchanged and the layer's
+		// export lists the new name as a file of its own.
+		c := *f
+		c.streams = slices.Clone(f.streams)
+		c.added, c.id = true, 0
+		f = &c
+	}
+	dir.children[k] = &node{name: base, key: k, f: f}
 	return nil
 }
 

@@ -190,3 +190,29 @@ func TestFolderConversions(t *testing.T) {
 		t.Errorf("destroy left %d files", len(ents))
 	}
 }
+
+// TestLinkToParent: a child layer links to a file of its parent. The CIM layer
+// exports what the folder form exports.
+func TestLinkToParent(t *testing.T) {
+	fdir, cdir := t.TempDir(), t.TempDir()
+	base := genTar(t, sampletar.Options{Seed: 31, Files: 20, Bytes: 1 << 16})
+	target := ""
+	for _, n := range tarNames(t, base) {
+		if strings.HasSuffix(n, ".dll") {
+			target = n
+			break
+		}
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "Files/linked.dll", Typeflag: tar.TypeLink, Linkname: target, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{"MSWINDOWS.fileattr": "32"}})
+	tw.Close()
+	folderExport(t, base, fdir, "base", nil)
+	cimExport(t, base, cdir, "base", nil)
+	want := folderExport(t, b.Bytes(), fdir, "child", []string{filepath.Join(fdir, "base")})
+	got := cimExport(t, b.Bytes(), cdir, "child", []string{filepath.Join(cdir, "base")})
+	if !bytes.Equal(want, got) {
+		t.Fatalf("CIM export %v differs from folder export %v", tarNames(t, got), tarNames(t, want))
+	}
+}
