@@ -20,6 +20,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/internal/proctest"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -176,22 +177,32 @@ func virtualImage(t *testing.T, path string) string {
 	return out
 }
 
-// checkClean fails if a left a loop device, a mount, a helper or state.
-func checkClean(t *testing.T, a *Attachment) {
+// checkClean fails if a left a loop device, a mount, a helper or state. It
+// looks only at what the test owns (a's disk, backing file and ID, the state
+// directories, and the directories in mounts): once detached, a's device
+// number is free for another test binary to attach and mount at once.
+func checkClean(t *testing.T, a *Attachment, mounts ...string) {
 	t.Helper()
 	if a.Device != "" && boundTo(a.Device, a.BackingFile) {
 		t.Errorf("%s still bound to %s", a.Device, a.BackingFile)
 	}
-	if devs, _ := loop.Find(a.Disk); len(devs) > 0 {
-		t.Errorf("loop devices still on %s: %v", a.Disk, devs)
+	for _, f := range []string{a.Disk, a.BackingFile} {
+		if devs, _ := loop.Find(f); len(devs) > 0 {
+			t.Errorf("loop devices still on %s: %v", f, devs)
+		}
 	}
 	ms, err := mountinfo.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if strings.Contains(m.Source, a.ID) || (a.Device != "" && m.Source == a.Device) {
+		if strings.Contains(m.Source, a.ID) {
 			t.Errorf("mount left: %+v", m)
+		}
+	}
+	for _, dir := range append([]string{filepath.Dir(a.Disk), StateDir(), fusefs.StateDir()}, mounts...) {
+		for _, m := range mountinfo.Under(ms, dir) {
+			t.Errorf("mount left under %s: %+v", dir, m)
 		}
 	}
 	for _, dir := range []string{StateDir(), fusefs.StateDir()} {
@@ -271,7 +282,7 @@ func TestFormatMountWrite(t *testing.T) {
 			if err := Detach(ctx, disk); err != nil {
 				t.Fatal(err)
 			}
-			checkClean(t, a)
+			checkClean(t, a, mp)
 			raw := virtualImage(t, disk)
 			run(t, "e2fsck", "-fn", raw)
 			got, err := exec.Command("debugfs", "-R", "cat /hello", raw).Output()
@@ -493,8 +504,11 @@ func TestHelperKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	syscall.Kill(rec.PID, syscall.SIGKILL)
-	time.Sleep(50 * time.Millisecond)
+	// Cleanup sees the view as dead once the helper has let go of its lock
+	// and of /dev/fuse, that is once all its threads have exited.
+	if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
+		t.Fatal(err)
+	}
 	if err := Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}

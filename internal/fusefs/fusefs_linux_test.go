@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/internal/proctest"
 )
 
 // Test kinds: "testfile" serves the content of Source as the file "data";
@@ -262,11 +263,10 @@ func TestCleanupKilledHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Kill(rec.PID, unix.SIGKILL); err != nil {
+	// Cleanup takes the directory only once the helper's lock is free, that
+	// is once every thread of the helper has exited.
+	if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
 		t.Fatal(err)
-	}
-	for i := 0; alive(rec.PID) && i < 500; i++ {
-		time.Sleep(10 * time.Millisecond)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(rec.Mountpoint, &st); !deadConn(err) {
@@ -351,9 +351,8 @@ func TestCleanupOrphanMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unix.Kill(rec.PID, unix.SIGKILL)
-	for i := 0; alive(rec.PID) && i < 500; i++ {
-		time.Sleep(10 * time.Millisecond)
+	if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.RemoveAll(filepath.Join(StateDir(), rec.ID)); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/internal/proctest"
 	"github.com/hostcompute/hostcompute/internal/sampletar"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 )
@@ -94,25 +95,10 @@ func checkNoMount(t *testing.T, containerID string, helperPID int) {
 		t.Errorf("mount point left behind: %v", err)
 	}
 	if helperPID > 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for running(helperPID) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if running(helperPID) {
-			t.Errorf("helper %d still running", helperPID)
+		if err := proctest.WaitExit(helperPID, proctest.Timeout); err != nil {
+			t.Errorf("helper left: %v", err)
 		}
 	}
-}
-
-// running reports whether pid is a live process (not a zombie).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
 func TestMountCimLayer(t *testing.T) {
@@ -229,9 +215,8 @@ func TestCleanupAfterCrash(t *testing.T) {
 			cmd.Process.Signal(unix.SIGKILL)
 			cmd.Wait()
 			if killHelper {
-				unix.Kill(rec.PID, unix.SIGKILL)
-				for running(rec.PID) {
-					time.Sleep(5 * time.Millisecond)
+				if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
+					t.Fatal(err)
 				}
 				var st unix.Stat_t
 				if err := unix.Stat(mp, &st); !errors.Is(err, unix.ENOTCONN) {
