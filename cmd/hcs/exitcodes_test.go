@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -113,7 +114,7 @@ func TestHelpAndVersion(t *testing.T) {
 // leaves nothing at the destination and exits with 130.
 func TestSignal(t *testing.T) {
 	bin := hcsBinary(t)
-	in := sampleTar(t)
+	head := endlessTarHead(t, sampleTar(t))
 	dir := t.TempDir()
 	layers := filepath.Join(dir, "layers")
 	os.Mkdir(layers, 0o755)
@@ -129,24 +130,55 @@ func TestSignal(t *testing.T) {
 	}
 	pr.Close()
 	defer cmd.Process.Kill()
-	if _, err := pw.Write(in[:len(in)/2]); err != nil {
-		t.Fatal(err)
-	}
+	// The input does not end: its last entry declares more data than the
+	// feeder writes while the test waits, so the import can only end through the signal,
+	// however late the command gets to handle it. The feeder keeps data
+	// coming, slowly, so that a read blocked on the pipe returns; it stops
+	// when the command has exited and the pipe breaks.
+	stop := make(chan struct{})
+	fed := make(chan error, 1)
+	go func() {
+		defer pw.Close()
+		if _, err := pw.Write(head); err != nil {
+			fed <- err
+			return
+		}
+		chunk := bytes.Repeat([]byte("x"), 4096)
+		for {
+			select {
+			case <-stop:
+				fed <- nil
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := pw.Write(chunk); err != nil {
+				fed <- nil // the command has exited
+				return
+			}
+		}
+	}()
+	defer close(stop)
 	// Wait until the import has started writing its staging folder.
-	for deadline := time.Now().Add(10 * time.Second); len(dirNames(t, layers)) == 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); len(dirNames(t, layers)) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("import did not start")
+		}
+		select {
+		case err := <-fed:
+			t.Fatalf("feeding the import: %v; stderr: %s", err, stderr.String())
+		default:
 		}
 	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	// The read blocked on the pipe returns when more data comes.
-	go func() {
-		pw.Write(in[len(in)/2:])
-		pw.Close()
-	}()
-	err = cmd.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err = <-waited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("import still running 60s after SIGINT; stderr: %s", stderr.String())
+	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
 		t.Fatalf("import ended with %v, want exit code %d; stderr: %s", err, exitInterrupted, stderr.String())
@@ -155,6 +187,34 @@ func TestSignal(t *testing.T) {
 		t.Errorf("stderr %q", stderr.String())
 	}
 	wantDirNames(t, layers)
+}
+
+// endlessTarHead returns the entries of the layer tar b up to its first regular
+// file, whose header is rewritten to declare 256 MiB of data: more than the
+// feeder of TestSignal writes in the time the test waits.
+func endlessTarHead(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(bytes.NewReader(b)), tar.NewWriter(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no regular file in the sample tar: %v", err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			hdr.Size = 256 << 20
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+			return buf.Bytes() // the header is written; the data is the feeder's
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestBinaryStdinFile runs the built command with a regular file as standard input
