@@ -445,3 +445,38 @@ func TestWithoutExtensions(t *testing.T) {
 		t.Errorf("removals %v", rm)
 	}
 }
+
+// TestConcurrentReads reads one image from many goroutines (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	files := sampleFiles(t)
+	im := build(t, t.TempDir(), "c.cim", "", files)
+	done := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 50; i++ {
+				for _, f := range files {
+					if f.remove || f.link != "" || f.h.Info.FileAttributes&winfile.AttrDirectory != 0 {
+						continue
+					}
+					file, err := im.Open(f.h.Name)
+					if err != nil {
+						done <- err
+						return
+					}
+					b := make([]byte, len(f.data))
+					if _, err := file.ReadAt(b, 0); err != nil && err != io.EOF || !bytes.Equal(b, f.data) {
+						done <- errors.Join(err, errors.New(f.h.Name+": data differs"))
+						return
+					}
+				}
+				im.ReadDir("Files/Windows")
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
