@@ -314,3 +314,37 @@ func FuzzLookup(f *testing.F) {
 		im.Open(p)
 	})
 }
+
+// FuzzStream puts arbitrary Stream values (offset, length, type, sparse bit) into the
+// default stream of every file record of a real image and reads them.
+func FuzzStream(f *testing.F) {
+	s := loadSample(f)
+	im, err := OpenFS(s.files, s.cim)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer im.Close()
+	tab := im.ftd[0]
+	for id := 1; id <= int(tab.count); id++ {
+		rec, _ := im.record(FileID(id))
+		var b [streamSize]byte
+		rec.data.put(b[:])
+		f.Add(b[:], uint16(id))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, id uint16) {
+		if len(b) < streamSize {
+			return
+		}
+		st := getStream(b)
+		var back [streamSize]byte
+		st.put(back[:])
+		if getStream(back[:]) != st {
+			t.Fatal("stream does not round-trip")
+		}
+		slot := int(id) % int(tab.count)
+		meta := append([]byte(nil), s.files[s.meta].Data...)
+		off := tab.offset.offset() + int64(slot)*recordSize + 40
+		copy(meta[off:off+streamSize], b)
+		exercise(t, s.withFile(s.meta, meta), s.cim)
+	})
+}
