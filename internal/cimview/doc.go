@@ -39,7 +39,8 @@
 // that root. Targets that name no such place (UNC paths, volume GUID paths,
 // links outside Files/ and UtilityVM/Files/) are kept as the Windows print
 // name, unchanged: a dangling link that shows where it pointed. Links resolve
-// case-insensitively like every lookup.
+// case-insensitively like every lookup. A symlink with several names (a hard
+// link to a reparse point) is translated from the first name it was found at.
 //
 // # Extended attributes
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -74,12 +75,23 @@ var (
 	_ gofs.NodeStatfser       = (*node)(nil)
 )
 
+// maxLoggedErrors bounds the helper's log when a reader keeps hitting a
+// corrupt part of an image.
+const maxLoggedErrors = 1000
+
+var loggedErrors atomic.Int64
+
 // errno maps err and logs what is not a plain "no such file": the helper's
 // log is where a corrupt image's details go.
 func (nd *node) errno(op string, err error) syscall.Errno {
 	e := Errno(err)
 	if e == syscall.EIO {
-		fmt.Fprintf(os.Stderr, "cimview: %s %s: %v\n", op, nd.n.Path, err)
+		switch n := loggedErrors.Add(1); {
+		case n < maxLoggedErrors:
+			fmt.Fprintf(os.Stderr, "cimview: %s %s: %v\n", op, nd.n.Path, err)
+		case n == maxLoggedErrors:
+			fmt.Fprintf(os.Stderr, "cimview: %d errors; no more are logged\n", n)
+		}
 	}
 	return e
 }
