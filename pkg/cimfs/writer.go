@@ -884,7 +884,14 @@ func (w *Writer) commit() error {
 			return fmt.Errorf("%w: region set %v is already used by a parent", ErrExists, p.ID)
 		}
 	}
-	// Sync and rename the region and object ID files, then commit the .cim file.
+	// Sync everything in the staging folder, rename the region and object ID files,
+	// then commit the .cim file, which is what makes the image exist.
+	cp := filepath.Join(w.staging, "image")
+	if err := writeFileSync(cp, encodeFSHeader(hdr)); err != nil {
+		return err
+	}
+	type move struct{ from, to string }
+	var moves []move
 	for t, rw := range w.regions {
 		if err := rw.f.Sync(); err != nil {
 			return err
@@ -896,20 +903,27 @@ func (w *Writer) commit() error {
 		if err := writeFileSync(op, oidData[t]); err != nil {
 			return err
 		}
-		if err := os.Rename(rw.path, filepath.Join(w.dir, hdr.own.regionName(t))); err != nil {
-			return err
-		}
-		if err := os.Rename(op, filepath.Join(w.dir, hdr.own.objectIDName(t))); err != nil {
-			return err
-		}
+		moves = append(moves, move{rw.path, filepath.Join(w.dir, hdr.own.regionName(t))},
+			move{op, filepath.Join(w.dir, hdr.own.objectIDName(t))})
 	}
-	cp := filepath.Join(w.staging, "image")
-	if err := writeFileSync(cp, encodeFSHeader(hdr)); err != nil {
-		return err
+	done := 0
+	for _, m := range moves {
+		if err = os.Rename(m.from, m.to); err != nil {
+			break
+		}
+		done++
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, cp, unix.AT_FDCWD, filepath.Join(w.dir, w.name), unix.RENAME_NOREPLACE); err != nil {
+	if err == nil {
+		err = unix.Renameat2(unix.AT_FDCWD, cp, unix.AT_FDCWD, filepath.Join(w.dir, w.name), unix.RENAME_NOREPLACE)
 		if errors.Is(err, unix.EEXIST) {
+			// Another writer committed this name meanwhile. Identical content has
+			// identical region file names, so leave them: they may be its files.
 			return ErrExists
+		}
+	}
+	if err != nil {
+		for _, m := range moves[:done] {
+			os.Remove(m.to) // unreferenced without the .cim file
 		}
 		return err
 	}
