@@ -37,6 +37,15 @@ func (im *Image) Verify() error {
 	if err := im.checkAligned(im.fs.upcase, "upcase table"); err != nil {
 		return err
 	}
+	// Tables of distinct records cannot hold more records than the regions have room
+	// for; this bound keeps overlapping tables from making the walk below huge.
+	var room int64
+	for _, r := range im.regions {
+		room += r.size / recordSizeV1
+	}
+	if int64(total) > room {
+		return im.errAt(im.fs.ftd, "file table directory", "%d records claimed, the regions hold at most %d: tables overlap", total, room)
+	}
 	seen := make([]bool, total+1)
 	nseen := 0
 	type item struct {
