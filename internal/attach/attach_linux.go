@@ -331,6 +331,11 @@ func Get(deviceOrDisk string) (*Attachment, error) {
 }
 
 // find returns the complete attachment whose device or disk is deviceOrDisk.
+// A device matches only while it is still bound to the attachment's backing
+// file: once detached (by a crash, or by another process's Detach that has not
+// removed the record yet), the device number is free, and the next owner of
+// the device must not be taken for this attachment. Such a broken attachment
+// is still found by its disk, and Cleanup removes it.
 func find(deviceOrDisk string) (*Attachment, error) {
 	all, err := records()
 	if err != nil {
@@ -346,8 +351,9 @@ func find(deviceOrDisk string) (*Attachment, error) {
 		}
 	}
 	for i := range all {
-		if all[i].Complete && (all[i].Device == want || all[i].Disk == want) {
-			return &all[i], nil
+		a := &all[i]
+		if a.Complete && (a.Disk == want || a.Device == want && boundTo(a.Device, a.BackingFile)) {
+			return a, nil
 		}
 	}
 	return nil, ErrNotAttached
@@ -517,8 +523,9 @@ func healthy(a *Attachment) bool {
 		if err != nil {
 			return false
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(rec.Mountpoint, &st); err != nil {
+		// Still mounted and served: a view whose helper died, or whose
+		// dead mount another process's Cleanup detached, is broken.
+		if !fusefs.Serving(rec.Mountpoint) {
 			return false
 		}
 	}

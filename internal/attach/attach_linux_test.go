@@ -492,27 +492,42 @@ func TestCallerGone(t *testing.T) {
 }
 
 // TestHelperKilled: when the raw view's helper dies, Cleanup removes the
-// broken attachment.
+// broken attachment, also when the kernel still has the root of the dead view
+// cached, and when another process's cleanup has detached the dead view's
+// mount already (its mount point is then a plain directory again).
 func TestHelperKilled(t *testing.T) {
 	needRoot(t)
-	disk := makeDisk(t, t.TempDir(), FormatVHDXDynamic)
-	a, err := Attach(context.Background(), disk, Options{})
-	if err != nil {
-		t.Fatal(err)
+	for _, detached := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detached=%v", detached), func(t *testing.T) {
+			disk := makeDisk(t, t.TempDir(), FormatVHDXDynamic)
+			a, err := Attach(context.Background(), disk, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := fusefs.Get(a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(rec.Mountpoint, &st); err != nil {
+				t.Fatal(err)
+			}
+			// Cleanup sees the view as dead once the helper has let go of its
+			// lock and of /dev/fuse, that is once all its threads have exited.
+			if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
+				t.Fatal(err)
+			}
+			if detached {
+				if err := unix.Unmount(rec.Mountpoint, unix.MNT_DETACH); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := Cleanup(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, a)
+		})
 	}
-	rec, err := fusefs.Get(a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Cleanup sees the view as dead once the helper has let go of its lock
-	// and of /dev/fuse, that is once all its threads have exited.
-	if err := proctest.KillWait(rec.PID, proctest.Timeout); err != nil {
-		t.Fatal(err)
-	}
-	if err := Cleanup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	checkClean(t, a)
 }
 
 // TestGrow grows attached disks; the device follows and the file is a valid
@@ -628,4 +643,42 @@ func TestRawViewKeepsPageCache(t *testing.T) {
 	if got := helperRead() - before; got > testSize/8 {
 		t.Errorf("the helper read %d bytes for a second read of %d cached bytes", got, testSize)
 	}
+}
+
+// TestDetachedBehindItsBack: once an attachment's loop device is detached by
+// someone else, the device number belongs to whoever attaches it next, so the
+// stale record no longer answers for the device; it is still found, and
+// ended, by its disk.
+func TestDetachedBehindItsBack(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	disk := makeDisk(t, t.TempDir(), FormatRaw)
+	a, err := Attach(ctx, disk, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Get(a.Device); err != nil || got.ID != a.ID {
+		t.Fatalf("Get(%s) = %+v, %v", a.Device, got, err)
+	}
+	if err := loop.DetachPath(a.Device); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(proctest.Timeout); boundTo(a.Device, a.BackingFile); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still bound after LOOP_CLR_FD", a.Device)
+		}
+	}
+	if got, err := Get(a.Device); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("Get(%s) of a detached device = %+v, %v; want ErrNotAttached", a.Device, got, err)
+	}
+	if err := Detach(ctx, a.Device); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("Detach(%s) of a detached device: %v; want ErrNotAttached", a.Device, err)
+	}
+	if got, err := Get(disk); err != nil || got.ID != a.ID {
+		t.Errorf("Get(%s) = %+v, %v; want the broken attachment", disk, got, err)
+	}
+	if err := Detach(ctx, disk); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, a)
 }

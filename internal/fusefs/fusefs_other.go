@@ -31,3 +31,9 @@ func Unmount(ctx context.Context, id string) error {
 
 // Cleanup has nothing to do.
 func Cleanup(ctx context.Context) ([]string, error) { return nil, nil }
+
+// Dead reports false: there are no FUSE mounts.
+func Dead(mountpoint string) bool { return false }
+
+// Serving reports false: there are no FUSE mounts.
+func Serving(mountpoint string) bool { return false }

@@ -301,8 +301,7 @@ func Cleanup(ctx context.Context) ([]string, error) {
 		if m.FSType != fsType || !ok || live[id] {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(m.Mountpoint, &st); !deadConn(err) {
+		if !Dead(m.Mountpoint) {
 			continue
 		}
 		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err == nil {
@@ -328,6 +327,24 @@ func processRunning(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// Dead reports whether the FUSE mount at mountpoint has lost its server: it
+// asks with statfs(2), which the kernel always sends to the server. stat(2) is
+// no test: the attributes of the mount's root stay cached after the server
+// died, and a dead mount whose root was looked at before answers stat as if
+// it were alive.
+func Dead(mountpoint string) bool {
+	var sf unix.Statfs_t
+	return deadConn(unix.Statfs(mountpoint, &sf))
+}
+
+// Serving reports whether mountpoint is a FUSE mount whose server answers. A
+// mountpoint whose mount was detached (say, lazily unmounted by a Cleanup in
+// another process) is a plain directory again, and is not serving.
+func Serving(mountpoint string) bool {
+	var sf unix.Statfs_t
+	return unix.Statfs(mountpoint, &sf) == nil && sf.Type == unix.FUSE_SUPER_MAGIC
 }
 
 // deadConn reports whether err is what a FUSE mount whose server has gone
