@@ -36,12 +36,21 @@ func ext4LayerVHD(t *testing.T, path string, files map[string]string) {
 	}
 }
 
+// privateState gives the commands that t runs their own internal/attach and
+// internal/fusefs state, apart from other test binaries running at the same time.
+func privateState(t *testing.T) {
+	t.Helper()
+	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+}
+
 // TestLayerMountUnmount runs the built binary: the mounts must outlive the mount
 // command, and unmount must find them in the kernel's tables alone.
 func TestLayerMountUnmount(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("layer mount needs root for loop devices and mounts")
 	}
+	privateState(t)
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		t.Skip("mkfs.ext4 not found (e2fsprogs)")
 	}
@@ -136,6 +145,7 @@ func TestLayerMountCrash(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("layer mount needs root for loop devices and mounts")
 	}
+	privateState(t)
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		t.Skip("mkfs.ext4 not found (e2fsprogs)")
 	}
