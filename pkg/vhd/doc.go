@@ -90,4 +90,12 @@
 //
 // The 511-byte footers of Virtual PC before 2004 are not recognised. A footer
 // damaged at the end of a dynamic disk is not repaired from the copy at offset 0.
+//
+// A VHDX with a pending log is not replayed into memory for a read-only open; it
+// is refused. Logs longer than 256 MiB are not replayed. Differencing disks are
+// not resized (they have their parent's size); a shrunk fixed VHDX keeps the
+// blocks past its new end in the file, unreferenced. A VHD parent must be a VHD
+// and a VHDX parent a VHDX. New differencing VHDX files name their parent by
+// relative_path and absolute_win32_path (a Linux path in Windows syntax, without
+// a drive letter), not volume_path.
 package vhd
