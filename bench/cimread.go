@@ -426,6 +426,7 @@ func (in *cimInput) buildImages(ctx context.Context, env *Env) (*cimImages, erro
 			append([]string{"mkfs.erofs"}, erofsArgs(filepath.Join(dir, "erofs.img"), t.dir)...),
 			append([]string{"mksquashfs"}, squashfsArgs(filepath.Join(dir, "squashfs.img"), t.dir)...),
 			{env.HCS, "--quiet", "cim", "create", "-f", t.winTar, filepath.Join(dir, "layer")},
+			{env.HCS, "--quiet", "cim", "verify", filepath.Join(dir, "layer")},
 		} {
 			if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
 				return fmt.Errorf("%s: %w: %s", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
@@ -468,6 +469,7 @@ func cimReadRow(in *cimInput, cold bool) *Row {
 	var images *cimImages
 	var readtree string
 	var peerRead, oursRead []readResult
+	var compared string
 	peerName := "kernel erofs (loop), hot"
 	if cold {
 		peerName = "squashfuse, cold"
@@ -520,6 +522,10 @@ func cimReadRow(in *cimInput, cold bool) *Row {
 					} else {
 						peerRead = append(peerRead, r)
 					}
+					if err == nil && ours && n == 0 && cold {
+						// Once per row, untimed: the mount against the tree.
+						compared, err = compareTreeMount(in.tree.dir, filepath.Join(mnt, "Files"))
+					}
 					return err
 				},
 				Cleanup: cleanup,
@@ -563,6 +569,9 @@ func cimReadRow(in *cimInput, cold bool) *Row {
 				notes = append(notes, fmt.Sprintf("both read %d files, %s", o.files, sizeIEC(o.bytes)))
 			}
 		}
+		if compared != "" {
+			notes = append(notes, compared)
+		}
 		ratio := float64(median(walls(res.Peer))) / float64(median(walls(res.Ours)))
 		if cold {
 			notes = append(notes, fmt.Sprintf("goal cold read >= %.1fx squashfuse: %s (%.2fx)", cimColdReadGoal, metIf(ratio >= cimColdReadGoal), ratio))
@@ -572,4 +581,110 @@ func cimReadRow(in *cimInput, cold bool) *Row {
 		return notes
 	}
 	return r
+}
+
+// compareTreeMount compares the tree with the FUSE mount of its CIM (its Files
+// directory), as diff -r would: the same names in every directory, the same
+// bytes in every file, and symlinks that lead to the same place (absolute
+// targets are relative inside the mount). It returns a note.
+func compareTreeMount(tree, mnt string) (string, error) {
+	var entries, diffs int
+	var first string
+	differ := func(rel, what string) {
+		if diffs == 0 {
+			first = rel + ": " + what
+		}
+		diffs++
+	}
+	bufA, bufB := make([]byte, 1<<20), make([]byte, 1<<20)
+	err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(tree, p)
+		m := filepath.Join(mnt, rel)
+		entries++
+		mi, err := os.Lstat(m)
+		if err != nil {
+			differ(rel, err.Error())
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch {
+		case d.IsDir():
+			a, _ := os.ReadDir(p)
+			b, err := os.ReadDir(m)
+			if err != nil || len(a) != len(b) {
+				differ(rel, fmt.Sprintf("%d names in the tree, %d in the mount (%v)", len(a), len(b), err))
+				return nil
+			}
+			for i := range a {
+				if a[i].Name() != b[i].Name() {
+					differ(rel, "names differ: "+a[i].Name()+", "+b[i].Name())
+					break
+				}
+			}
+		case d.Type()&fs.ModeSymlink != 0:
+			want, _ := os.Readlink(p)
+			got, err := os.Readlink(m)
+			if err != nil {
+				differ(rel, err.Error())
+				return nil
+			}
+			if strings.HasPrefix(want, "/") {
+				// Resolved inside the mount, it must land where the absolute
+				// target is in the tree.
+				if filepath.Clean(filepath.Join(filepath.Dir(rel), got)) != filepath.Clean(strings.TrimPrefix(want, "/")) {
+					differ(rel, fmt.Sprintf("symlink %q for %q", got, want))
+				}
+			} else if got != want {
+				differ(rel, fmt.Sprintf("symlink %q, want %q", got, want))
+			}
+		default:
+			if !mi.Mode().IsRegular() {
+				differ(rel, "not a regular file in the mount")
+				return nil
+			}
+			same, err := sameContent(p, m, bufA, bufB)
+			if err != nil {
+				return err
+			}
+			if !same {
+				differ(rel, "content differs")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if diffs > 0 {
+		return fmt.Sprintf("MISMATCH: the FUSE mount differs from the tree in %d of %d entries (first: %s)", diffs, entries, first), nil
+	}
+	return fmt.Sprintf("the FUSE mount matches the tree (%d entries: names, contents, symlinks)", entries), nil
+}
+
+func sameContent(a, b string, bufA, bufB []byte) (bool, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, nil
+	}
+	defer fb.Close()
+	for {
+		na, ea := io.ReadFull(fa, bufA)
+		nb, eb := io.ReadFull(fb, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		if ea != nil || eb != nil {
+			return (ea == io.EOF || ea == io.ErrUnexpectedEOF) && (eb == io.EOF || eb == io.ErrUnexpectedEOF), nil
+		}
+	}
 }

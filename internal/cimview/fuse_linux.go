@@ -118,16 +118,56 @@ func (nd *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(list), 0
 }
 
-// OpendirHandle lists the directory once per open and lets the kernel cache
-// the listing (FOPEN_CACHE_DIR): the image never changes, so later listings
-// need neither READDIR requests nor the lookups of READDIRPLUS.
+// OpendirHandle lets the kernel cache the directory's listing
+// (FOPEN_CACHE_DIR): the image never changes, so later listings need neither
+// READDIR requests nor the lookups of READDIRPLUS. The listing is made only
+// when the kernel asks for it, which it does not while its cache holds it.
 func (nd *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	ds, errno := nd.Readdir(ctx)
-	if errno != 0 {
-		return nil, 0, errno
-	}
-	return ds, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &dirHandle{nd: nd}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
+
+// dirHandle is an open directory whose listing is made on first use.
+type dirHandle struct {
+	nd *node
+	ds gofs.DirStream
+}
+
+var (
+	_ gofs.FileReaddirenter = (*dirHandle)(nil)
+	_ gofs.FileSeekdirer    = (*dirHandle)(nil)
+	_ gofs.FileReleasedirer = (*dirHandle)(nil)
+)
+
+func (d *dirHandle) list(ctx context.Context) syscall.Errno {
+	if d.ds != nil {
+		return 0
+	}
+	ds, errno := d.nd.Readdir(ctx)
+	if errno == 0 {
+		d.ds = ds
+	}
+	return errno
+}
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if errno := d.list(ctx); errno != 0 {
+		return nil, errno
+	}
+	if !d.ds.HasNext() {
+		return nil, 0
+	}
+	e, errno := d.ds.Next()
+	return &e, errno
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if errno := d.list(ctx); errno != 0 {
+		return errno
+	}
+	return d.ds.(gofs.FileSeekdirer).Seekdir(ctx, off)
+}
+
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
 
 func fillAttr(out *fuse.Attr, a *Attr) {
 	out.Ino = a.Ino
