@@ -628,6 +628,12 @@ func compareTreeMount(tree, mnt string) (string, error) {
 			}
 		case d.Type()&fs.ModeSymlink != 0:
 			want, _ := os.Readlink(p)
+			// The Windows layer carries the target with '\' separators (and
+			// a drive for absolute ones), which the mount shows in Linux form.
+			want = strings.ReplaceAll(want, `\`, "/")
+			if len(want) >= 3 && want[1] == ':' && want[2] == '/' {
+				want = want[2:]
+			}
 			got, err := os.Readlink(m)
 			if err != nil {
 				differ(rel, err.Error())
