@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
@@ -124,8 +125,8 @@ func TestLayerMountUnmount(t *testing.T) {
 	if m := mountinfo.Under(infos, dir); len(m) != 0 {
 		t.Errorf("left mounted: %+v", m)
 	}
-	if b, _ := exec.Command("losetup", "-a").Output(); strings.Contains(string(b), dir) {
-		t.Errorf("left attached:\n%s", b)
+	if devs, err := loop.FindUnder(dir); err != nil || len(devs) != 0 {
+		t.Errorf("left attached: %v, %v", devs, err)
 	}
 	if out, code := run("layer", "unmount", target); code != exitNotFound {
 		t.Errorf("unmount of nothing: exit %d, want %d: %s", code, exitNotFound, out)
@@ -181,16 +182,22 @@ func TestLayerMountCrash(t *testing.T) {
 		if m := mountinfo.Under(infos, dir); len(m) != 0 {
 			t.Fatalf("left mounted: %+v", m)
 		}
-		// Autoclear devices go when their last user does; give the kernel a moment.
-		for i := 0; ; i++ {
-			b, _ := exec.Command("losetup", "-a").Output()
-			if !strings.Contains(string(b), dir) {
+		// The devices of a killed mount are autoclear: they go when their
+		// last user does, which another process that has them open for a
+		// moment (losetup -a opens every attached device) can delay. The
+		// wait is generous for a loaded machine and ends as soon as they
+		// are gone.
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			devs, err := loop.FindUnder(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(devs) == 0 {
 				break
 			}
-			if i == 100 {
-				t.Fatalf("left attached:\n%s", b)
+			if time.Now().After(deadline) {
+				t.Fatalf("left attached: %v", devs)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
 

@@ -255,9 +255,39 @@ func Find(backingFile string) ([]string, error) {
 	if r, err := filepath.EvalSymlinks(want); err == nil {
 		want = r
 	}
-	entries, err := os.ReadDir("/sys/block")
+	paths, err := scan(func(b string) bool { return b == want })
 	if err != nil {
 		return nil, &Error{Op: "find", Path: backingFile, Err: err}
+	}
+	return paths, nil
+}
+
+// FindUnder returns the loop devices (/dev/loopN, in device order) whose
+// backing file is dir or below it, deleted since or not, as sysfs reports
+// them. It reads sysfs only and opens no device, so unlike losetup -a it never
+// holds another process's device open (which would delay an autoclear).
+func FindUnder(dir string) ([]string, error) {
+	want, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, &Error{Op: "find", Path: dir, Err: err}
+	}
+	if r, err := filepath.EvalSymlinks(want); err == nil {
+		want = r
+	}
+	prefix := strings.TrimSuffix(want, "/") + "/"
+	paths, err := scan(func(b string) bool { return b == want || strings.HasPrefix(b, prefix) })
+	if err != nil {
+		return nil, &Error{Op: "find", Path: dir, Err: err}
+	}
+	return paths, nil
+}
+
+// scan returns the attached loop devices, in device order, whose backing file
+// (without the " (deleted)" mark) match accepts.
+func scan(match func(backing string) bool) ([]string, error) {
+	entries, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil, err
 	}
 	type dev struct {
 		n    int
@@ -277,7 +307,7 @@ func Find(backingFile string) ([]string, error) {
 		if err != nil {
 			continue // not attached, or detached meanwhile
 		}
-		if b == want || b == want+" (deleted)" {
+		if match(b) || match(strings.TrimSuffix(b, " (deleted)")) {
 			found = append(found, dev{n, "/dev/" + e.Name()})
 		}
 	}

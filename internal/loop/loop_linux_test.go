@@ -357,7 +357,9 @@ func TestReleaseAutoClear(t *testing.T) {
 // waitDetached waits for the kernel to drop every device backed by path.
 func waitDetached(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// Generous: another process that has the device open (losetup -a opens
+	// every attached device) delays the kernel's detach until it closes it.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		devs, err := Find(path)
 		if err != nil {
@@ -419,6 +421,19 @@ func TestFind(t *testing.T) {
 	}
 	if devs, _ := Find(other); !slices.Equal(devs, []string{d3.Path()}) {
 		t.Errorf("Find(other) = %v, want [%s]", devs, d3.Path())
+	}
+	dir := filepath.Dir(path)
+	if devs, err := FindUnder(dir); err != nil || !slices.Equal(devs, want) {
+		t.Errorf("FindUnder(%s) = %v, %v; want %v", dir, devs, err, want)
+	}
+	all := append(slices.Clone(want), d3.Path())
+	slices.SortFunc(all, func(a, b string) int { return devNum(a) - devNum(b) })
+	if devs, err := FindUnder(filepath.Dir(dir)); err != nil || !slices.Equal(devs, all) {
+		t.Errorf("FindUnder(%s) = %v, %v; want %v", filepath.Dir(dir), devs, err, all)
+	}
+	// A name that is a prefix of the directory's, but not a parent of it.
+	if devs, err := FindUnder(dir[:len(dir)-1]); err != nil || len(devs) != 0 {
+		t.Errorf("FindUnder(%s) = %v, %v; want none", dir[:len(dir)-1], devs, err)
 	}
 
 	for _, d := range []*Device{d1, d2, d3} {
@@ -493,7 +508,7 @@ func TestConcurrentAttach(t *testing.T) {
 		mu.Unlock()
 		select {
 		case <-release:
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 		}
 	}
 	t.Cleanup(func() { testHookGotFree = nil })

@@ -18,6 +18,11 @@ func Find(backingFile string) ([]string, error) {
 	return nil, &Error{Op: "find", Path: backingFile, Err: unsupported("loop devices on " + runtime.GOOS)}
 }
 
+// FindUnder returns an error wrapping errors.ErrUnsupported.
+func FindUnder(dir string) ([]string, error) {
+	return nil, &Error{Op: "find", Path: dir, Err: unsupported("loop devices on " + runtime.GOOS)}
+}
+
 // Path returns "".
 func (d *Device) Path() string { return "" }
 

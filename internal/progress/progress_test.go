@@ -35,7 +35,7 @@ func TestForcedDraw(t *testing.T) {
 	}
 	w := b.Writer(io.Discard)
 	chunk := make([]byte, 4096)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // ends at the third redraw
 	for strings.Count(out.String(), "\r") < 3 && time.Now().Before(deadline) {
 		w.Write(chunk)
 		time.Sleep(time.Millisecond)
