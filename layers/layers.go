@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/internal/wcowunion"
 	"io/fs"
 	"log/slog"
 
@@ -179,3 +180,7 @@ func schemaLayers(ctx context.Context, paths []string) ([]SchemaLayer, error) {
 	}
 	return out, nil
 }
+
+// ErrBadTombstones means a layer's tombstones.txt cannot be used: no version
+// header, or a name that is not a path inside Files/.
+var ErrBadTombstones = wcowunion.ErrBadTombstones

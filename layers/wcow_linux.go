@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/internal/wcowunion"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
@@ -22,7 +22,11 @@ const (
 	// SandboxMountDir is where MountWCOWLayers mounts SandboxDisk.
 	SandboxMountDir = "sandbox"
 	// WCOWWorkDir is overlayfs's work directory, beside the writable Files/.
-	WCOWWorkDir = ".overlay-work"
+	WCOWWorkDir = wcowunion.WorkDir
+	// WCOWWhiteoutsDir holds, under the writable layer's base, one directory per
+	// read-only layer with tombstones: the layer's deletions as overlay
+	// whiteouts. It is made again at every MountWCOWLayers.
+	WCOWWhiteoutsDir = wcowunion.WhiteoutsDir
 	// WCOWMountDir is the union's mount point when no volumeMountPath is given.
 	WCOWMountDir = "mount"
 )
@@ -55,32 +59,17 @@ func MountWCOWLayers(ctx context.Context, containerID string, layerFolders []str
 	if len(ro) > mount.MaxLowerLayers {
 		return "", nil, &Error{Op: "check arguments", Err: fmt.Errorf("%w: %d layers, a union holds at most %d", ErrTooManyLayers, len(ro), mount.MaxLowerLayers)}
 	}
-	type roLayer struct {
-		files      string
-		tombstones []string
-	}
-	layers := make([]roLayer, len(ro))
-	nLowers := 0
-	for i, l := range ro {
-		files := filepath.Join(l, winlayer.FilesDir)
-		if st, err := os.Stat(files); err != nil || !st.IsDir() {
-			if err == nil {
-				err = errors.New("not a directory")
-			}
-			return "", nil, &Error{Op: "check layer", Path: l, Err: fmt.Errorf("%w: no %s folder: %w", ErrInvalidArgument, winlayer.FilesDir, err)}
+	layers, err := wcowunion.Load(ro)
+	if err != nil {
+		var le *wcowunion.LayerError
+		switch {
+		case errors.As(err, &le) && errors.Is(err, wcowunion.ErrNoFiles):
+			return "", nil, &Error{Op: "check layer", Path: le.Path, Err: fmt.Errorf("%w: %w", ErrInvalidArgument, le.Err)}
+		case errors.As(err, &le):
+			return "", nil, &Error{Op: "read tombstones", Path: le.Path, Err: le.Err}
+		default:
+			return "", nil, &Error{Op: "check arguments", Err: err}
 		}
-		tomb, err := readTombstones(l)
-		if err != nil {
-			return "", nil, &Error{Op: "read tombstones", Path: l, Err: err}
-		}
-		layers[i] = roLayer{files, tomb}
-		nLowers++
-		if len(tomb) > 0 {
-			nLowers++
-		}
-	}
-	if nLowers > mount.MaxLowerLayers {
-		return "", nil, &Error{Op: "check arguments", Err: fmt.Errorf("%w: %d layers need %d lower directories (one more per layer with deletions), a union holds at most %d", ErrTooManyLayers, len(ro), nLowers, mount.MaxLowerLayers)}
 	}
 	if st, err := os.Stat(scratch); err != nil || !st.IsDir() {
 		if err == nil {
@@ -130,20 +119,9 @@ func MountWCOWLayers(ctx context.Context, containerID string, layerFolders []str
 	// A layer's deletions hide its parents' files: a directory of whiteouts goes
 	// right below the layer.
 	whiteouts := filepath.Join(upperBase, WCOWWhiteoutsDir)
-	if err := os.RemoveAll(whiteouts); err != nil {
-		return "", nil, &Error{Op: "remove old whiteouts", Path: whiteouts, Err: err}
-	}
-	var lowers []string
-	for i, l := range layers {
-		lowers = append(lowers, l.files)
-		if len(l.tombstones) == 0 {
-			continue
-		}
-		d := filepath.Join(whiteouts, strconv.Itoa(i))
-		if err := makeWhiteoutLayer(d, l.tombstones); err != nil {
-			return "", nil, &Error{Op: "make whiteouts", Path: ro[i], Err: err}
-		}
-		lowers = append(lowers, d)
+	lowers, err := wcowunion.Lowers(layers, whiteouts)
+	if err != nil {
+		return "", nil, &Error{Op: "make whiteouts", Path: whiteouts, Err: err}
 	}
 	if err := s.mkdir("make union mount point", target); err != nil {
 		return "", nil, err

@@ -1,4 +1,4 @@
-package layers
+package wcowunion
 
 import (
 	"bufio"
@@ -11,16 +11,16 @@ import (
 
 // ErrBadTombstones means a layer's tombstones.txt cannot be used: no version
 // header, or a name that is not a path inside Files/.
-var ErrBadTombstones = errors.New("layers: bad tombstones file")
+var ErrBadTombstones = errors.New("wcowunion: bad tombstones file")
 
 // maxTombstoneLine bounds one line of tombstones.txt (a Windows path).
 const maxTombstoneLine = 64 << 10
 
-// parseTombstones reads a tombstones.txt (a version header, then one removed name per
+// ParseTombstones reads a tombstones.txt (a version header, then one removed name per
 // line, relative to Files with a leading backslash, as winlayer writes it and Windows
 // export folders hold it) and returns the names as clean slash-separated relative
 // paths. file names the input in errors.
-func parseTombstones(r io.Reader, file string) ([]string, error) {
+func ParseTombstones(r io.Reader, file string) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxTombstoneLine)
 	var (

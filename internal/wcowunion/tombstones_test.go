@@ -1,4 +1,4 @@
-package layers
+package wcowunion
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 func TestParseTombstones(t *testing.T) {
 	in := "\uFEFFVersion 1.0\r\n\\Windows\\System32\\a.dll\r\n\r\n\\Program Files\\x y\n"
-	got, err := parseTombstones(strings.NewReader(in), "tombstones.txt")
+	got, err := ParseTombstones(strings.NewReader(in), "tombstones.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestParseTombstones(t *testing.T) {
 		{"Version 1.0\n\\a\\\\b\n", "line 2 (byte 12)"},
 		{"Version 1.0\n\\\n", "line 2"},
 	} {
-		_, err := parseTombstones(strings.NewReader(tt.in), "t.txt")
+		_, err := ParseTombstones(strings.NewReader(tt.in), "t.txt")
 		if !errors.Is(err, ErrBadTombstones) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: got %v, want ErrBadTombstones with %q", tt.in, err, tt.want)
 		}
@@ -37,7 +37,7 @@ func FuzzParseTombstones(f *testing.F) {
 	f.Add("Version 1.0\r\n\\a\\..\\..\\b\r\n")
 	f.Add("Version 1.0\n\\\\server\\share\n\\C:\\x\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		names, err := parseTombstones(strings.NewReader(in), "t.txt")
+		names, err := ParseTombstones(strings.NewReader(in), "t.txt")
 		if err != nil {
 			if !errors.Is(err, ErrBadTombstones) {
 				t.Fatalf("error %v is not ErrBadTombstones", err)
