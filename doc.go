@@ -42,9 +42,5 @@
 // # Not here yet
 //
 // Containers, processes, HNS networks and endpoints, and container statistics come
-// with the compute work and are not part of this package yet. Neither are the layer
-// functions that need scratch disks and the union filter (ActivateLayer,
-// PrepareLayer, CreateSandboxLayer, ExpandSandboxSize, GetLayerMountPath,
-// ProcessBaseLayer, ProcessUtilityVMImage and their inverses); they come with the
-// virtual disk and mount work.
+// with the compute work and are not part of this package yet.
 package hostcompute

@@ -11,5 +11,6 @@ import (
 // (package fusefs re-executes the running binary).
 func TestMain(m *testing.M) {
 	fusefs.MaybeRunHelper()
+	runActivateChild()
 	os.Exit(m.Run())
 }

@@ -11,10 +11,12 @@
 // failed or killed import leaves no layer; the next writer in the same parent folder
 // removes the remains.
 //
-// ExpandScratchSize grows a scratch disk and its file system (see scratch.go). Functions
-// that need the union filter (ActivateLayer, PrepareLayer, CreateScratchLayer,
-// ProcessBaseLayer, ProcessUtilityVMImage) belong with the mount work and are not part of
-// this package yet; see the README's table of the seed API.
+// A read-write (scratch) layer is a layer folder holding sandbox.vhdx, a sparse disk
+// formatted ext4 (CreateScratchLayer); ExpandScratchSize grows it and its file system
+// (see scratch.go). ActivateLayer attaches and mounts that disk, PrepareLayer puts an
+// overlayfs union of the parents over it, and both are counted and undone in reverse
+// order by UnprepareLayer and DeactivateLayer (see activate.go and internal/layermount
+// for where things are mounted and how a crashed process's state is recovered).
 package wclayer
 
 import (
@@ -61,11 +63,10 @@ func LayerDescriptors(ctx context.Context, paths []string) ([]WC_LAYER_DESCRIPTO
 func CreateLayer(ctx context.Context, path, parent string) error {
 	var parents []string
 	if parent != "" {
-		chain, err := winlayer.Parents(parent)
-		if err != nil {
+		var err error
+		if parents, err = ParentChain(parent); err != nil {
 			return err
 		}
-		parents = append([]string{parent}, chain...)
 	}
 	return winlayer.Create(ctx, path, parents)
 }
@@ -108,4 +109,14 @@ func GrantVmAccess(ctx context.Context, vmid string, filepath string) error { //
 // on Linux. It returns ErrNotSupportedOnLinux.
 func GetSharedBaseImages(ctx context.Context) (string, error) {
 	return "", ErrNotSupportedOnLinux
+}
+
+// ParentChain returns the layer folder at path followed by its own parents, from
+// its layerchain.json: the parentLayerPaths of a layer whose direct parent is path.
+func ParentChain(path string) ([]string, error) {
+	chain, err := winlayer.Parents(path)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{path}, chain...), nil
 }
