@@ -15,9 +15,16 @@
 // and [SetupUtilityVMBaseLayer] (a formatted base VHDX and its differencing child, each
 // with a WithOptions form for the size in bytes and the file system), and
 // [SetupBaseOSLayer] and [SetupBaseOSVolume] (container layers; utility VM system volumes
-// are Windows-only, see [ErrWindowsOnly]). The filter functions
-// (AttachLayerStorageFilter, DetachLayerStorageFilter, AttachOverlayFilter,
-// DetachOverlayFilter, InitializeWritableLayer) come with the mount work.
+// are Windows-only, see [ErrWindowsOnly]).
+//
+// The filter functions realise both filter types, WCIFS and UnionFS, with overlayfs
+// (other types give [ErrUnsupportedFilter]): [InitializeWritableLayer] gives a layer
+// folder its scratch disk and chain; [AttachLayerStorageFilter] activates and prepares
+// it as wclayer.ActivateLayer and wclayer.PrepareLayer do (union at the path
+// wclayer.GetLayerMountPath returns); [AttachOverlayFilter] mounts the union over an
+// already mounted writable volume, at the volume's own path. All are counted across
+// processes and undone by their Detach forms; see internal/layermount for the state
+// kept under /run/hostcompute/layers and crash recovery.
 //
 // Programs that attach VHD or VHDX disks through this package must call [MaybeRunHelper]
 // first in main (and in TestMain): disks that are not raw are served to their loop device

@@ -72,16 +72,11 @@ func CreateScratchLayer(ctx context.Context, path string, parentLayerPaths []str
 // CreateScratchLayerWithOptions is CreateScratchLayer with a choice of disk
 // size and file system.
 func CreateScratchLayerWithOptions(ctx context.Context, path string, parentLayerPaths []string, opts ...ScratchOption) (err error) {
-	o := scratchOptions{size: DefaultScratchSize, fsys: diskfs.Ext4}
-	for _, f := range opts {
-		f(&o)
-	}
 	fail := func(err error) error { return fmt.Errorf("wclayer: creating scratch layer %s: %w", path, err) }
-	const mib = 1 << 20
-	if o.size <= 0 || o.size > 64<<40 {
-		return fail(fmt.Errorf("scratch size %d out of range", o.size))
+	o, err := newScratchOptions(opts)
+	if err != nil {
+		return fail(err)
 	}
-	o.size = (o.size + mib - 1) / mib * mib
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return fail(err)
@@ -129,11 +124,70 @@ func CreateScratchLayerWithOptions(ctx context.Context, path string, parentLayer
 	return nil
 }
 
-// makeScratchDisk writes a dynamic VHDX with 1 MiB blocks at disk, formatted.
+// CreateScratchDisk writes a new scratch disk at disk: a dynamic VHDX with
+// 1 MiB blocks, DefaultScratchSize bytes unless WithScratchSize says
+// otherwise, formatted ext4 (or NTFS with WithNTFS). It is made under a hidden
+// name beside disk and renamed into place complete; an existing disk gives an
+// error matching fs.ErrExist.
+func CreateScratchDisk(ctx context.Context, disk string, opts ...ScratchOption) (err error) {
+	o, err := newScratchOptions(opts)
+	if err != nil {
+		return fmt.Errorf("wclayer: creating scratch disk %s: %w", disk, err)
+	}
+	if err := makeScratchDisk(ctx, disk, o); err != nil {
+		return fmt.Errorf("wclayer: creating scratch disk %s: %w", disk, err)
+	}
+	return nil
+}
+
+func newScratchOptions(opts []ScratchOption) (scratchOptions, error) {
+	o := scratchOptions{size: DefaultScratchSize, fsys: diskfs.Ext4}
+	for _, f := range opts {
+		f(&o)
+	}
+	const mib = 1 << 20
+	if o.size <= 0 || o.size > 64<<40 {
+		return o, fmt.Errorf("scratch size %d out of range", o.size)
+	}
+	o.size = (o.size + mib - 1) / mib * mib
+	return o, nil
+}
+
+// makeScratchDisk writes a formatted dynamic VHDX at disk, staged.
 func makeScratchDisk(ctx context.Context, disk string, o scratchOptions) (err error) {
-	if err := vhd.CreateVHDX(disk, vhd.VHDXCreateOptions{Size: o.size, BlockSize: 1 << 20}); err != nil {
+	if _, err := os.Lstat(disk); err == nil {
+		return fmt.Errorf("%s: %w", disk, fs.ErrExist)
+	}
+	tmp := filepath.Join(filepath.Dir(disk), "."+filepath.Base(disk)+".tmp")
+	os.Remove(tmp) // a crashed creation's
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Size: o.size, BlockSize: 1 << 20}); err != nil {
 		return err
 	}
+	if err := formatDisk(ctx, tmp, o.fsys); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, disk); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(disk))
+}
+
+// formatDisk attaches disk for the time of the call and formats it.
+func formatDisk(ctx context.Context, disk string, fsys diskfs.Filesystem) (err error) {
 	a, err := attach.Attach(ctx, disk, attach.Options{})
 	if err != nil {
 		return err
@@ -143,15 +197,7 @@ func makeScratchDisk(ctx context.Context, disk string, o scratchOptions) (err er
 			err = derr
 		}
 	}()
-	if err := diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: o.fsys, AssumeZeroed: true}); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(disk, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: fsys, AssumeZeroed: true})
 }
 
 func syncDir(dir string) error {
