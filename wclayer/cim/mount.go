@@ -9,22 +9,17 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
 
-// Mounting
+// DefaultMountDir is the folder that holds one mount point per mounted CIM.
 //
 // hcsshim mounts a CIM as a volume whose GUID is a version-5 GUID of the
-// container ID, so that whoever knows the container ID finds the mount again,
-// even after the process that made it crashed. On Linux the volume is a
-// read-only FUSE mount (package internal/cimview) served by a helper process
-// that outlives the caller, at
-//
-//	<mount dir>/<volume GUID>      e.g. /run/hostcompute/cim/8f1c…-…
-//
-// where <mount dir> is DefaultMountDir, or $HOSTCOMPUTE_CIM_MOUNT_DIR when set.
-// The functions return and take that directory where hcsshim uses the volume
-// path \\?\Volume{<GUID>}\. One container ID has one CIM mount at a time, as
-// with hcsshim.
-
-// DefaultMountDir is the folder that holds one mount point per mounted CIM.
+// container ID (VolumeGUID), so that whoever knows the container ID finds the
+// mount again, even after the process that made it crashed. On Linux the volume
+// is a read-only FUSE mount (package internal/cimview) served by a helper
+// process that outlives the caller, at MountDir()/<volume GUID>, for example
+// /run/hostcompute/cim/0b6e…; $HOSTCOMPUTE_CIM_MOUNT_DIR replaces
+// DefaultMountDir. The mount functions return and take that directory where
+// hcsshim uses the volume path \\?\Volume{<GUID>}\. One container ID has one
+// CIM mount at a time, as with hcsshim.
 const DefaultMountDir = "/run/hostcompute/cim"
 
 // envMountDir overrides DefaultMountDir.

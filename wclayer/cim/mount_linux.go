@@ -18,10 +18,12 @@ import (
 const paramContainerID = "containerID"
 
 // MountCimLayer mounts the CIM at cimPath read-only for containerID and returns
-// the mount point (see the package's Mounting section; hcsshim returns the
-// volume path). The mount outlives the calling process; UnmountCimLayer or
-// CleanupContainerMounts ends it. Mounting the same CIM again for the same
-// container returns the existing mount; another CIM gives ErrMountedOther.
+// the mount point (see DefaultMountDir; hcsshim returns the volume path). The
+// mount outlives the calling process; UnmountCimLayer or CleanupContainerMounts
+// ends it. Mounting the same CIM again for the same container returns the
+// existing mount; another CIM gives ErrMountedOther. hcsshim's
+// CimMountFlagCacheFiles has its counterpart in the kernel's page cache, which
+// the mount keeps (see package internal/cimview).
 func MountCimLayer(ctx context.Context, cimPath, containerID string) (string, error) {
 	fail := func(err error) (string, error) {
 		return "", &MountError{Op: "mount", CimPath: cimPath, ContainerID: containerID, Err: err}
