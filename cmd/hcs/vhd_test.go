@@ -427,3 +427,32 @@ func TestVHDXCheckCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestVHDDifferencingConvert: a differencing VHD made by convert holds only the
+// MiBs that differ from its parent and reads back as the changed image.
+func TestVHDDifferencingConvert(t *testing.T) {
+	dir := t.TempDir()
+	img := make([]byte, 6<<20)
+	for i := range 4 << 20 {
+		img[i] = byte(i*7 + 3)
+	}
+	base := filepath.Join(dir, "base.vhd")
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhd-dynamic", writeFile(t, dir, "base.img", img), base), exitOK)
+	changed := bytes.Clone(img)
+	copy(changed[2<<20+5:], "changed")
+	child := filepath.Join(dir, "child.vhd")
+	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", "vhd-differencing", "--parent", base, writeFile(t, dir, "changed.img", changed), child)
+	wantCode(t, r, exitOK)
+	var res struct{ BytesWritten int64 }
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.BytesWritten != 1<<20 {
+		t.Errorf("wrote %d bytes, want the 1 MiB that differs (%v)", res.BytesWritten, err)
+	}
+	if info := vhdInfoJSON(t, child); info.Type != "differencing" || info.Parent != base {
+		t.Errorf("child info %+v", info)
+	}
+	out := filepath.Join(dir, "out.img")
+	wantCode(t, hcs(t, nil, "vhd", "convert", child, out), exitOK)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, changed) {
+		t.Errorf("child reads differently (%v)", err)
+	}
+}
