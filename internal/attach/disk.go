@@ -120,7 +120,12 @@ func OpenDisk(path string, readOnly bool) (Disk, error) {
 		}
 		return &rawDisk{f, info.Size}, nil
 	default:
-		return vhd.Open(path, readOnly)
+		d, err := vhd.Open(path, readOnly)
+		if err != nil {
+			// Return a nil interface, not an interface holding a nil *vhd.Disk.
+			return nil, err
+		}
+		return d, nil
 	}
 }
 
