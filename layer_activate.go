@@ -62,3 +62,19 @@ func CreateSandboxLayer(info DriverInfo, layerID, parentID string, parentLayerPa
 func ExpandSandboxSize(info DriverInfo, layerID string, size uint64) error {
 	return wclayer.ExpandScratchSize(context.Background(), layerPath(info, layerID), size)
 }
+
+// ProcessBaseLayer post-processes a base layer whose files were extracted to
+// path/Files: it makes the container scratch template disks blank-base.vhdx
+// and blank.vhdx (and Hives/ when missing); see wclayer.ProcessBaseLayer.
+func ProcessBaseLayer(path string) error {
+	return wclayer.ProcessBaseLayer(context.Background(), path)
+}
+
+// ProcessUtilityVMImage post-processes a utility VM image whose files were
+// extracted to path/Files: it makes the template disks SystemTemplateBase.vhdx
+// and SystemTemplate.vhdx, then returns an error matching
+// errors.ErrUnsupported, because the utility VM's system volume (registry and
+// BCD edits) cannot be written on Linux; see wclayer.ProcessUtilityVMImage.
+func ProcessUtilityVMImage(path string) error {
+	return wclayer.ProcessUtilityVMImage(context.Background(), path)
+}

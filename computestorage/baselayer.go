@@ -4,19 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/internal/basedisk"
+	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"os"
 	"path/filepath"
-
-	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
 // DefaultScratchSizeGB is the size of the scratch disks the Host Compute
 // Service makes when no size is given (hcsshim's DefaultScratchSizeGB).
 const DefaultScratchSizeGB = 20
-
-// baseBlockSize is the block size of the base and differencing VHDX files,
-// as hcsshim creates them.
-const baseBlockSize = 1 << 20
 
 // ScratchOptions describes the base and differencing disks that
 // SetupContainerBaseLayerWithOptions and SetupUtilityVMBaseLayerWithOptions
@@ -115,103 +111,19 @@ func SetupUtilityVMBaseLayerWithOptions(ctx context.Context, uvmPath, baseVhdPat
 	return nil
 }
 
-// makeBaseAndDiff replaces base and diff with a new formatted dynamic VHDX and
-// a differencing child of it; between the two it calls between, if set.
-// Each disk is made under a temporary name and renamed into place (the
-// child after the base, as its locator names the base's final path). On
-// failure both are removed.
-func makeBaseAndDiff(ctx context.Context, base, diff string, opts ScratchOptions, between func() error) (err error) {
+// makeBaseAndDiff replaces base and diff with a new formatted dynamic VHDX
+// and a differencing child of it (see basedisk.MakeBaseAndDiff).
+func makeBaseAndDiff(ctx context.Context, base, diff string, opts ScratchOptions, between func() error) error {
 	if opts.Size == 0 {
 		opts.Size = DefaultScratchSizeGB << 30
 	}
-	if opts.Size < 0 || opts.Size%baseBlockSize != 0 {
-		return fmt.Errorf("size %d is not a positive multiple of 1 MiB", opts.Size)
+	o := basedisk.Options{Size: opts.Size, Label: opts.Label, Filesystem: diskfs.Ext4}
+	switch opts.Filesystem {
+	case FilesystemExt4:
+	case FilesystemNTFS:
+		o.Filesystem = diskfs.NTFS
+	default:
+		return fmt.Errorf("unknown file system %q (want ext4 or ntfs)", opts.Filesystem)
 	}
-	base, err = filepath.Abs(base)
-	if err != nil {
-		return err
-	}
-	diff, err = filepath.Abs(diff)
-	if err != nil {
-		return err
-	}
-	if base == diff {
-		return fmt.Errorf("base and differencing disk are the same file %s", base)
-	}
-	for _, p := range []string{diff, base} {
-		if err := removeDisk(p); err != nil {
-			return err
-		}
-	}
-	defer func() {
-		if err != nil {
-			removeDisk(diff)
-			removeDisk(base)
-		}
-	}()
-	tmp := tempName(base)
-	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Size: opts.Size, BlockSize: baseBlockSize}); err != nil {
-		return err
-	}
-	d, err := OpenVirtualDisk(tmp, OpenVirtualDiskOptions{})
-	if err == nil {
-		err = FormatVirtualDisk(ctx, d, FormatOptions{Filesystem: opts.Filesystem, Label: opts.Label, NewDisk: true})
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err == nil {
-		err = renameSynced(tmp, base)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if between != nil {
-		if err := between(); err != nil {
-			return err
-		}
-	}
-	tmp = tempName(diff)
-	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Parent: base, BlockSize: baseBlockSize}); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := renameSynced(tmp, diff); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-// tempName is where a disk is made before it is renamed to path. Disks
-// left under such names by a crash are removed by the next setup.
-func tempName(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-}
-
-// removeDisk removes the disk at path and any temporary copy of it.
-func removeDisk(path string) error {
-	for _, p := range []string{path, tempName(path)} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-func renameSynced(from, to string) error {
-	f, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(to))
+	return basedisk.MakeBaseAndDiff(ctx, base, diff, o, between)
 }

@@ -3,6 +3,7 @@ package computestorage
 import (
 	"context"
 	"errors"
+	"github.com/hostcompute/hostcompute/internal/basedisk"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +104,7 @@ func TestSetupContainerBaseLayerFailure(t *testing.T) {
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("setup without the SAM hive: %v", err)
 	}
-	for _, p := range []string{base, diff, tempName(base), tempName(diff)} {
+	for _, p := range []string{base, diff, basedisk.TempName(base), basedisk.TempName(diff)} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left after a failed setup", p)
 		}

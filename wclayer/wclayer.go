@@ -17,6 +17,8 @@
 // overlayfs union of the parents over it, and both are counted and undone in reverse
 // order by UnprepareLayer and DeactivateLayer (see activate.go and internal/layermount
 // for where things are mounted and how a crashed process's state is recovered).
+// ProcessBaseLayer and ProcessUtilityVMImage make a base layer's template disks
+// (see baselayer.go; the utility VM's system volume is Windows-only).
 package wclayer
 
 import (

@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"internal/mount": {"internal/mountinfo", "golang.org/x/sys/"},
-	"layers":         {"pkg/", "internal/mount", "internal/wcowunion", "internal/layermount", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+	"layers":         {"pkg/", "internal/mount", "internal/wcowunion", "internal/layermount", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 
 	"internal/mountinfo": {},
 }

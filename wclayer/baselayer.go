@@ -1,0 +1,97 @@
+package wclayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hostcompute/hostcompute/internal/basedisk"
+	"github.com/hostcompute/hostcompute/internal/diskfs"
+	"github.com/hostcompute/hostcompute/pkg/winlayer"
+)
+
+// ErrWindowsOnly is returned by ProcessUtilityVMImage for the step Linux
+// cannot do: writing a utility VM's system volume, with its registry and boot
+// configuration (BCD) edits. It matches errors.ErrUnsupported and is the same
+// value as computestorage.ErrWindowsOnly.
+var ErrWindowsOnly = basedisk.ErrWindowsOnly
+
+// Sizes of the template disks, as the Host Compute Service makes them.
+const (
+	BaseScratchTemplateSize = 20 << 30 // blank-base.vhdx
+	UtilityVMTemplateSize   = 10 << 30 // UtilityVM/SystemTemplateBase.vhdx
+)
+
+// checkFiles reports an error naming path unless path/Files is a folder.
+func checkFiles(path string) error {
+	files := filepath.Join(path, winlayer.FilesDir)
+	st, err := os.Stat(files)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a folder: %w", files, fs.ErrInvalid)
+	}
+	return nil
+}
+
+// ProcessBaseLayer post-processes a base layer whose files have been
+// extracted to path/Files. It makes the container scratch template the way
+// computestorage.SetupContainerBaseLayer does: blank-base.vhdx, a dynamic
+// 20 GiB VHDX with 1 MiB blocks formatted ext4 (Windows formats NTFS), and
+// blank.vhdx, its differencing child, which containers copy as their
+// sandbox.vhdx. Existing template disks are replaced. When the layer has no
+// Hives/ and no Layout yet and its image holds the registry hives
+// (Files/Windows/System32/config), Hives/ is made from them with Layout, as
+// computestorage.SetupBaseOSLayer does; a layer that already has Hives/ (from
+// its tar) keeps them, and an image without the hives gets the disks only.
+func ProcessBaseLayer(ctx context.Context, path string) error {
+	fail := func(err error) error { return fmt.Errorf("wclayer: processing base layer %s: %w", path, err) }
+	if err := checkFiles(path); err != nil {
+		return fail(err)
+	}
+	_, herr := os.Lstat(filepath.Join(path, basedisk.HivesDir))
+	_, lerr := os.Lstat(filepath.Join(path, basedisk.LayoutFile))
+	between := func() error { return nil }
+	if errors.Is(herr, fs.ErrNotExist) && errors.Is(lerr, fs.ErrNotExist) {
+		if _, err := basedisk.FindPath(path, winlayer.FilesDir, "Windows", "System32", "config"); err == nil {
+			between = func() error { return basedisk.SetupHives(path) }
+		}
+	}
+	err := basedisk.MakeBaseAndDiff(ctx,
+		filepath.Join(path, basedisk.ContainerScratchTemplateBase),
+		filepath.Join(path, basedisk.ContainerScratchTemplate),
+		basedisk.Options{Size: BaseScratchTemplateSize, Filesystem: diskfs.Ext4}, between)
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// ProcessUtilityVMImage post-processes a utility VM image whose files have
+// been extracted to path/Files (path is the layer's UtilityVM folder). It
+// makes the utility VM template the way
+// computestorage.SetupUtilityVMBaseLayer does: SystemTemplateBase.vhdx, a
+// dynamic 10 GiB VHDX formatted NTFS, and SystemTemplate.vhdx, its
+// differencing child. Then it returns an error matching ErrWindowsOnly (and
+// errors.ErrUnsupported): on Windows the base disk also receives the utility
+// VM's system volume, built with registry and BCD edits that cannot be done
+// on Linux, so the template holds an empty volume and cannot boot a utility
+// VM. The disks stay; the error says what is missing.
+func ProcessUtilityVMImage(ctx context.Context, path string) error {
+	fail := func(err error) error { return fmt.Errorf("wclayer: processing utility VM image %s: %w", path, err) }
+	if err := checkFiles(path); err != nil {
+		return fail(err)
+	}
+	err := basedisk.MakeBaseAndDiff(ctx,
+		filepath.Join(path, basedisk.UtilityVMTemplateBase),
+		filepath.Join(path, basedisk.UtilityVMTemplate),
+		basedisk.Options{Size: UtilityVMTemplateSize, Filesystem: diskfs.NTFS}, nil)
+	if err != nil {
+		return fail(err)
+	}
+	return fail(fmt.Errorf("template disks made with an empty volume; the system volume is not written: %w", ErrWindowsOnly))
+}
