@@ -76,17 +76,16 @@ func open(abs, kind string) (*entry, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			e.close()
+			f.Close()
 			return nil, err
 		default:
-			if err := json.Unmarshal(data, &e.rec); err != nil {
-				e.close()
+			// A bad record is kept for inspection: only the lock is released.
+			rec, err := parseRecord(data, abs, kind)
+			if err != nil {
+				f.Close()
 				return nil, fmt.Errorf("%w: %s: %w", ErrCorruptState, filepath.Join(dir, recordFile), err)
 			}
-			if e.rec.Path != abs || e.rec.Kind != kind {
-				e.close()
-				return nil, fmt.Errorf("%w: %s holds the %s %s", ErrCorruptState, filepath.Join(dir, recordFile), e.rec.Kind, e.rec.Path)
-			}
+			e.rec = rec
 		}
 		return e, nil
 	}
@@ -141,3 +140,32 @@ const (
 	lockFile   = "lock"
 	recordFile = "state.json"
 )
+
+// parseRecord decodes a state record of the layer or volume abs and checks
+// that it is one this package could have written for it.
+func parseRecord(data []byte, abs, kind string) (record, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return record{}, err
+	}
+	switch {
+	case r.Version != 1:
+		return record{}, fmt.Errorf("version %d, want 1", r.Version)
+	case r.Path != abs || r.Kind != kind:
+		return record{}, fmt.Errorf("holds the %s %s", r.Kind, r.Path)
+	case r.Activations < 0 || r.Prepares < 0:
+		return record{}, fmt.Errorf("negative counts %d, %d", r.Activations, r.Prepares)
+	case kind == kindLayer && r.Prepares > 0 && r.Activations == 0:
+		return record{}, fmt.Errorf("prepared %d times but not active", r.Prepares)
+	case kind == kindLayer && (r.Activations > 0 || r.Pending) && !filepath.IsAbs(r.Disk):
+		return record{}, fmt.Errorf("active without an absolute disk path (%q)", r.Disk)
+	case kind == kindOverlay && (r.Activations != 0 || r.Pending || r.Disk != ""):
+		return record{}, errors.New("an overlay record with layer fields")
+	}
+	for _, p := range r.Parents {
+		if !filepath.IsAbs(p) {
+			return record{}, fmt.Errorf("parent %q is not absolute", p)
+		}
+	}
+	return r, nil
+}
