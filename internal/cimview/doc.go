@@ -71,7 +71,9 @@
 // entries and attributes for an hour (fusefs's defaults), file pages across
 // opens (the server answers the first OPEN with ENOSYS, FUSE's "no open"
 // mode, after which opens and closes never reach it and pages are kept as with
-// FOPEN_KEEP_CACHE; FLUSH likewise), and directory listings (FOPEN_CACHE_DIR).
+// FOPEN_KEEP_CACHE; FLUSH likewise), and directory listings (OPENDIR is
+// answered the same way, so listings are cached with FOPEN_CACHE_DIR and a walk
+// of a tree already listed never reaches the server).
 // Reads of stored data are spliced from the region files without a copy
 // through the server. Requests are served concurrently. A structure that breaks the format gives EIO
 // for the operation that reached it (the helper logs the reader's error,

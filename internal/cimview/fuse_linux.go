@@ -33,8 +33,9 @@ func openFS(req fusefs.Request) (*fusefs.FS, error) {
 		return nil, err
 	}
 	return &fusefs.FS{
-		Root:  root,
-		Close: im.Close,
+		Root:    root,
+		Close:   im.Close,
+		WrapRaw: func(raw fuse.RawFileSystem) fuse.RawFileSystem { return noOpendir{raw} },
 		Options: func(o *gofs.Options) {
 			o.RootStableAttr = &gofs.StableAttr{Ino: 1, Mode: fuse.S_IFDIR}
 			// Reads of large files come in big requests, many at once.
@@ -322,4 +323,46 @@ func (nd *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Files = uint64(nd.v.Files())
 	out.NameLen = 255
 	return 0
+}
+
+// noOpendir answers OPENDIR with ENOSYS, FUSE's "no opendir" mode: the kernel
+// then opens directories without asking, sends no RELEASEDIR, and caches their
+// listings (FOPEN_CACHE_DIR is the default then), so a walk of a tree already
+// listed never reaches the server. The READDIR requests that do come carry no
+// handle; each is answered through a handle opened and released for it alone
+// (go-fuse keeps listings per handle, and seeks to the request's offset).
+type noOpendir struct{ fuse.RawFileSystem }
+
+func (r noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	return fuse.ENOSYS
+}
+
+func (r noOpendir) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return r.readDir(cancel, in, out, false)
+}
+
+func (r noOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return r.readDir(cancel, in, out, true)
+}
+
+func (r noOpendir) readDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	rin := *in
+	if in.Fh == 0 {
+		var oo fuse.OpenOut
+		if st := r.RawFileSystem.OpenDir(cancel, &fuse.OpenIn{InHeader: in.InHeader}, &oo); !st.Ok() {
+			return st
+		}
+		rin.Fh = oo.Fh
+		defer r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: oo.Fh})
+	}
+	if plus {
+		return r.RawFileSystem.ReadDirPlus(cancel, &rin, out)
+	}
+	return r.RawFileSystem.ReadDir(cancel, &rin, out)
+}
+
+func (r noOpendir) ReleaseDir(in *fuse.ReleaseIn) {
+	if in.Fh != 0 {
+		r.RawFileSystem.ReleaseDir(in)
+	}
 }

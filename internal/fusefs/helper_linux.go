@@ -99,7 +99,7 @@ func serve(req Request, ready *os.File) error {
 	if fsys.Options != nil {
 		fsys.Options(opts)
 	}
-	server, err := gofs.Mount(req.Mountpoint, fsys.Root, opts)
+	server, err := mount(req.Mountpoint, fsys, opts)
 	if err != nil {
 		closeFS()
 		return fmt.Errorf("mounting on %s: %w", req.Mountpoint, err)
@@ -143,4 +143,21 @@ func serve(req Request, ready *os.File) error {
 		err = rmErr
 	}
 	return err
+}
+
+// mount mounts fsys at dir and starts serving it, as gofs.Mount does, with
+// fsys.WrapRaw around the raw file system when it is set.
+func mount(dir string, fsys *FS, opts *gofs.Options) (*fuse.Server, error) {
+	if fsys.WrapRaw == nil {
+		return gofs.Mount(dir, fsys.Root, opts)
+	}
+	server, err := fuse.NewServer(fsys.WrapRaw(gofs.NewNodeFS(fsys.Root, opts)), dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, err
+	}
+	return server, nil
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // FS is a file system built by an OpenFunc, ready to be served.
@@ -16,6 +17,10 @@ type FS struct {
 	// Options, if set, adjusts the mount options after the package's defaults
 	// (long timeouts, explicit data cache control, 1 MiB requests) are set.
 	Options func(*gofs.Options)
+	// WrapRaw, if set, wraps the raw file system go-fuse builds from Root
+	// before it is served, for kinds that answer some requests at the protocol
+	// level.
+	WrapRaw func(fuse.RawFileSystem) fuse.RawFileSystem
 }
 
 // OpenFunc opens req.Source and builds the file system to serve. It runs in
