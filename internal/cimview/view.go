@@ -140,7 +140,7 @@ func (v *View) countLinks() {
 			if e.ID == 0 {
 				continue
 			}
-			fi, err := v.im.StatID(e.ID)
+			fi, err := v.stat(e.ID) // warms the record cache for the first lookups
 			if err != nil {
 				continue
 			}
