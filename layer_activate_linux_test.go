@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hostcompute/hostcompute/internal/attach"
@@ -49,6 +50,11 @@ func TestSandboxLayerLifecycle(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "info", disk).CombinedOutput(); err != nil || !strings.Contains(string(out), "virtual size: 20 GiB") {
 		t.Fatalf("qemu-img info: %s %v", out, err)
 	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(disk, &st); err != nil || st.Blocks*512 > 128<<20 {
+		t.Errorf("the 20 GiB sandbox takes %d bytes on the host (%v); it should be sparse", st.Blocks*512, err)
+	}
+	t.Logf("sandbox.vhdx of 20 GiB with ext4 takes %d KiB on the host", st.Blocks/2)
 	if err := ExpandSandboxSize(info, "sb", 21<<30); err != nil {
 		t.Fatal(err)
 	}

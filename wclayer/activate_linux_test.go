@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/fusefs"
@@ -369,4 +371,77 @@ func runActivateChild() {
 	}
 	os.Stdout.WriteString("activated\n")
 	select {}
+}
+
+// BenchmarkCreateScratchLayer measures making a scratch layer with the
+// default 20 GiB sparse VHDX formatted ext4.
+func BenchmarkCreateScratchLayer(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root for loop devices")
+	}
+	b.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", b.TempDir())
+	b.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", b.TempDir())
+	dir := b.TempDir()
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		if err := CreateScratchLayer(ctx, filepath.Join(dir, strconv.Itoa(i)), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkActivatePrepare measures one ActivateLayer + PrepareLayer and
+// their inverses over a two-layer parent chain.
+func BenchmarkActivatePrepare(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root for loop devices and mounts")
+	}
+	b.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", b.TempDir())
+	b.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", b.TempDir())
+	b.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", b.TempDir())
+	ctx := context.Background()
+	dir := b.TempDir()
+	base, top := filepath.Join(dir, "base"), filepath.Join(dir, "top")
+	for i, p := range []string{base, top} {
+		var buf bytes.Buffer
+		if err := sampletar.Write(&buf, sampletar.Options{Seed: uint64(30 + i), Files: 50, Bytes: 1 << 20}); err != nil {
+			b.Fatal(err)
+		}
+		var parents []string
+		if i == 1 {
+			parents = []string{base}
+		}
+		if _, err := ociwclayer.ImportLayerFromTar(ctx, &buf, p, parents); err != nil {
+			b.Fatal(err)
+		}
+	}
+	scratch := filepath.Join(dir, "scratch")
+	if err := CreateScratchLayer(ctx, scratch, []string{top, base}); err != nil {
+		b.Fatal(err)
+	}
+	var act, prep, unprep, deact time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if err := ActivateLayer(ctx, scratch); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := PrepareLayer(ctx, scratch, []string{top, base}); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := UnprepareLayer(ctx, scratch); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if err := DeactivateLayer(ctx, scratch); err != nil {
+			b.Fatal(err)
+		}
+		act, prep, unprep, deact = act+t1.Sub(t0), prep+t2.Sub(t1), unprep+t3.Sub(t2), deact+time.Since(t3)
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64(act/n)/1e6, "activate-ms")
+	b.ReportMetric(float64(prep/n)/1e6, "prepare-ms")
+	b.ReportMetric(float64(unprep/n)/1e6, "unprepare-ms")
+	b.ReportMetric(float64(deact/n)/1e6, "deactivate-ms")
 }
