@@ -18,7 +18,11 @@ Tar paths are given with -f/--file, "-" meaning standard input or output. Input
 may be plain, gzip or zstd; the compression is recognised from its first bytes.
 
 mount and unmount stack Linux layer disks (ext4 images) under a scratch disk as a
-container root file system.`,
+container root file system.
+
+scratch creates a read-write layer (a sandbox.vhdx beside layerchain.json);
+activate, prepare, unprepare, deactivate and path mount it and the union of its
+parents as hcsshim's ActivateLayer, PrepareLayer and their inverses do.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
@@ -31,5 +35,6 @@ container root file system.`,
 		a.newLayerMountCommand(),
 		a.newLayerUnmountCommand(),
 	)
+	cmd.AddCommand(a.layerActivateCommands()...)
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,6 +264,11 @@ func MountPath(ctx context.Context, layer string) (string, error) {
 	abs, err := filepath.Abs(layer)
 	if err != nil {
 		return "", &Error{Op: "get mount path", Path: layer, Err: err}
+	}
+	// No state directory: nothing held and nothing mounted at its paths. This
+	// keeps the question open to callers that cannot write the state.
+	if _, err := os.Stat(key(abs)); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
 	e, err := openReconciled(ctx, abs, kindLayer)
 	if err != nil {
