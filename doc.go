@@ -22,6 +22,17 @@
 // (see winfile.BackupReader and winfile.BackupWriter). winfile.BasicInfo takes the place
 // of go-winio's FileBasicInfo.
 //
+// # Writable layers
+//
+// [CreateSandboxLayer] makes a read-write layer: a folder with sandbox.vhdx, a sparse
+// 20 GiB dynamic VHDX formatted ext4. [ActivateLayer] attaches and mounts that disk,
+// [PrepareLayer] mounts an overlayfs union of the parents over it, and
+// [GetLayerMountPath] says where the layer can be used. Both are counted across
+// processes and undone in reverse order by [UnprepareLayer] and [DeactivateLayer];
+// see wclayer.ActivateLayer for where things are mounted. [ProcessBaseLayer] makes a
+// base layer's template disks; [ProcessUtilityVMImage] makes a utility VM's, then
+// reports that its system volume (registry and BCD edits) cannot be written on Linux.
+//
 // # Differences from Windows
 //
 //   - No privileges are needed: hcsshim asks for SeBackupPrivilege and

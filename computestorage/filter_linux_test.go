@@ -220,3 +220,57 @@ func TestInitializeWritableLayerErrors(t *testing.T) {
 		t.Errorf("refused calls made the layer: %v", err)
 	}
 }
+
+// TestWritableLayerFromTemplate follows containerd's flow for a process
+// container: the base layer's template disks (wclayer.ProcessBaseLayer), a
+// byte copy of blank.vhdx as the container's sandbox.vhdx, then
+// InitializeWritableLayer, which keeps that disk, and the storage filter,
+// which mounts it through its differencing chain.
+func TestWritableLayerFromTemplate(t *testing.T) {
+	state := needFilterState(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	data, gone := filterStack(t, dir, WCIFS)
+	base := data.Layers[1].Path
+	if err := wclayer.ProcessBaseLayer(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "ctr")
+	if err := os.Mkdir(layer, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.ReadFile(filepath.Join(base, ContainerScratchTemplate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(layer, wclayer.ScratchDisk), tmpl, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := InitializeWritableLayer(ctx, layer, data); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(layer, wclayer.ScratchDisk)); !bytes.Equal(b, tmpl) {
+		t.Fatal("InitializeWritableLayer replaced the copied template")
+	}
+	if err := AttachLayerStorageFilter(ctx, layer, data); err != nil {
+		t.Fatal(err)
+	}
+	union, err := wclayer.GetLayerMountPath(ctx, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(union, gone)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("deleted %s visible: %v", gone, err)
+	}
+	if err := os.WriteFile(filepath.Join(union, "c.txt"), []byte("c"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := DetachLayerStorageFilter(ctx, layer); err != nil {
+		t.Fatal(err)
+	}
+	checkFiltersGone(t, state, layer)
+	// The write went into the container's differencing disk, not the template.
+	if b, _ := os.ReadFile(filepath.Join(base, ContainerScratchTemplate)); !bytes.Equal(b, tmpl) {
+		t.Error("the template changed")
+	}
+}
