@@ -112,7 +112,7 @@ func TestCIMCreateKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cimDir := filepath.Join(dir, wcim.CimLayersDir)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if m, _ := filepath.Glob(filepath.Join(cimDir, ".cimfs-staging-*")); len(m) > 0 {
 			break
 		}
