@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -405,4 +406,54 @@ func walkAll(dir string) int {
 		return nil
 	})
 	return eio
+}
+
+// TestMountKeepsPageCache checks that pages read through the mount stay in
+// the kernel's page cache across closes and opens (no invalidation on open).
+func TestMountKeepsPageCache(t *testing.T) {
+	needFUSE(t)
+	cimPath := buildLayer(t, t.TempDir(), "base", sampleOptions)
+	im, err := cimfs.Open(cimPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	wants, order := expected(t, im)
+	var big string
+	for _, p := range order {
+		if w := wants[p]; w.mode == cimview.ModeRegular && w.size >= 1<<20 && (big == "" || w.size > wants[big].size) {
+			big = p
+		}
+	}
+	if big == "" {
+		t.Fatal("the sample has no file of 1 MiB or more")
+	}
+	rec := mountCIM(t, cimPath)
+	p := filepath.Join(rec.Mountpoint, big)
+	if d, err := digestFile(p); err != nil || d != wants[big].digest {
+		t.Fatalf("%s: %v", big, err)
+	}
+	// A new open must find every page still cached.
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size := int(wants[big].size)
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (size+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal("mincore:", errno)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	if resident != len(vec) {
+		t.Errorf("%s: %d of %d pages cached after reopening", big, resident, len(vec))
+	}
 }
