@@ -20,7 +20,7 @@ import (
 func (a *app) newCIMCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cim",
-		Short: "Build, read, verify and export CimFS layer images",
+		Short: "Build, read, verify, export and mount CimFS layer images",
 		Long: `CimFS images ("CIMs") are the read-only layer format of current Windows hosts:
 a .cim file plus region and object ID files in one folder. hcs writes and reads
 them in pure Go.
