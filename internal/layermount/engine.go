@@ -22,7 +22,7 @@ import (
 // active already, only counts one more activation (repairing the mount if it
 // went away).
 func Activate(ctx context.Context, layer, disk string) error {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return &Error{Op: "activate", Path: layer, Err: err}
 	}
@@ -38,8 +38,12 @@ func Activate(ctx context.Context, layer, disk string) error {
 }
 
 func (e *entry) activate(ctx context.Context, disk string) error {
-	if disk, err := filepath.Abs(disk); err == nil && e.rec.Disk != "" && e.rec.Disk != disk {
-		return fmt.Errorf("%w: active with disk %s, not %s", ErrCorruptState, e.rec.Disk, disk)
+	disk, err := canonical(disk)
+	if err != nil {
+		return err
+	}
+	if e.rec.Disk != "" && e.rec.Disk != disk {
+		return fmt.Errorf("%w: active with disk %s, not %s", ErrInvalidArgument, e.rec.Disk, disk)
 	}
 	volume := filepath.Join(e.dir, VolumeDir)
 	mounted, err := isMountpoint(volume)
@@ -50,7 +54,7 @@ func (e *entry) activate(ctx context.Context, disk string) error {
 		e.rec.Activations++
 		return e.save()
 	}
-	e.rec.Disk, _ = filepath.Abs(disk)
+	e.rec.Disk = disk
 	if e.rec.Activations == 0 {
 		// Mark the attempt so that a crash before the count is saved is undone
 		// by the next call (see reconcile).
@@ -124,7 +128,7 @@ func (e *entry) teardownVolume(ctx context.Context) error {
 // volume and detaches its disk. A layer still prepared is refused with
 // ErrStillPrepared; one not active gives ErrNotActivated.
 func Deactivate(ctx context.Context, layer string) error {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return &Error{Op: "deactivate", Path: layer, Err: err}
 	}
@@ -168,7 +172,7 @@ func Deactivate(ctx context.Context, layer string) error {
 // layer's union path; when prepared already with the same parents it counts
 // one more preparation (remounting the union if it went away).
 func Prepare(ctx context.Context, layer string, parents []string) error {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return &Error{Op: "prepare", Path: layer, Err: err}
 	}
@@ -233,7 +237,7 @@ func mountUnion(base, target string, parents []string, source string) error {
 // Unprepare counts one preparation of layer less; the last one unmounts the
 // union. A busy union gives an error matching mount.ErrBusy and stays.
 func Unprepare(ctx context.Context, layer string) error {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return &Error{Op: "unprepare", Path: layer, Err: err}
 	}
@@ -261,7 +265,7 @@ func Unprepare(ctx context.Context, layer string) error {
 // MountPath returns where layer can be used: its union path when prepared,
 // its volume path when only active, and "" when neither.
 func MountPath(ctx context.Context, layer string) (string, error) {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return "", &Error{Op: "get mount path", Path: layer, Err: err}
 	}
@@ -287,7 +291,7 @@ func MountPath(ctx context.Context, layer string) (string, error) {
 // State reports the counts of layer: how many activations and preparations
 // are outstanding.
 func State(ctx context.Context, layer string) (activations, prepares int, err error) {
-	abs, err := filepath.Abs(layer)
+	abs, err := canonical(layer)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -304,7 +308,7 @@ func State(ctx context.Context, layer string) (activations, prepares int, err er
 // of volume itself, so volume shows the union from then on, as a volume with
 // a Windows filter attached does. Further calls with the same parents count.
 func AttachOverlay(ctx context.Context, volume string, parents []string) error {
-	abs, err := filepath.Abs(volume)
+	abs, err := canonical(volume)
 	if err != nil {
 		return &Error{Op: "attach overlay", Path: volume, Err: err}
 	}
@@ -347,7 +351,7 @@ func AttachOverlay(ctx context.Context, volume string, parents []string) error {
 // DetachOverlay counts one AttachOverlay of volume less; the last one
 // unmounts the union from over the volume.
 func DetachOverlay(ctx context.Context, volume string) error {
-	abs, err := filepath.Abs(volume)
+	abs, err := canonical(volume)
 	if err != nil {
 		return &Error{Op: "detach overlay", Path: volume, Err: err}
 	}
@@ -463,4 +467,17 @@ func absAll(paths []string) ([]string, error) {
 		out[i] = a
 	}
 	return out, nil
+}
+
+// canonical returns the absolute path of p with symbolic links resolved when
+// it exists, so that one folder reached by two paths has one state entry.
+func canonical(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r, nil
+	}
+	return abs, nil
 }

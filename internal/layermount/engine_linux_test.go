@@ -291,3 +291,29 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestSymlinkedLayer: a layer reached through a symbolic link is the same
+// layer, with one count.
+func TestSymlinkedLayer(t *testing.T) {
+	state, layer, disk, _ := setup(t)
+	ctx := context.Background()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(layer, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Activate(ctx, layer, disk); err != nil {
+		t.Fatal(err)
+	}
+	if err := Activate(ctx, link, filepath.Join(link, filepath.Base(disk))); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, err := State(ctx, link); a != 2 || err != nil {
+		t.Fatalf("activations through the link: %d %v", a, err)
+	}
+	for _, p := range []string{link, layer} {
+		if err := Deactivate(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nothingLeft(t, state)
+}
