@@ -232,8 +232,8 @@ func scratchDisk(path string) (string, error) {
 // layer (one with sandbox.vhdx) the disk is attached (a loop device; VHDX
 // through internal/attach's raw view) and its file system mounted at
 // /run/hostcompute/layers/<GUID>/volume, where GUID is NameToGuid of the
-// layer's absolute path (the directory is $HOSTCOMPUTE_LAYER_STATE_DIR when
-// set); GetLayerMountPath returns it. For a read-only layer it does nothing, as
+// layer's absolute path with symbolic links resolved (the directory is
+// $HOSTCOMPUTE_LAYER_STATE_DIR when set); GetLayerMountPath returns it. For a read-only layer it does nothing, as
 // on Windows. Activations are counted, across processes: each must be ended
 // by a DeactivateLayer.
 func ActivateLayer(ctx context.Context, path string) error {

@@ -11,8 +11,9 @@
 // # Where
 //
 // Each layer or volume has a state directory StateDir()/<GUID>/, where GUID is
-// guid.NameToGuid of its absolute path (so layers with the same folder name in
-// different places do not collide): state.json (the record), lock (an flock),
+// guid.NameToGuid of its absolute path with symbolic links resolved (so
+// layers with the same folder name in different places do not collide, and
+// one folder reached by two paths is one layer): state.json (the record), lock (an flock),
 // volume/ (the volume path) and union/ (the union path). StateDir is
 // /run/hostcompute/layers unless $HOSTCOMPUTE_LAYER_STATE_DIR names another.
 //
