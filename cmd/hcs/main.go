@@ -116,9 +116,10 @@ func (a *app) newRootCommand() *cobra.Command {
 		Use:   "hcs",
 		Short: "Host Compute Service storage and compute, native on Linux",
 		Long: `hcs manages container storage on Linux the way the Windows Host Compute Service
-does: Windows layer folders imported from and exported to OCI Windows layer tars,
-VHD and VHDX virtual disks, and OCI Linux layers applied to and taken from
-directories.
+does: Windows layers as folders or CimFS images, imported from and exported to OCI
+Windows layer tars; scratch layers on VHD and VHDX disks, attached as block devices
+and unioned over their parents with overlayfs; Linux layers as ext4 images
+(tar2ext4) or directories, mounted as container roots.
 
 Results go to standard output as text, or as one JSON document with -o json.
 Errors go to standard error as "hcs: <message>".
