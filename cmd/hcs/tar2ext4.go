@@ -146,6 +146,9 @@ func (a *app) runTar2Ext4(cmd *cobra.Command, args []string) error {
 	return a.tar2ext4(cmd, &fl, opts)
 }
 
+// verityParams are hcsshim's dm-verity parameters, with a UUID derived from the tree.
+var verityParams = dmverity.Params{Hcsshim: true}
+
 // tar2ext4Result is the -output json document.
 type tar2ext4Result struct {
 	File     string       `json:"file"`
@@ -217,6 +220,15 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 		}
 		defer r.Close()
 		a.log.Debug("input", logKeyFile, fl.input, logKeyCompression, format.String())
+		// With dm-verity the data blocks are hashed as the image is written, so the
+		// tree needs only the few blocks patched afterwards read back.
+		var level0 *dmverity.Level0
+		if fl.verity {
+			if level0, err = dmverity.NewLevel0(verityParams, 0); err != nil {
+				return fmt.Errorf("tar2ext4: dm-verity: %w", err)
+			}
+			opts = append(opts, ext4.WithWriteObserver(level0))
+		}
 		er, err := ext4.Build(ctx, out, r, opts...)
 		if err != nil {
 			return fmt.Errorf("tar2ext4: %w", err)
@@ -226,7 +238,7 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 			res.UUID = formatUUID(er.UUID)
 		}
 		if fl.verity {
-			info, err := dmverity.AppendContext(ctx, out, er.Size, dmverity.Params{Hcsshim: true})
+			info, err := dmverity.AppendLevel0(ctx, out, er.Size, verityParams, level0)
 			if err != nil {
 				return fmt.Errorf("tar2ext4: dm-verity: %w", err)
 			}

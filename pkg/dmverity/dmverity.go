@@ -200,6 +200,14 @@ func Append(f *os.File, dataSize int64, p Params) (*Info, error) {
 
 // AppendContext is Append with a context, checked between chunks of 1 MiB.
 func AppendContext(ctx context.Context, f *os.File, dataSize int64, p Params) (*Info, error) {
+	return AppendLevel0(ctx, f, dataSize, p, nil)
+}
+
+// AppendLevel0 is AppendContext taking the digests of the data blocks from l,
+// which saw the data as it was written to f: only the blocks l does not know (the
+// rewritten ones, those past its limit) are read back. The tree and superblock
+// are the same bytes AppendContext writes. l must use p's salt; nil l reads all.
+func AppendLevel0(ctx context.Context, f *os.File, dataSize int64, p Params, l *Level0) (*Info, error) {
 	salt, err := p.salt()
 	if err != nil {
 		return nil, err
@@ -230,6 +238,13 @@ func AppendContext(ctx context.Context, f *os.File, dataSize int64, p Params) (*
 	}
 
 	b := newBuilder(lay, salt, p.Workers, writeSink(f, info.HashOffset, lay))
+	if l != nil {
+		if !l.sameSalt(salt) {
+			return nil, fmt.Errorf("%w: the level-0 digests were made with another salt", ErrInvalidParams)
+		}
+		b.pre, b.stale = l.known(dataSize)
+		b.ra = f
+	}
 	if info.RootHash, err = b.run(ctx, io.NewSectionReader(f, 0, dataSize), dataSize); err != nil {
 		return nil, err
 	}

@@ -74,6 +74,7 @@ type chunk struct {
 	nhash   int    // hash blocks used in hashes
 	digests []byte // digest of each of those hash blocks, for level 1
 	first   int64  // level-0 index of hashes[0]
+	have    []bool // per data block: its digest is already in hashes (with a Level0)
 	done    chan struct{}
 	err     error
 }
@@ -85,6 +86,12 @@ type builder struct {
 	lay     layout
 	workers int
 	out     sink
+
+	// With a Level0: digests of the first len(pre)/DigestSize data blocks, those
+	// marked in stale excepted; the other blocks are read from ra.
+	pre   []byte
+	stale []uint64
+	ra    io.ReaderAt
 
 	pend [][]byte // per level ≥ 1: block being filled
 	fill []int    // bytes used in pend
@@ -145,7 +152,9 @@ func (b *builder) run(ctx context.Context, r io.Reader, dataSize int64) ([]byte,
 			c.first = off / BlockSize / hashesPerBlock
 			c.done = make(chan struct{})
 			c.err = ctx.Err()
-			if c.err == nil {
+			if c.err == nil && b.pre != nil {
+				c.err = b.fillKnown(c, off)
+			} else if c.err == nil {
 				if n, err := io.ReadFull(r, c.data[:c.n]); err != nil {
 					if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 						err = fmt.Errorf("%w: data ends at byte %d, before the size %d", ErrShortData, off+int64(n), dataSize)
@@ -187,10 +196,51 @@ func (b *builder) run(ctx context.Context, r io.Reader, dataSize int64) ([]byte,
 	return b.finish()
 }
 
+// fillKnown copies the known digests of the chunk at off into c.hashes and reads
+// the other blocks, in runs, from b.ra.
+func (b *builder) fillKnown(c *chunk, off int64) error {
+	nblocks := c.n / BlockSize
+	if c.have == nil {
+		c.have = make([]bool, chunkSize/BlockSize)
+	}
+	first := off / BlockSize
+	known := int64(len(b.pre) / DigestSize)
+	for i := range nblocks {
+		g := first + int64(i)
+		c.have[i] = g < known && b.stale[g/64]&(1<<(g%64)) == 0
+		if c.have[i] {
+			copy(c.hashes[i*DigestSize:(i+1)*DigestSize], b.pre[g*DigestSize:])
+		}
+	}
+	for i := 0; i < nblocks; {
+		if c.have[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < nblocks && !c.have[j] {
+			j++
+		}
+		at := off + int64(i)*BlockSize
+		n, err := b.ra.ReadAt(c.data[i*BlockSize:j*BlockSize], at)
+		if n < (j-i)*BlockSize {
+			if err == nil || errors.Is(err, io.EOF) {
+				return fmt.Errorf("%w: data ends at byte %d, before the size %d", ErrShortData, at+int64(n), b.lay.dataBlocks*BlockSize)
+			}
+			return fmt.Errorf("dmverity: reading data at byte %d: %w", at+int64(n), err)
+		}
+		i = j
+	}
+	return nil
+}
+
 // hashChunk computes the level-0 hash blocks of a chunk and their digests.
 func (b *builder) hashChunk(h hash.Hash, c *chunk) {
 	nblocks := c.n / BlockSize
 	for i := range nblocks {
+		if c.have != nil && c.have[i] {
+			continue
+		}
 		hashBlock(h, b.salt, c.data[i*BlockSize:(i+1)*BlockSize], c.hashes[i*DigestSize:])
 	}
 	c.nhash = (nblocks + hashesPerBlock - 1) / hashesPerBlock

@@ -37,6 +37,7 @@ type options struct {
 	convertBackslash bool
 	maxDiskSize      int64
 	maxFileSize      int64
+	observer         WriteObserver
 }
 
 // Option changes how Build works.
@@ -104,6 +105,27 @@ func WithMaximumFileSize(size int64) Option {
 // when a dm-verity root hash must match one computed by hcsshim's tooling.
 func WithHcsshimCompat() Option {
 	return func(o *options) error { o.compat = true; return nil }
+}
+
+// WriteObserver is told of the bytes Build writes to the image, for a caller that
+// digests the image while it is built (such as pkg/dmverity's Level0) instead of
+// reading it back afterwards. Its methods are called on Build's goroutine.
+type WriteObserver interface {
+	// Written is called with the regions the image's sequential writer stores, at
+	// increasing offsets; bytes never passed to Written read as zeros (holes of the
+	// output, which Build truncates to 0 first). b is only valid during the call.
+	Written(off int64, b []byte)
+	// Rewritten is called when n bytes at off are stored again after Written was
+	// called for them or for bytes after them (the superblock, group descriptors,
+	// attribute blocks and freed blocks are patched this way).
+	Rewritten(off, n int64)
+}
+
+// WithWriteObserver passes every write of the image to obs (see WriteObserver). The
+// observer sees the bytes of a successful Build up to its Result.Size; after a
+// failure what it saw is meaningless.
+func WithWriteObserver(obs WriteObserver) Option {
+	return func(o *options) error { o.observer = obs; return nil }
 }
 
 // Build writes an ext4 image of the tar stream r to out, in one pass over r. File data

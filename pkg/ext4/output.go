@@ -22,6 +22,8 @@ type outBuf struct {
 	off int64 // file offset of buf[0]
 	max int64 // the image may not grow past this offset
 	wb  *writeback
+	obs WriteObserver // nil when nobody watches
+	end int64         // end of the last region handed to obs.Written
 }
 
 // The buffer starts small, so that small images cost little, and doubles up to
@@ -50,6 +52,15 @@ func (o *outBuf) flush() error {
 		return fmt.Errorf("writing image at offset %d: %w", o.off, err)
 	}
 	o.wb.start(o.off, int64(len(o.buf)))
+	if o.obs != nil {
+		// Offsets only grow, so this is a rewrite only if a caller ever seeks back.
+		if o.off < o.end {
+			o.obs.Rewritten(o.off, int64(len(o.buf)))
+		} else {
+			o.obs.Written(o.off, o.buf)
+			o.end = o.off + int64(len(o.buf))
+		}
+	}
 	o.off += int64(len(o.buf))
 	if len(o.buf) == cap(o.buf) && cap(o.buf) < outBufSize {
 		o.buf = make([]byte, 0, 2*cap(o.buf))
@@ -141,6 +152,9 @@ func (o *outBuf) writeAt(b []byte, off int64) error {
 	}
 	if _, err := o.out.WriteAt(b, off); err != nil {
 		return fmt.Errorf("writing image at offset %d: %w", off, err)
+	}
+	if o.obs != nil {
+		o.obs.Rewritten(off, int64(len(b)))
 	}
 	return nil
 }

@@ -85,6 +85,7 @@ func newWriter(out Output, o *options) (*writer, error) {
 	maxGroups := (maxBlocks-1)/blocksPerGroup + 1
 	w.gdBlocks = uint32((maxGroups-1)/groupsPerDescriptorBlock + 1)
 	w.ob = newOutBuf(out, int64(1+w.gdBlocks)*blockSize, w.maxDiskSize)
+	w.ob.obs = o.observer
 
 	// Inode 1 (bad blocks) and 3-10 stay unused; the root is 2, lost+found 11.
 	w.inodes = make([]*inode, 1, 64)
