@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +20,11 @@ const (
 	whiteoutPrefix = ".wh."
 	whiteoutMeta   = ".wh..wh."
 	whiteoutOpaque = ".wh..wh..opq"
-	copyBufferSize = 32 << 10
+	// copyBufferSize bounds the buffer file data goes through: most files of a
+	// layer fit and reach the page cache in one write(2).
+	copyBufferSize = 1 << 20
+	// maxCachedDirs bounds the directory descriptors kept open between entries.
+	maxCachedDirs = 256
 )
 
 // Apply applies the uncompressed OCI layer tar read from r onto the directory
@@ -44,10 +49,11 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		ctx:   ctx,
 		root:  rootfd,
 		opts:  o,
-		buf:   make([]byte, copyBufferSize),
 		added: make(map[string]struct{}),
 		dirAt: make(map[string]int),
+		open:  make(map[string]int),
 	}
+	defer a.dropDirs()
 	cr := &countingReader{r: r}
 	tr := tar.NewReader(cr)
 	for {
@@ -64,6 +70,9 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		// tar.ErrInsecurePath comes with a usable header; names are checked below.
 		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
 			return a.written, &EntryError{Offset: off, Op: "read", Err: err}
+		}
+		if len(a.open) >= maxCachedDirs {
+			a.dropDirs() // between entries, where no descriptor of it is in use
 		}
 		if err := a.entry(hdr, tr); err != nil {
 			var ee *EntryError
@@ -96,7 +105,7 @@ type applier struct {
 	ctx     context.Context
 	root    int // directory fd every path is resolved under
 	opts    applyOptions
-	buf     []byte // reused for all file data
+	buf     []byte // reused for all file data, grown up to copyBufferSize
 	written int64
 	// added holds the cleaned names of this layer's entries and their ancestors;
 	// an opaque marker keeps exactly these.
@@ -105,6 +114,11 @@ type applier struct {
 	// dirAt indexes them by name so that a later duplicate wins.
 	dirs  []dirTimes
 	dirAt map[string]int
+	// open caches descriptors of directories by cleaned name, each resolved
+	// under root as openDir does, so that the entries of one directory share
+	// one lookup. Any removal empties it (see dropDirs): a removed or replaced
+	// directory, or a symlink on the way to one, must be resolved again.
+	open map[string]int
 }
 
 type dirTimes struct {
@@ -175,13 +189,82 @@ func (a *applier) openDir(dir string, create bool, flags uint64) (int, error) {
 	}
 }
 
+// parentDir returns a descriptor of directory dir resolved inside root, from
+// the cache when it is there. Callers hand it back with release.
+func (a *applier) parentDir(dir string, create bool) (int, error) {
+	if dir == "." {
+		return a.root, nil
+	}
+	if fd, ok := a.open[dir]; ok {
+		return fd, nil
+	}
+	fd, err := a.openDir(dir, create, unix.O_PATH)
+	if err != nil {
+		return -1, err
+	}
+	a.cacheDir(dir, fd)
+	return fd, nil
+}
+
+// cacheDir keeps fd as the descriptor of dir unless one is kept already. The
+// cache is emptied between entries once it holds maxCachedDirs.
+func (a *applier) cacheDir(dir string, fd int) {
+	if _, ok := a.open[dir]; !ok {
+		a.open[dir] = fd
+	}
+}
+
+// release closes fd, a descriptor of dir from parentDir, unless the cache
+// holds it.
+func (a *applier) release(dir string, fd int) {
+	if fd == a.root {
+		return
+	}
+	if c, ok := a.open[dir]; ok && c == fd {
+		return
+	}
+	unix.Close(fd)
+}
+
+// dropDirs empties the directory cache, closing its descriptors except those
+// in keep, which their holders still use and close with release.
+func (a *applier) dropDirs(keep ...int) {
+	for _, fd := range a.open {
+		if !slices.Contains(keep, fd) {
+			unix.Close(fd)
+		}
+	}
+	clear(a.open)
+}
+
+// removeAt removes name in the directory pfd and everything below it. hold
+// are the cached descriptors the caller still uses.
+func (a *applier) removeAt(pfd int, name string, hold ...int) error {
+	a.dropDirs(append(hold, pfd)...)
+	return removeAllAt(pfd, name)
+}
+
+// create runs mk, which makes pfd/base with O_EXCL semantics; when something
+// is already there it removes that and runs mk once more. Later entries thus
+// replace earlier ones without a lookup before every creation.
+func (a *applier) create(pfd int, base string, mk func() error) error {
+	err := mk()
+	if err != unix.EEXIST {
+		return err
+	}
+	if err := a.removeAt(pfd, base); err != nil {
+		return opError("remove", err)
+	}
+	return mk()
+}
+
 func (a *applier) mkdirAll(dir string) error {
 	parent, base := splitPath(dir)
-	pfd, err := a.openDir(parent, true, unix.O_PATH)
+	pfd, err := a.parentDir(parent, true)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
+	defer a.release(parent, pfd)
 	switch err := unix.Mkdirat(pfd, base, 0o755); err {
 	case nil:
 		a.markAdded(dir)
@@ -235,51 +318,23 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		return a.dirMeta(a.root, ".", hdr)
 	}
 
-	pfd, err := a.openDir(dir, true, unix.O_PATH)
+	pfd, err := a.parentDir(dir, true)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
+	defer func() { a.release(dir, pfd) }()
 	a.markAdded(name)
 
-	var st unix.Stat_t
-	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
-
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if exists && !isDir {
-			if err := removeAllAt(pfd, base); err != nil {
-				return opError("remove", err)
-			}
-		}
-		if !isDir {
-			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
-				return opError("mkdir", err)
-			}
-		}
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return opError("open", err)
-		}
-		defer unix.Close(fd)
-		return a.dirMeta(fd, name, hdr)
-
-	case tar.TypeLink:
-		return a.hardlink(pfd, base, exists, &st, hdr)
-	}
-
-	if exists {
-		if err := removeAllAt(pfd, base); err != nil {
-			return opError("remove", err)
-		}
-	}
 	mode := uint32(hdr.Mode & 0o7777)
 	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return a.directory(pfd, name, base, hdr)
+	case tar.TypeLink:
+		return a.hardlink(pfd, base, hdr)
 	case tar.TypeReg:
 		return a.regular(pfd, base, mode, hdr, body)
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		if err := a.create(pfd, base, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
 			return opError("symlink", err)
 		}
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
@@ -295,7 +350,7 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 			}
 			dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
 		}
-		if err := unix.Mknodat(pfd, base, kind|mode, dev); err != nil {
+		if err := a.create(pfd, base, func() error { return unix.Mknodat(pfd, base, kind|mode, dev) }); err != nil {
 			if err == unix.EPERM && kind != unix.S_IFIFO {
 				if a.opts.skipDevices {
 					return nil
@@ -305,41 +360,98 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 			return opError("mknod", err)
 		}
 	}
-	return a.meta(pfd, base, -1, hdr.Typeflag == tar.TypeSymlink, mode, hdr)
+	return a.meta(pfd, base, hdr.Typeflag == tar.TypeSymlink, mode, hdr)
+}
+
+// directory makes pfd/base a directory, keeping one already there, applies
+// the entry's metadata and keeps its descriptor for the entries below it.
+func (a *applier) directory(pfd int, name, base string, hdr *tar.Header) error {
+	if err := unix.Mkdirat(pfd, base, 0o700); err != nil && err != unix.EEXIST {
+		return opError("mkdir", err)
+	}
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, base, flags, 0)
+	if err == unix.ENOTDIR || err == unix.ELOOP {
+		// Not a directory (a symlink is not followed): replace it.
+		if err := a.removeAt(pfd, base); err != nil {
+			return opError("remove", err)
+		}
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return opError("mkdir", err)
+		}
+		fd, err = unix.Openat(pfd, base, flags, 0)
+	}
+	if err != nil {
+		return opError("open", err)
+	}
+	if err := a.dirMeta(fd, name, hdr); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	// pfd/base, base being neither a symlink nor "..", is where name resolves.
+	a.cacheDir(name, fd)
+	a.release(name, fd)
+	return nil
 }
 
 func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, body io.Reader) error {
-	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	var fd int
+	err := a.create(pfd, base, func() (err error) {
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
 	if err != nil {
 		return opError("create", err)
 	}
-	f := os.NewFile(uintptr(fd), base)
-	defer f.Close()
-	for {
+	if err := a.fill(fd, hdr.Size, body); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := a.fdMeta(fd, mode, hdr); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := unix.Close(fd); err != nil {
+		return opError("close", err)
+	}
+	return nil
+}
+
+// fill copies the size bytes of body to fd in chunks as large as the buffer,
+// each written with one write(2) when the kernel takes it whole.
+func (a *applier) fill(fd int, size int64, body io.Reader) error {
+	if want := min(size, copyBufferSize); int64(len(a.buf)) < want {
+		a.buf = make([]byte, max(want, 64<<10))
+	}
+	for size > 0 {
 		if err := a.ctx.Err(); err != nil {
 			return err
 		}
-		n, rerr := body.Read(a.buf)
-		if n > 0 {
-			if _, err := f.Write(a.buf[:n]); err != nil {
+		chunk := a.buf[:min(size, int64(len(a.buf)))]
+		n, err := io.ReadFull(body, chunk)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return opError("read", err)
+		}
+		for p := chunk[:n]; len(p) > 0; {
+			w, err := unix.Write(fd, p)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
 				return opError("write", err)
 			}
-			a.written += int64(n)
+			p = p[w:]
 		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return opError("read", rerr)
-		}
+		a.written += int64(n)
+		size -= int64(n)
 	}
-	if err := a.meta(pfd, base, int(f.Fd()), false, mode, hdr); err != nil {
-		return err
-	}
-	return f.Close()
+	return nil
 }
 
-func (a *applier) hardlink(pfd int, base string, exists bool, st *unix.Stat_t, hdr *tar.Header) error {
+func (a *applier) hardlink(pfd int, base string, hdr *tar.Header) error {
 	target, err := cleanName(hdr.Linkname)
 	if err != nil {
 		return opError("link", err)
@@ -348,11 +460,11 @@ func (a *applier) hardlink(pfd int, base string, exists bool, st *unix.Stat_t, h
 		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
 	}
 	tdir, tbase := splitPath(target)
-	tfd, err := a.openDir(tdir, false, unix.O_PATH)
+	tfd, err := a.parentDir(tdir, false)
 	if err != nil {
 		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
 	}
-	defer unix.Close(tfd)
+	defer func() { a.release(tdir, tfd) }()
 	var tst unix.Stat_t
 	if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
@@ -360,24 +472,27 @@ func (a *applier) hardlink(pfd int, base string, exists bool, st *unix.Stat_t, h
 	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
 	}
-	if exists {
-		if st.Dev == tst.Dev && st.Ino == tst.Ino {
+	// Flags 0: a symlink target is linked itself, never followed.
+	err = unix.Linkat(tfd, tbase, pfd, base, 0)
+	if err == unix.EEXIST {
+		var st unix.Stat_t
+		if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == tst.Dev && st.Ino == tst.Ino {
 			return nil // already that file, as in a link to itself
 		}
-		if err := removeAllAt(pfd, base); err != nil {
+		if err := a.removeAt(pfd, base, tfd); err != nil {
 			return opError("remove", err)
 		}
+		err = unix.Linkat(tfd, tbase, pfd, base, 0)
 	}
-	// Flags 0: a symlink target is linked itself, never followed.
-	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+	if err != nil {
 		return opError("link", err)
 	}
 	return nil
 }
 
-// meta applies owner, mode, xattrs and times to pfd/base; fd is an open
-// descriptor of it or -1.
-func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, hdr *tar.Header) error {
+// meta applies owner, mode, xattrs and times to pfd/base, a symlink, device
+// or fifo, which has no descriptor open.
+func (a *applier) meta(pfd int, base string, symlink bool, mode uint32, hdr *tar.Header) error {
 	if !a.opts.noOwnership {
 		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return opError("chown", err)
@@ -385,21 +500,12 @@ func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, 
 	}
 	// After chown, which clears setuid and setgid.
 	if !symlink {
-		var err error
-		if fd >= 0 {
-			err = unix.Fchmod(fd, mode)
-		} else {
-			err = chmodNoFollow(pfd, base, mode)
-		}
-		if err != nil {
+		if err := chmodNoFollow(pfd, base, mode); err != nil {
 			return opError("chmod", err)
 		}
 	}
 	// After chown, which clears security.capability.
 	if err := setXattrs(hdr, func(k string, v []byte) error {
-		if fd >= 0 {
-			return unix.Fsetxattr(fd, k, v, 0)
-		}
 		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pfd, base), k, v, 0)
 	}); err != nil {
 		return err
@@ -407,6 +513,37 @@ func (a *applier) meta(pfd int, base string, fd int, symlink bool, mode uint32, 
 	ts := times(hdr)
 	if err := unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return opError("utimes", err)
+	}
+	return nil
+}
+
+// fdMeta applies owner, mode, xattrs and times to the open regular file fd,
+// in the order meta uses, without resolving its name again.
+func (a *applier) fdMeta(fd int, mode uint32, hdr *tar.Header) error {
+	if !a.opts.noOwnership {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return opError("chown", err)
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return opError("chmod", err)
+	}
+	if err := setXattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		return err
+	}
+	ts := times(hdr)
+	if err := futimens(fd, &ts); err != nil {
+		return opError("utimes", err)
+	}
+	return nil
+}
+
+// futimens sets the times of fd: utimensat(2) with a NULL path, which
+// x/sys/unix does not offer.
+func futimens(fd int, ts *[2]unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+	if e != 0 {
+		return e
 	}
 	return nil
 }
@@ -517,15 +654,15 @@ func (a *applier) whiteout(dir, base string) error {
 	case "", ".":
 		return opError("whiteout", fmt.Errorf("%w: whiteout of %q", ErrInvalidEntry, target))
 	}
-	pfd, err := a.openDir(dir, false, unix.O_PATH)
+	pfd, err := a.parentDir(dir, false)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			return nil // nothing there to remove
 		}
 		return err
 	}
-	defer unix.Close(pfd)
-	if err := removeAllAt(pfd, target); err != nil {
+	defer func() { a.release(dir, pfd) }()
+	if err := a.removeAt(pfd, target); err != nil {
 		return opError("whiteout", err)
 	}
 	return nil
@@ -540,6 +677,7 @@ func (a *applier) opaque(dir string) error {
 	if err != nil {
 		return err
 	}
+	a.dropDirs()
 	if err := a.opaqueClean(fd, dir); err != nil {
 		return opError("opaque", err)
 	}
@@ -612,12 +750,15 @@ func removeAllAt(dirfd int, name string) error {
 // finish sets directory times, children before parents.
 func (a *applier) finish() error {
 	for i := len(a.dirs) - 1; i >= 0; i-- {
+		if len(a.open) >= maxCachedDirs {
+			a.dropDirs()
+		}
 		d := a.dirs[i]
 		dir, base := splitPath(d.name)
 		if d.name == "." {
 			dir, base = ".", "."
 		}
-		pfd, err := a.openDir(dir, false, unix.O_PATH)
+		pfd, err := a.parentDir(dir, false)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 				continue // removed by a later whiteout
@@ -625,7 +766,7 @@ func (a *applier) finish() error {
 			return &EntryError{Entry: d.name, Offset: -1, Op: "utimes", Err: err}
 		}
 		err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
-		unix.Close(pfd)
+		a.release(dir, pfd)
 		if err != nil && err != unix.ENOENT {
 			return &EntryError{Entry: d.name, Offset: -1, Op: "utimes", Err: err}
 		}

@@ -482,3 +482,61 @@ func reg(body string, mode uint32, uid, gid uint32, mtime time.Time, xattrs stri
 	b := []byte(body)
 	return node{Kind: unix.S_IFREG, Mode: mode, UID: uid, GID: gid, Size: int64(len(b)), Sum: sha256Sum(b), Mtime: mtime.UnixNano(), Xattrs: xattrs}
 }
+
+// TestApplyReplacedDirectories checks that entries after a directory was
+// replaced or removed within the same layer resolve their names again: they go
+// through the new symlink or into a new directory, never into the directory
+// that was unlinked.
+func TestApplyReplacedDirectories(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	l := layer(t,
+		dir("b/"),
+		dir("a/"),
+		file("a/x", "x"),
+		symlink("a", "b"), // replaces directory a
+		file("a/y", "y"),  // so lands in b
+		dir("d/"),
+		file("d/x", "x"),
+		file(".wh.d", ""),
+		file("d/y", "y"), // d made again, as an implicit parent
+		dir("e/"),
+		file("e/x", "x"),
+		file("e", "now a file"),
+		dir("f/"),
+		dir("f/g/"),
+		file("f/g/x", "x"),
+		file("f/.wh..wh..opq", ""),
+		file("f/g/y", "y"),
+		hardlink("h", "a/y"),
+		dir("i/"),
+		file("i/x", "x"),
+		hardlink("i", "a/y"), // replaces directory i
+	)
+	if _, err := Apply(context.Background(), root, bytes.NewReader(l)); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	got := tree(t, root)
+	want := map[string]string{"a": "link", "b/y": "y", "d/y": "y", "e": "now a file", "f/g/x": "x", "f/g/y": "y", "h": "y", "i": "y"}
+	for name, body := range want {
+		n, ok := got[name]
+		switch {
+		case !ok:
+			t.Errorf("%s: missing", name)
+		case body == "link":
+			if n.Kind != unix.S_IFLNK {
+				t.Errorf("%s: kind %o; want a symlink", name, n.Kind)
+			}
+		case n.Kind != unix.S_IFREG || n.Sum != sha256Sum([]byte(body)):
+			t.Errorf("%s: %v; want a file holding %q", name, n, body)
+		}
+	}
+	for _, name := range []string{"a/x", "b/x", "d/x", "e/x", "i/x"} {
+		if _, ok := got[name]; ok {
+			t.Errorf("%s: present; want removed", name)
+		}
+	}
+	if t.Failed() {
+		dumpTree(t, got)
+	}
+}

@@ -43,6 +43,13 @@
 // "../x") is rejected with ErrInsecurePath rather than clamped, since no
 // well-formed layer contains one.
 //
+// Parent descriptors are kept between entries, so the entries of one
+// directory share one resolution; any removal (a replaced entry, a whiteout,
+// an opaque marker) drops them all, so names after it resolve afresh. Regular
+// files get their data in writes of up to 1 MiB and their owner, mode, xattrs
+// and times through the open descriptor. Apply does not sync: callers that
+// need durability call syncfs(2) or sync -f once afterwards.
+//
 // # Diff
 //
 // Diff walks an overlayfs upper directory in byte-wise name order, each
