@@ -257,6 +257,34 @@ func TestUnmountBusy(t *testing.T) {
 	checkGone(t, rec)
 }
 
+// TestUnmountBusyForAMoment: a mount that is busy only for a moment (another
+// process looking at it, as every Cleanup does) is unmounted once it is free.
+func TestUnmountBusyForAMoment(t *testing.T) {
+	needFUSE(t)
+	rec, err := Mount(context.Background(), Request{Kind: "testfile", Source: source(t, []byte("moment"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(rec.Mountpoint, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	retries := 0
+	testHookBusy = func() {
+		if retries++; retries == 1 {
+			f.Close()
+		}
+	}
+	defer func() { testHookBusy = nil }()
+	if err := Unmount(context.Background(), rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if retries == 0 {
+		t.Error("the mount was never busy")
+	}
+	checkGone(t, rec)
+}
+
 // inOwnMountNamespace runs t again in a child test process with a mount
 // namespace of its own, and reports true in the parent, which should then
 // return. A dead mount is fair game for every Cleanup, in any process and

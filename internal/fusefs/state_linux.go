@@ -192,8 +192,35 @@ func Unmount(ctx context.Context, id string) error {
 	return nil
 }
 
-// unmount unmounts the FUSE mount of id at mountpoint, if it is still there.
+// busyGrace bounds how long unmount retries a mount that the kernel finds
+// busy. Other processes touch every mount of this package now and then (the
+// statfs probe of Cleanup, run by every attach, looks for dead mounts in all
+// state directories), and a mount being looked up by a path walk fails
+// umount(2) with EBUSY for that moment. A user that keeps a file open or its
+// working directory there keeps the mount busy past the grace.
+const busyGrace = 2 * time.Second
+
+// testHookBusy, when set by a test, runs each time unmount finds the mount
+// busy and is about to try again.
+var testHookBusy func()
+
+// unmount unmounts the FUSE mount of id at mountpoint, if it is still there,
+// retrying for busyGrace while the mount is busy.
 func unmount(mountpoint, id string) error {
+	deadline := time.Now().Add(busyGrace)
+	for {
+		err := unmountOnce(mountpoint, id)
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		if testHookBusy != nil {
+			testHookBusy()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func unmountOnce(mountpoint, id string) error {
 	mounted, err := isOurMount(mountpoint, id)
 	if err != nil || !mounted {
 		return err
