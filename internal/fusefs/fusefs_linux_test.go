@@ -257,6 +257,34 @@ func TestUnmountBusy(t *testing.T) {
 	checkGone(t, rec)
 }
 
+// TestProbeStoppedServer: a server that does not answer (stopped) is neither
+// dead nor gone, and the probe does not wait for it longer than probeTimeout.
+func TestProbeStoppedServer(t *testing.T) {
+	needFUSE(t)
+	rec, err := Mount(context.Background(), Request{Kind: "testfile", Source: source(t, []byte("stopped"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(context.Background(), rec.ID)
+	defer func(d time.Duration) { probeTimeout = d }(probeTimeout)
+	probeTimeout = 200 * time.Millisecond
+	if err := unix.Kill(rec.PID, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	dead, serving := Dead(rec.Mountpoint), Serving(rec.Mountpoint)
+	took := time.Since(start)
+	if err := unix.Kill(rec.PID, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if dead || !serving {
+		t.Errorf("a stopped server: Dead %v, Serving %v; want false, true", dead, serving)
+	}
+	if took > 30*time.Second {
+		t.Errorf("probing a stopped server took %v", took)
+	}
+}
+
 // TestUnmountBusyForAMoment: a mount that is busy only for a moment (another
 // process looking at it, as every Cleanup does) is unmounted once it is free.
 func TestUnmountBusyForAMoment(t *testing.T) {

@@ -360,18 +360,48 @@ func processRunning(pid int) bool {
 // asks with statfs(2), which the kernel always sends to the server. stat(2) is
 // no test: the attributes of the mount's root stay cached after the server
 // died, and a dead mount whose root was looked at before answers stat as if
-// it were alive.
+// it were alive. A server that does not answer within probeTimeout (stopped,
+// or stuck) is alive, not dead.
 func Dead(mountpoint string) bool {
-	var sf unix.Statfs_t
-	return deadConn(unix.Statfs(mountpoint, &sf))
+	_, answered, err := probe(mountpoint)
+	return answered && deadConn(err)
 }
 
-// Serving reports whether mountpoint is a FUSE mount whose server answers. A
+// Serving reports whether mountpoint is a FUSE mount whose server is there. A
 // mountpoint whose mount was detached (say, lazily unmounted by a Cleanup in
-// another process) is a plain directory again, and is not serving.
+// another process) is a plain directory again, and is not serving. A server
+// too slow to answer within probeTimeout counts as serving: slow is not gone.
 func Serving(mountpoint string) bool {
-	var sf unix.Statfs_t
-	return unix.Statfs(mountpoint, &sf) == nil && sf.Type == unix.FUSE_SUPER_MAGIC
+	typ, answered, err := probe(mountpoint)
+	return !answered || err == nil && typ == unix.FUSE_SUPER_MAGIC
+}
+
+// probeTimeout bounds how long Dead and Serving wait for a server's answer
+// (a variable for tests).
+var probeTimeout = 5 * time.Second
+
+// probe runs statfs(2) on mountpoint and returns the file system type, or
+// answered false if the call did not return within probeTimeout (it goes on
+// in the background until the server answers or dies).
+func probe(mountpoint string) (typ int64, answered bool, err error) {
+	type result struct {
+		typ int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var sf unix.Statfs_t
+		err := unix.Statfs(mountpoint, &sf)
+		done <- result{int64(sf.Type), err}
+	}()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.typ, true, r.err
+	case <-t.C:
+		return 0, false, nil
+	}
 }
 
 // deadConn reports whether err is what a FUSE mount whose server has gone
