@@ -540,3 +540,25 @@ func TestApplyReplacedDirectories(t *testing.T) {
 		dumpTree(t, got)
 	}
 }
+
+// TestApplyLargeFile checks a file larger than the copy buffer and above the
+// early-writeback size: several chunks, the last one short.
+func TestApplyLargeFile(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	body := make([]byte, 2*copyBufferSize+12345)
+	for i := range body {
+		body[i] = byte(i*7 + i>>13)
+	}
+	n, err := Apply(context.Background(), root, bytes.NewReader(layer(t, file("big", string(body)), file("small", "s"))))
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if want := int64(len(body) + 1); n != want {
+		t.Errorf("Apply wrote %d bytes; want %d", n, want)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "big"))
+	if err != nil || !bytes.Equal(got, body) {
+		t.Errorf("big: %d bytes, %v; want the %d bytes of the entry", len(got), err, len(body))
+	}
+}

@@ -48,7 +48,9 @@
 // an opaque marker) drops them all, so names after it resolve afresh. Regular
 // files get their data in writes of up to 1 MiB and their owner, mode, xattrs
 // and times through the open descriptor. Apply does not sync: callers that
-// need durability call syncfs(2) or sync -f once afterwards.
+// need durability call syncfs(2) or sync -f once afterwards. Writeback of
+// files from 256 KiB is started (not waited for) as soon as their data is
+// written, so that such a sync finds less left to write.
 //
 // # Diff
 //
