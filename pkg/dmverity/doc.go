@@ -45,6 +45,14 @@
 // each finished block is written straight to its final place in the file. Memory
 // is therefore a few MiB whatever the data size, and nothing is read back.
 //
+// A producer that writes the data itself can spare even that one read: a
+// [Level0] hashes the data blocks as they are written (pkg/ext4's Build reports
+// its writes to it through ext4.WithWriteObserver), on another goroutine, and
+// [AppendLevel0] then reads back only the blocks patched after being written
+// (for ext4: superblock, group descriptors, attribute blocks, freed blocks). The
+// digests cost 32 bytes per data block, up to [DefaultLevel0Limit] of data (32
+// MiB); blocks past the limit are read back. The tree is the same either way.
+//
 // # Errors
 //
 // A superblock that does not follow the format gives a [*FormatError] naming the
