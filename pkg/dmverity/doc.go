@@ -47,9 +47,12 @@
 //
 // A producer that writes the data itself can spare even that one read: a
 // [Level0] hashes the data blocks as they are written (pkg/ext4's Build reports
-// its writes to it through ext4.WithWriteObserver), on another goroutine, and
-// [AppendLevel0] then reads back only the blocks patched after being written
-// (for ext4: superblock, group descriptors, attribute blocks, freed blocks). The
+// its writes to it through ext4.WithWriteObserver), while the producer's buffer
+// is still in the CPU cache, and [AppendLevel0] then reads back only the blocks
+// patched after being written (for ext4: superblock, group descriptors,
+// attribute blocks, freed blocks). Hashing each buffer at once, split between
+// goroutines, measured cheaper than hashing it on another goroutine while the
+// producer fills a second buffer. The
 // digests cost 32 bytes per data block, up to [DefaultLevel0Limit] of data (32
 // MiB); blocks past the limit are read back. The tree is the same either way.
 //

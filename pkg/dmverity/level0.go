@@ -31,7 +31,6 @@ type Level0 struct {
 	dirty   [][2]int64 // rewritten byte ranges: offset, length
 	full    bool       // max reached: later bytes are not hashed
 	hs      []hash.Hash
-	busy    chan struct{} // closed when the blocks of the last Written are hashed
 }
 
 // NewLevel0 returns a Level0 hashing with p's salt; AppendLevel0 must get the
@@ -66,10 +65,7 @@ func (l *Level0) pos() int64 { return l.blocks()*BlockSize + int64(len(l.carry))
 
 // Written takes in b, the bytes at off. Offsets must grow: bytes at or before the
 // end of an earlier region count as rewritten, and bytes skipped over as zeros.
-// The whole blocks of b are hashed on other goroutines while the caller goes on:
-// b must stay unchanged until the next call to Written, or AppendLevel0, returns.
 func (l *Level0) Written(off int64, b []byte) {
-	l.wait()
 	if len(b) == 0 {
 		return
 	}
@@ -139,13 +135,7 @@ func (l *Level0) take(b []byte) {
 	if nb > 0 {
 		first := len(l.digests)
 		l.digests = append(l.digests, make([]byte, nb*DigestSize)...)
-		// No other method appends to l.digests before wait, so out stays valid.
-		data, out, done := b[:nb*BlockSize], l.digests[first:], make(chan struct{})
-		l.busy = done
-		go func() {
-			defer close(done)
-			l.hashBlocks(data, out)
-		}()
+		l.hashBlocks(b[:nb*BlockSize], l.digests[first:])
 		b = b[nb*BlockSize:]
 		l.checkFull()
 	}
@@ -207,7 +197,6 @@ func (l *Level0) checkFull() {
 // the zeros up to dataSize, and a bitmap of the blocks among them that were
 // rewritten. Blocks from len(digests)/DigestSize on are not known.
 func (l *Level0) known(dataSize int64) (digests []byte, stale []uint64) {
-	l.wait()
 	l.zeros(dataSize - l.pos())
 	n := min(l.blocks(), dataSize/BlockSize)
 	stale = make([]uint64, (n+63)/64)
@@ -221,14 +210,6 @@ func (l *Level0) known(dataSize int64) (digests []byte, stale []uint64) {
 		}
 	}
 	return l.digests[:n*DigestSize], stale
-}
-
-// wait waits for the hashing started by the last Written.
-func (l *Level0) wait() {
-	if l.busy != nil {
-		<-l.busy
-		l.busy = nil
-	}
 }
 
 func (l *Level0) sameSalt(salt []byte) bool { return bytes.Equal(l.salt, salt) }

@@ -113,9 +113,7 @@ func WithHcsshimCompat() Option {
 type WriteObserver interface {
 	// Written is called with the regions the image's sequential writer stores, at
 	// increasing offsets; bytes never passed to Written read as zeros (holes of the
-	// output, which Build truncates to 0 first). b stays unchanged until the next
-	// call to Written returns (or Build returns), so the observer may keep reading
-	// it meanwhile, for instance hashing it on another goroutine.
+	// output, which Build truncates to 0 first). b is only valid during the call.
 	Written(off int64, b []byte)
 	// Rewritten is called when n bytes at off are stored again after Written was
 	// called for them or for bytes after them (the superblock, group descriptors,

@@ -23,9 +23,7 @@ type outBuf struct {
 	max int64 // the image may not grow past this offset
 	wb  *writeback
 	obs WriteObserver // nil when nobody watches
-	// spare is the buffer last handed to obs.Written, refilled after the next one.
-	spare []byte
-	end   int64 // end of the last region handed to obs.Written
+	end int64         // end of the last region handed to obs.Written
 }
 
 // The buffer starts small, so that small images cost little, and doubles up to
@@ -64,20 +62,10 @@ func (o *outBuf) flush() error {
 		}
 	}
 	o.off += int64(len(o.buf))
-	want := cap(o.buf)
 	if len(o.buf) == cap(o.buf) && cap(o.buf) < outBufSize {
-		want *= 2
+		o.buf = make([]byte, 0, 2*cap(o.buf))
 	}
-	next := o.buf
-	if o.obs != nil {
-		// The observer may read the buffer until the next Written call: fill the
-		// other one meanwhile.
-		next, o.spare = o.spare, o.buf
-	}
-	if cap(next) < want {
-		next = make([]byte, 0, want)
-	}
-	o.buf = next[:0]
+	o.buf = o.buf[:0]
 	return nil
 }
 
