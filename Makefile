@@ -40,4 +40,4 @@ bench: deps
 	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:
-	rm -rf $(BIN) bench/out
+	rm -rf $(BIN) bench/_out

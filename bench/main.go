@@ -5,7 +5,7 @@
 //
 //	go run ./bench [-quick] [-n pairs] [-seed n] [-run regexp] [-work dir] [-cache dir]
 //
-// The table goes to stdout and to bench/out/results.md; progress goes to stderr. See
+// The table goes to stdout and to bench/_out/results.md; progress goes to stderr. See
 // bench/README.md for what each row measures and how to read the ratios.
 package main
 
@@ -82,9 +82,9 @@ func run() int {
 		quick  = flag.Bool("quick", false, "smoke run: 2 pairs and smaller inputs")
 		pairs  = flag.Int("n", 5, "paired runs (peer, ours) per row; -quick makes the default 2")
 		seed   = flag.Uint64("seed", 1, "seed of the generated inputs")
-		work   = flag.String("work", "", "work directory, on the disk to measure (default <repo>/bench/out/work)")
-		cache  = flag.String("cache", "", "cache of generated inputs (default <repo>/bench/out/cache)")
-		out    = flag.String("out", "", "results file (default <repo>/bench/out/results.md; \"-\" for none)")
+		work   = flag.String("work", "", "work directory, on the disk to measure (default <repo>/bench/_out/work)")
+		cache  = flag.String("cache", "", "cache of generated inputs (default <repo>/bench/_out/cache)")
+		out    = flag.String("out", "", "results file (default <repo>/bench/_out/results.md; \"-\" for none)")
 		hcs    = flag.String("hcs", "", "use this hcs binary instead of building ./cmd/hcs")
 		goTool = flag.String("go", "go", "go command used to build ./cmd/hcs")
 		only   = flag.String("run", "", "run only the rows whose name matches this regular expression")
@@ -156,8 +156,8 @@ func run() int {
 		cancel()
 	}()
 
-	workBase := orDefault(*work, filepath.Join(root, "bench", "out", "work"))
-	env.Cache, err = filepath.Abs(orDefault(*cache, filepath.Join(root, "bench", "out", "cache")))
+	workBase := orDefault(*work, filepath.Join(root, "bench", "_out", "work"))
+	env.Cache, err = filepath.Abs(orDefault(*cache, filepath.Join(root, "bench", "_out", "cache")))
 	if err == nil {
 		env.Work, err = env.newWorkDir(workBase)
 	}
@@ -215,7 +215,7 @@ func run() int {
 	var report bytes.Buffer
 	writeReport(&report, env, facts, results, elapsed, ctx.Err() != nil)
 	os.Stdout.Write(report.Bytes())
-	resultsFile := orDefault(*out, filepath.Join(root, "bench", "out", "results.md"))
+	resultsFile := orDefault(*out, filepath.Join(root, "bench", "_out", "results.md"))
 	if resultsFile != "-" {
 		if err := os.MkdirAll(filepath.Dir(resultsFile), 0o755); err == nil {
 			err = os.WriteFile(resultsFile, report.Bytes(), 0o644)
