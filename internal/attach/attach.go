@@ -67,6 +67,13 @@ type Attachment struct {
 	// BackingFile is the file the loop device is bound to: Disk, or the raw
 	// view's file.
 	BackingFile string `json:"backingFile,omitempty"`
+	// BackingDev and BackingIno identify the backing file (st_dev, st_ino)
+	// when the device was bound. The path the kernel shows for a backing file
+	// changes when its mount is detached lazily (a raw view's file then shows
+	// as "/disk"), so the device is matched by these, as the kernel reports
+	// them in LOOP_GET_STATUS64.
+	BackingDev uint64 `json:"backingDev,omitempty"`
+	BackingIno uint64 `json:"backingIno,omitempty"`
 	// RawView is set when the disk is served through a raw view.
 	RawView bool `json:"rawView,omitempty"`
 	// Complete is false while Attach is still working (or if it died).

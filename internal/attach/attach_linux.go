@@ -155,6 +155,12 @@ func attach(ctx context.Context, dir string, a *Attachment) error {
 		return err
 	}
 	a.Device = dev.Path()
+	var st unix.Stat_t
+	if err := unix.Stat(a.BackingFile, &st); err != nil {
+		dev.Detach()
+		return err
+	}
+	a.BackingDev, a.BackingIno = st.Dev, st.Ino
 	testHook("loop-attached")
 	if err := writeRecord(dir, a); err != nil {
 		dev.Detach()
@@ -201,7 +207,7 @@ func setAutoClear(device string, on bool) error {
 // bound to a's backing file), its raw view, and its state directory.
 func undo(ctx context.Context, dir string, a *Attachment) error {
 	var errs []error
-	if a.Device != "" && boundTo(a.Device, a.BackingFile) {
+	if boundTo(a) {
 		if err := detachLoop(ctx, a.Device); err != nil {
 			errs = append(errs, err)
 		}
@@ -219,14 +225,35 @@ func undo(ctx context.Context, dir string, a *Attachment) error {
 	return errors.Join(errs...)
 }
 
-// boundTo reports whether device is a loop device bound to backingFile.
-func boundTo(device, backingFile string) bool {
-	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(device), "loop", "backing_file"))
+// boundTo reports whether a's loop device is still bound to a's backing
+// file. The path in sysfs answers without opening the device; when it differs
+// (a lazily detached raw view shows its file as "/disk") the device's status
+// tells, by the backing file's device and inode numbers.
+func boundTo(a *Attachment) bool {
+	if a.Device == "" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(a.Device), "loop", "backing_file"))
 	if err != nil {
 		return false
 	}
 	bf := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-	return bf == backingFile
+	if bf == a.BackingFile {
+		return true
+	}
+	if a.BackingIno == 0 {
+		return false
+	}
+	f, err := os.Open(a.Device)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if err != nil {
+		return false
+	}
+	return info.Device == a.BackingDev && info.Inode == a.BackingIno
 }
 
 // detachLoop detaches device and waits until the kernel has let go of its
@@ -264,7 +291,7 @@ func Detach(ctx context.Context, deviceOrDisk string) error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: fmt.Errorf("%w: attach in progress", ErrBusy)}
 	}
-	if boundTo(a.Device, a.BackingFile) {
+	if boundTo(a) {
 		if err := checkUnused(a.Device); err != nil {
 			return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
 		}
@@ -352,7 +379,7 @@ func find(deviceOrDisk string) (*Attachment, error) {
 	}
 	for i := range all {
 		a := &all[i]
-		if a.Complete && (a.Disk == want || a.Device == want && boundTo(a.Device, a.BackingFile)) {
+		if a.Complete && (a.Disk == want || a.Device == want && boundTo(a)) {
 			return a, nil
 		}
 	}
@@ -479,7 +506,7 @@ func Cleanup(ctx context.Context) error {
 				os.RemoveAll(dir) // died before its first record
 			}
 		case !a.Complete || !healthy(a):
-			if a.Device != "" && boundTo(a.Device, a.BackingFile) && checkUnused(a.Device) != nil {
+			if boundTo(a) && checkUnused(a.Device) != nil {
 				// Broken but mounted: it goes when its user unmounts and
 				// detaches it.
 				break
@@ -515,7 +542,7 @@ func Cleanup(ctx context.Context) error {
 // healthy reports whether a complete attachment still works: its device is
 // bound to its backing file and its raw view, if any, is served.
 func healthy(a *Attachment) bool {
-	if !boundTo(a.Device, a.BackingFile) {
+	if !boundTo(a) {
 		return false
 	}
 	if a.RawView {

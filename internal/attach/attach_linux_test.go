@@ -183,7 +183,7 @@ func virtualImage(t *testing.T, path string) string {
 // number is free for another test binary to attach and mount at once.
 func checkClean(t *testing.T, a *Attachment, mounts ...string) {
 	t.Helper()
-	if a.Device != "" && boundTo(a.Device, a.BackingFile) {
+	if boundTo(a) {
 		t.Errorf("%s still bound to %s", a.Device, a.BackingFile)
 	}
 	for _, f := range []string{a.Disk, a.BackingFile} {
@@ -663,7 +663,7 @@ func TestDetachedBehindItsBack(t *testing.T) {
 	if err := loop.DetachPath(a.Device); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(proctest.Timeout); boundTo(a.Device, a.BackingFile); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(proctest.Timeout); boundTo(a); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s still bound after LOOP_CLR_FD", a.Device)
 		}

@@ -40,7 +40,7 @@ func Grow(ctx context.Context, deviceOrDisk string, size int64) (*Attachment, er
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("%w: another operation on this attachment is in progress", ErrBusy))
 	}
-	if !boundTo(a.Device, a.BackingFile) {
+	if !boundTo(a) {
 		return fail(fmt.Errorf("%s is no longer bound to %s", a.Device, a.BackingFile))
 	}
 	switch {
