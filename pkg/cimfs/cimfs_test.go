@@ -480,3 +480,65 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamsLargerThanBuffer covers streams that span several region buffer
+// flushes (written out in the background): a duplicate and an all-zero sparse
+// stream are taken back after parts of them reached the file, and what follows
+// must land where the records say.
+func TestStreamsLargerThanBuffer(t *testing.T) {
+	dir := t.TempDir()
+	big := fill(3*regionBufferSize+12345, 21)
+	files := []testFile{
+		{h: Header{Name: "a.bin", Info: info(winfile.AttrArchive, 1)}, data: big},
+		{h: Header{Name: "b.bin", Info: info(winfile.AttrArchive, 2)}, data: big},
+		{h: Header{Name: "zero", Info: info(winfile.AttrSparseFile, 3)}, data: make([]byte, 2*regionBufferSize+7)},
+		{h: Header{Name: "c.bin", Info: info(winfile.AttrArchive, 4)}, data: fill(regionBufferSize+999, 22)},
+		{h: Header{Name: "small", Info: info(winfile.AttrArchive, 5)}, data: []byte("after")},
+	}
+	w, err := Create(dir, "big.cim", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		h := f.h
+		h.Size = int64(len(f.data))
+		if err := w.Add(&h); err != nil {
+			t.Fatal(err)
+		}
+		// Odd-sized writes so flushes fall inside writes.
+		for p := f.data; len(p) > 0; {
+			n := min(len(p), 300_001)
+			if _, err := w.Write(p[:n]); err != nil {
+				t.Fatalf("%s: %v", f.h.Name, err)
+			}
+			p = p[n:]
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Open(filepath.Join(dir, "big.cim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if err := im.Verify(); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	checkFiles(t, im, files)
+	a, _ := im.Stat("a.bin")
+	b, _ := im.Stat("b.bin")
+	c, _ := im.Stat("c.bin")
+	if a.rec.data.offset != b.rec.data.offset {
+		t.Errorf("duplicate stored twice: %v %v", a.rec.data.offset, b.rec.data.offset)
+	}
+	// c.bin follows a.bin's data directly (page aligned): the duplicate and the
+	// zero stream left nothing behind.
+	end := a.rec.data.offset.offset() + int64(len(big))
+	if want := (end + 4095) &^ 4095; c.rec.data.offset.offset() != want {
+		t.Errorf("c.bin at %d, want %d", c.rec.data.offset.offset(), want)
+	}
+	if z, _ := im.Stat("zero"); !z.rec.data.sparse || z.rec.data.offset != 0 {
+		t.Errorf("sparse zero stream stored with data: %+v", z.rec.data)
+	}
+}

@@ -305,6 +305,13 @@ type regionWriter struct {
 	flushed int64
 	buf     []byte
 	ids     []objectIDEntry
+
+	// A flush hands the full buffer to a goroutine and goes on filling the spare
+	// one, so the copy into the page cache overlaps reading and hashing the input.
+	// At most one write is in flight; pending reports its result.
+	spare   []byte
+	pending chan error
+	werr    error
 }
 
 func newRegionWriter(path string, typ, index int) (*regionWriter, error) {
@@ -333,16 +340,48 @@ func (rw *regionWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// flush starts writing the buffer out and returns; wait collects the result.
 func (rw *regionWriter) flush() error {
+	if err := rw.wait(); err != nil {
+		return err
+	}
 	if len(rw.buf) == 0 {
 		return nil
 	}
-	if _, err := rw.f.WriteAt(rw.buf, rw.flushed); err != nil {
+	b, off := rw.buf, rw.flushed
+	done := make(chan error, 1)
+	go func() {
+		_, err := rw.f.WriteAt(b, off)
+		done <- err
+	}()
+	rw.pending = done
+	rw.flushed += int64(len(b))
+	if rw.spare == nil {
+		rw.spare = make([]byte, 0, regionBufferSize)
+	}
+	// The spare buffer's last write has completed (wait above).
+	rw.buf, rw.spare = rw.spare[:0], b
+	return nil
+}
+
+// wait blocks until the write in flight, if any, is done; a failed write stays
+// the region's error.
+func (rw *regionWriter) wait() error {
+	if rw.pending != nil {
+		if err := <-rw.pending; err != nil && rw.werr == nil {
+			rw.werr = err
+		}
+		rw.pending = nil
+	}
+	return rw.werr
+}
+
+// drain writes out everything buffered and waits for it.
+func (rw *regionWriter) drain() error {
+	if err := rw.flush(); err != nil {
 		return err
 	}
-	rw.flushed += int64(len(rw.buf))
-	rw.buf = rw.buf[:0]
-	return nil
+	return rw.wait()
 }
 
 // align pads with zeros to the region type's alignment.
@@ -360,6 +399,9 @@ func (rw *regionWriter) truncate(off int64) error {
 	if off >= rw.flushed {
 		rw.buf = rw.buf[:off-rw.flushed]
 	} else {
+		if err := rw.wait(); err != nil {
+			return err
+		}
 		if err := rw.f.Truncate(off); err != nil {
 			return err
 		}
@@ -752,6 +794,7 @@ func (w *Writer) Abort() error {
 	w.done = true
 	for _, rw := range w.regions {
 		if rw != nil {
+			rw.wait()
 			rw.f.Close()
 		}
 	}
@@ -863,7 +906,7 @@ func (w *Writer) commit() error {
 	}
 	oidData := make([][]byte, regionCount)
 	for t, rw := range w.regions {
-		if err := rw.flush(); err != nil {
+		if err := rw.drain(); err != nil {
 			return err
 		}
 		slices.SortFunc(rw.ids, func(a, b objectIDEntry) int { return int(a.offset - b.offset) })
