@@ -24,7 +24,7 @@ import (
 const tar2ext4Version = "v0.13.0"
 
 // tar2ext4VerityFlag is the dm-verity flag of hcs tar2ext4, which the hcsshim peer
-// (bench/peers/hcsshim-tar2ext4) takes too, so both get identical flags.
+// (scripts/peers/hcsshim-tar2ext4-verity) takes too, so both get identical flags.
 const tar2ext4VerityFlag = "-dmverity"
 
 // ext4Rows are the rows for Linux layer images: tar2ext4 without and with a VHD
@@ -85,8 +85,8 @@ func (s *sideOutputs) identical() string {
 // tar2ext4Row compares hcsshim's tar2ext4 with hcs tar2ext4, both given the same
 // flags and the same tar, each followed by sync -f on its image so that both end
 // with the image on stable storage. hcsshim's command line has no dm-verity flag, so
-// with verity the peer is bench/peers/hcsshim-tar2ext4, the same Convert call with
-// tar2ext4.AppendDMVerity added.
+// with verity the peer is scripts/peers/hcsshim-tar2ext4-verity, the same Convert call
+// with tar2ext4.AppendDMVerity added.
 func tar2ext4Row(flags []string, verity bool) *Row {
 	var (
 		in         *rootfsInput
@@ -146,9 +146,9 @@ func tar2ext4Row(flags []string, verity bool) *Row {
 				return Setup{}, err
 			}
 			if verity {
-				peerBin, err = env.goPeer(ctx, "hcsshim-tar2ext4")
+				peerBin, err = env.tar2ext4Peer(ctx, "hcsshim-tar2ext4-verity")
 			} else {
-				peerBin, err = env.tar2ext4Peer(ctx)
+				peerBin, err = env.tar2ext4Peer(ctx, "tar2ext4")
 			}
 			if err != nil {
 				return Setup{}, err
@@ -498,32 +498,23 @@ func (env *Env) goPeer(ctx context.Context, name string) (string, error) {
 	return bin, nil
 }
 
-// tar2ext4Peer returns hcsshim's tar2ext4 command from <repo>/bin/peers, installing
-// it there with go install when it is missing (scripts/install-go-peers.sh does the
-// same when present).
-func (env *Env) tar2ext4Peer(ctx context.Context) (string, error) {
-	dir := filepath.Join(env.Root, "bin", "peers")
-	bin := filepath.Join(dir, "tar2ext4")
+// tar2ext4Peer returns the hcsshim program NAME from <repo>/bin/peers (its tar2ext4
+// command, or the library wrapper hcsshim-tar2ext4-verity), running
+// scripts/install-go-peers.sh when it is missing.
+func (env *Env) tar2ext4Peer(ctx context.Context, name string) (string, error) {
+	bin := filepath.Join(env.Root, "bin", "peers", name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
 	script := filepath.Join(env.Root, "scripts", "install-go-peers.sh")
-	var cmd *exec.Cmd
-	if _, err := os.Stat(script); err == nil {
-		env.logf("%s is missing: running %s", bin, script)
-		cmd = exec.CommandContext(ctx, script)
-	} else {
-		pkg := "github.com/Microsoft/hcsshim/cmd/tar2ext4@" + tar2ext4Version
-		env.logf("%s is missing: go install %s", bin, pkg)
-		cmd = exec.CommandContext(ctx, goTool(), "install", pkg)
-		cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	}
+	env.logf("%s is missing: running %s", bin, script)
+	cmd := exec.CommandContext(ctx, script)
 	cmd.Dir = env.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("installing hcsshim's tar2ext4: %w\n%s", err, out)
+		return "", fmt.Errorf("installing hcsshim's peers: %w\n%s", err, out)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return "", errors.New("hcsshim's tar2ext4 still missing after installing it: " + err.Error())
+		return "", errors.New(name + " still missing after installing the peers: " + err.Error())
 	}
 	return bin, nil
 }
