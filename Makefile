@@ -1,5 +1,12 @@
 # hostcompute — see README.md. Every target installs what it needs.
-export PATH := /usr/local/go/bin:$(PATH)
+# GODIR holds a go command as new as go.mod needs: the one in PATH or /usr/local/go/bin
+# when new enough, else what scripts/install-go.sh installs (Debian's golang-go when
+# there is no Go at all, then that Go version from the Go module proxy).
+GODIR := $(shell scripts/install-go.sh)
+ifeq ($(GODIR),)
+$(error no Go toolchain: see the messages of scripts/install-go.sh above)
+endif
+export PATH := $(GODIR):/usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 

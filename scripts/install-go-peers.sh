@@ -5,7 +5,7 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers="$root/bin/peers"
-export PATH="$PATH:/usr/local/go/bin"
+export PATH="$("$root/scripts/install-go.sh"):$PATH"
 mkdir -p "$peers"
 
 # hcsshim's tar2ext4: the reference for `hcs tar2ext4` and pkg/ext4's compatibility mode.
