@@ -763,6 +763,17 @@ func (w *Writer) AddLink(name, target string) error {
 	return nil
 }
 
+// Lookup reports what the image being written holds at name (inherited from the
+// parent or added since): whether it exists, is a directory, and carries a reparse
+// buffer (a symbolic link, a junction, ...).
+func (w *Writer) Lookup(name string) (found, isDir, reparse bool) {
+	n, err := w.find(name)
+	if err != nil {
+		return false, false, false
+	}
+	return true, n.f.isDir, n.f.rp != 0 || n.f.rpTag != 0
+}
+
 func (w *Writer) find(p string) (*node, error) {
 	dir, base, err := w.lookupParent(p, false)
 	if err != nil {

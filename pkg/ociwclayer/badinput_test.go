@@ -185,33 +185,47 @@ func assertUntouched(t *testing.T, dir string) {
 	}
 }
 
-func TestDuplicateEntriesLaterWins(t *testing.T) {
-	in := buildTar(t,
-		dirEnt("Files"),
-		file("Files/a.txt", "first"),
-		file("Files/a.txt", "second, longer"),
-		file("Files/x", "file then dir"),
-		dirEnt("Files/x"),
-		file("Files/x/inner", "in"),
-		dirEnt("Files/y"),
-		file("Files/y/child", "gone"),
-		file("Files/y", "dir then file"),
-		dirEnt("Files"),
-	)
-	layer := filepath.Join(t.TempDir(), "l")
-	importTar(t, in, layer, nil)
-	for name, want := range map[string]string{"Files/a.txt": "second, longer", "Files/x/inner": "in", "Files/y": "dir then file"} {
-		b, err := os.ReadFile(filepath.Join(layer, name))
-		if err != nil || string(b) != want {
-			t.Errorf("%s = %q (%v), want %q", name, b, err, want)
-		}
+// TestDuplicateEntriesRejected: a Windows host creates every name of a layer with
+// FILE_CREATE, so a second entry of the same name fails there; every duplicate is
+// rejected here, naming the second entry. A directory implied by the entries below it
+// may still be given once.
+func TestDuplicateEntriesRejected(t *testing.T) {
+	cases := []struct {
+		name  string
+		tar   []byte
+		want  error
+		entry string
+	}{
+		{"file twice", buildTar(t, dirEnt("Files"), file("Files/a.txt", "first"), file("Files/a.txt", "second")), winlayer.ErrDuplicate, "Files/a.txt"},
+		{"file then dir", buildTar(t, file("Files/x", "file"), dirEnt("Files/x")), winlayer.ErrDuplicate, "Files/x"},
+		{"dir then file", buildTar(t, dirEnt("Files/y"), file("Files/y/child", "c"), file("Files/y", "file")), winlayer.ErrDuplicate, "Files/y"},
+		{"dir twice", buildTar(t, dirEnt("Files"), file("Files/a", "a"), dirEnt("Files")), winlayer.ErrDuplicate, "Files"},
+		{"implied dir then file", buildTar(t, file("Files/d/child", "c"), file("Files/d", "file")), winlayer.ErrDuplicate, "Files/d"},
+		{"link over file", buildTar(t, file("Files/a", "a"), file("Files/b", "b"), hardlink("Files/b", "Files/a")), winlayer.ErrDuplicate, "Files/b"},
+		{"stream twice", buildTar(t, file("Files/a", "a"), file("Files/a:s", "1"), file("Files/a:S", "2")), winlayer.ErrDuplicate, "Files/a:S"},
+		{"case variant", buildTar(t, file("Files/A", "a"), file("Files/a", "b")), winlayer.ErrCaseCollision, "Files/a"},
 	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := ImportLayerFromTar(context.Background(), bytes.NewReader(tc.tar), filepath.Join(dir, "l"), nil)
+			var te *TarError
+			if !errors.Is(err, tc.want) || !errors.As(err, &te) || te.Entry != tc.entry {
+				t.Fatalf("error %v, want %v naming %s", err, tc.want, tc.entry)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("failed import left %v", ents)
+			}
+		})
+	}
+	// A directory implied by its children, given afterwards, is fine.
+	layer := filepath.Join(t.TempDir(), "l")
+	importTar(t, buildTar(t, file("Files/x/inner", "in"), dirEnt("Files/x"), dirEnt("Files")), layer, nil)
 	var names []string
 	for _, e := range readTar(t, exportTar(t, layer)) {
 		names = append(names, e.Name)
 	}
-	want := []string{"Files", "Files/a.txt", "Files/x", "Files/x/inner", "Files/y"}
-	if !slices.Equal(names, want) {
+	if want := []string{"Files", "Files/x", "Files/x/inner"}; !slices.Equal(names, want) {
 		t.Errorf("exported %v, want %v", names, want)
 	}
 }

@@ -198,7 +198,7 @@ func TestImportedLayersCheckClean(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base")
 	importTar(t, genTar(t, sampletar.Options{Seed: 7, Files: 300, Bytes: 1 << 20, UtilityVM: true, Hives: true, Unicode: true}), base, nil)
-	dup := buildTar(t, file("Files/a", "x"), file("Files/a:s", "stream"), file("Files/a", "replaced"), file("Files/a:t", "t"),
+	dup := buildTar(t, file("Files/a", "x"), file("Files/a:s", "stream"), file("Files/a:t", "t"),
 		hardlink("Files/b", "Files/a"), hardlink("Files/c", "Files/Windows/System32/d0000/f00001.dll"))
 	child := filepath.Join(dir, "child")
 	importTar(t, dup, child, []string{base})

@@ -21,6 +21,9 @@ var (
 	ErrOutsideLayer = errors.New("winlayer: entry outside Files/, Hives/ and UtilityVM/")
 	// ErrCaseCollision: two names differ only in case; Windows cannot hold both.
 	ErrCaseCollision = errors.New("winlayer: name differs only in case from an existing entry")
+	// ErrDuplicate: a name is given twice (Windows creates every name of a layer once,
+	// so the second would fail there), or removed after this layer added it.
+	ErrDuplicate = errors.New("winlayer: name given twice")
 	// ErrParentNotDirectory: an entry would be created below a file or a reparse point
 	// (a symbolic link or mount point), which could lead outside the layer.
 	ErrParentNotDirectory = errors.New("winlayer: parent is not a directory")

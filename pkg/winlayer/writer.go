@@ -66,6 +66,7 @@ type Writer struct {
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
 	sds      map[string][]byte     // descriptors validated and stored, by content: their keys
+	v        *Validator            // the rules of a Windows layer; every call passes it first
 }
 
 // maxCachedSDs bounds the descriptors remembered; image layers use a few hundred.
@@ -146,6 +147,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 		return nil, fail(err)
 	}
 	w.sds = map[string][]byte{}
+	w.v = NewValidator(len(absParents) == 0, w.parentKind)
 	return w, nil
 }
 
@@ -350,8 +352,9 @@ func (w *Writer) newStreamFile(sparse bool) (uint64, *os.File, error) {
 // Add starts a new entry: a directory when e.Info has AttrDirectory, a symbolic link for
 // a symlink or mount point reparse buffer, otherwise a regular file whose e.Size bytes of
 // data follow through Write (or WriteAt and Truncate for sparse data). e.Streams and
-// e.LinkTarget are ignored; use AddStream and AddLink. A name given twice replaces the
-// earlier entry. The Writer keeps its own copy of e.
+// e.LinkTarget are ignored; use AddStream and AddLink. Every call is checked by the
+// layer's Validator first (a name given twice, one below a reparse point, ... fail
+// with its errors). The Writer keeps its own copy of e.
 func (w *Writer) Add(e *Entry) error {
 	if err := w.ready(); err != nil {
 		return err
@@ -359,7 +362,7 @@ func (w *Writer) Add(e *Entry) error {
 	if err := w.finish(); err != nil {
 		return w.fail(err)
 	}
-	name, err := CleanName(e.Name)
+	name, err := w.v.Add(e)
 	if err != nil {
 		return w.fail(w.entryErr("add", e.Name, err))
 	}
@@ -483,20 +486,9 @@ func (w *Writer) AddStream(name string, size int64, attributes uint32) error {
 		return w.fail(err)
 	}
 	ename := w.cur.rec.entry.Name
-	sname, err := canonicalStreamName(name)
+	sname, err := w.v.AddStream(name, size)
 	if err != nil {
-		return w.fail(w.entryErr("stream", ename+":"+name, err))
-	}
-	if size < 0 || size > maxFileSize {
-		return w.fail(w.entryErr("stream", ename+sname, fmt.Errorf("%w: %d bytes", ErrTooLarge, size)))
-	}
-	for i, s := range w.cur.rec.entry.Streams {
-		if strings.EqualFold(s.Name, sname) {
-			// The later stream of the same name wins.
-			os.Remove(w.streamPath(s.id))
-			w.cur.rec.entry.Streams = append(w.cur.rec.entry.Streams[:i], w.cur.rec.entry.Streams[i+1:]...)
-			break
-		}
+		return w.fail(w.entryErr("stream", ename+":"+strings.TrimPrefix(name, ":"), err))
 	}
 	sparse := attributes&winfile.StreamAttrSparse != 0
 	id, f, err := w.newStreamFile(sparse)
@@ -720,13 +712,9 @@ func (w *Writer) AddLink(name, target string) error {
 	if err := w.finish(); err != nil {
 		return w.fail(err)
 	}
-	cname, err := CleanName(name)
+	cname, ctarget, err := w.v.AddLink(name, target)
 	if err != nil {
 		return w.fail(w.entryErr("link", name, err))
-	}
-	ctarget, err := CleanName(target)
-	if err != nil {
-		return w.fail(w.entryErr("link", name, fmt.Errorf("target %s: %w", target, err)))
 	}
 	if err := w.addLink(cname, ctarget); err != nil {
 		return w.fail(w.entryErr("link", cname, err))
@@ -899,6 +887,27 @@ func (w *Writer) parentRecord(parent string, fd int, name string) (*record, erro
 	return &record{entry: *defaultEntry(name, st, "")}, nil
 }
 
+// parentKind tells what the nearest parent layer holding name has there, for the
+// Validator.
+func (w *Writer) parentKind(name string) Kind {
+	for _, p := range w.parents {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		rec, err := w.parentRecord(p, fd, name)
+		unix.Close(fd)
+		if err != nil || rec == nil {
+			continue
+		}
+		if rec.implicit {
+			return KindDir
+		}
+		return EntryKind(&rec.entry)
+	}
+	return KindNone
+}
+
 // Remove records that name, present in a parent layer, is deleted by this layer. If
 // this layer itself holds name, that is removed too.
 func (w *Writer) Remove(name string) error {
@@ -908,7 +917,7 @@ func (w *Writer) Remove(name string) error {
 	if err := w.finish(); err != nil {
 		return w.fail(err)
 	}
-	cname, err := CleanName(name)
+	cname, err := w.v.Remove(name)
 	if err != nil {
 		return w.fail(w.entryErr("remove", name, err))
 	}
@@ -919,12 +928,6 @@ func (w *Writer) Remove(name string) error {
 }
 
 func (w *Writer) remove(name string) error {
-	if len(w.parents) == 0 {
-		return ErrBaseLayerWhiteout
-	}
-	if !strings.Contains(name, "/") {
-		return fmt.Errorf("%w: cannot remove the top-level folder %s", ErrInvalidName, name)
-	}
 	dirFD, err := w.dir(parentOf(name))
 	if err != nil {
 		return err

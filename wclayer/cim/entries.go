@@ -35,9 +35,9 @@ func (ew *LayerEntryWriter) Add(e *winlayer.Entry) error {
 	if len(e.RawStreams) > 0 {
 		return cw.fail(&winlayer.EntryError{Layer: cw.path, Entry: e.Name, Op: "add", Err: fmt.Errorf("%w: %s backup stream has no place in a CIM", winlayer.ErrNotSupported, e.RawStreams[0].ID)})
 	}
-	clean, err := winlayer.CleanName(e.Name)
+	clean, err := cw.v.Add(e)
 	if err != nil {
-		return cw.fail(&winlayer.EntryError{Layer: cw.path, Entry: e.Name, Op: "add", Err: err})
+		return cw.fail(cw.entryErr("add", e.Name, err))
 	}
 	var ea []byte
 	if len(e.ExtendedAttributes) > 0 {
@@ -63,6 +63,9 @@ func (ew *LayerEntryWriter) AddStream(name string, size int64, attributes uint32
 	cw := ew.cw
 	if err := cw.ready(); err != nil {
 		return err
+	}
+	if _, err := cw.v.AddStream(name, size); err != nil {
+		return cw.fail(cw.entryErr("stream", cw.current+":"+strings.TrimPrefix(name, ":"), err))
 	}
 	if err := cw.w.AddStream(name, size); err != nil {
 		return cw.fail(err)

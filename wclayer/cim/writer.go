@@ -22,6 +22,7 @@ type CimLayerWriter struct {
 	w          *cimfs.Writer
 	createdDir bool
 	current    string // the file added last, for AddAlternateStream
+	v          *winlayer.Validator
 	err        error
 	closed     bool
 }
@@ -57,7 +58,35 @@ func NewCimLayerWriter(ctx context.Context, path string, parentLayerPaths []stri
 		cw.removeDir()
 		return nil, err
 	}
+	cw.v = winlayer.NewValidator(len(parentLayerPaths) == 0, cw.parentKind)
 	return cw, nil
+}
+
+// parentKind answers the Validator from the forked parent tree: the Validator asks
+// only about names this layer has not touched yet.
+func (cw *CimLayerWriter) parentKind(name string) winlayer.Kind {
+	found, isDir, reparse := cw.w.Lookup(name)
+	switch {
+	case !found:
+		return winlayer.KindNone
+	case isDir && reparse:
+		return winlayer.KindDirLink
+	case isDir:
+		return winlayer.KindDir
+	case reparse:
+		return winlayer.KindLink
+	}
+	return winlayer.KindFile
+}
+
+// entryErr wraps a failure of the Validator or the image writer with the layer and
+// entry it concerns.
+func (cw *CimLayerWriter) entryErr(op, name string, err error) error {
+	var ee *winlayer.EntryError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &winlayer.EntryError{Layer: cw.path, Entry: name, Op: op, Err: err}
 }
 
 func (cw *CimLayerWriter) removeDir() {
@@ -93,9 +122,20 @@ func (cw *CimLayerWriter) Add(name string, fileInfo *winfile.BasicInfo, fileSize
 	if fileInfo == nil {
 		return cw.fail(fmt.Errorf("cim: Add %s: nil file information", name))
 	}
-	clean, err := winlayer.CleanName(toSlash(name))
+	e := &winlayer.Entry{Name: toSlash(name), Info: *fileInfo, Size: fileSize, SecurityDescriptor: securityDescriptor, Reparse: reparseData}
+	if e.IsDir() {
+		e.Size = 0
+	}
+	if len(extendedAttributes) > 0 {
+		eas, err := winfile.DecodeExtendedAttributes(extendedAttributes)
+		if err != nil {
+			return cw.fail(cw.entryErr("add", name, fmt.Errorf("extended attributes: %w", err)))
+		}
+		e.ExtendedAttributes = eas
+	}
+	clean, err := cw.v.Add(e)
 	if err != nil {
-		return cw.fail(err)
+		return cw.fail(cw.entryErr("add", name, err))
 	}
 	h := &cimfs.Header{Name: clean, Info: *fileInfo, Size: fileSize, SecurityDescriptor: securityDescriptor,
 		ExtendedAttributes: extendedAttributes, ReparseData: reparseData}
@@ -125,6 +165,9 @@ func (cw *CimLayerWriter) AddAlternateStream(name string, size uint64) error {
 	if size > 1<<48 {
 		return cw.fail(fmt.Errorf("cim: AddAlternateStream %s: %w", name, cimfs.ErrTooLarge))
 	}
+	if _, err := cw.v.AddStream(stream, int64(size)); err != nil {
+		return cw.fail(cw.entryErr("stream", name, err))
+	}
 	if err := cw.w.AddStream(stream, int64(size)); err != nil {
 		return cw.fail(err)
 	}
@@ -138,7 +181,11 @@ func (cw *CimLayerWriter) AddLink(name string, target string) error {
 		return err
 	}
 	cw.current = ""
-	if err := cw.w.AddLink(toSlash(name), toSlash(target)); err != nil {
+	cname, ctarget, err := cw.v.AddLink(toSlash(name), toSlash(target))
+	if err != nil {
+		return cw.fail(cw.entryErr("link", name, err))
+	}
+	if err := cw.w.AddLink(cname, ctarget); err != nil {
 		return cw.fail(err)
 	}
 	return nil
@@ -150,7 +197,11 @@ func (cw *CimLayerWriter) Remove(name string) error {
 		return err
 	}
 	cw.current = ""
-	if err := cw.w.Remove(toSlash(name)); err != nil {
+	cname, err := cw.v.Remove(toSlash(name))
+	if err != nil {
+		return cw.fail(cw.entryErr("remove", name, err))
+	}
+	if err := cw.w.Remove(cname); err != nil {
 		return cw.fail(err)
 	}
 	return nil
