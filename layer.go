@@ -65,8 +65,10 @@ func LayerExists(info DriverInfo, id string) (bool, error) {
 // ExportLayer writes layer layerID as a transport folder at exportFolderPath, which
 // must not exist or be empty; the folder appears only when complete. The transport
 // format is the one Windows' ExportLayer writes and ImportLayer reads (see
-// wclayer.ExportLayer). parentLayerPaths are accepted for compatibility: a layer folder
-// holds all of its own content, so the parents are not read.
+// wclayer.ExportLayer). For a read-only layer parentLayerPaths are accepted for
+// compatibility: a layer folder holds all of its own content. A sandbox (scratch)
+// layer exports its changes to parentLayerPaths (its layerchain.json when none are
+// given), with deletions as tombstones, as wclayer.ExportLayer describes.
 func ExportLayer(info DriverInfo, layerID string, exportFolderPath string, parentLayerPaths []string) error {
 	return wclayer.ExportLayer(context.Background(), layerPath(info, layerID), exportFolderPath, parentLayerPaths)
 }
@@ -79,8 +81,10 @@ func ImportLayer(info DriverInfo, layerID string, importFolderPath string, paren
 }
 
 // NewLayerReader returns a reader of the contents of layer layerID, as a
-// *FilterLayerReader. parentLayerPaths are accepted for compatibility; the reader
-// needs only the layer's own folder. Unlike on Windows, no privilege is needed.
+// *FilterLayerReader. For a read-only layer parentLayerPaths are accepted for
+// compatibility; the reader needs only the layer's own folder. A sandbox (scratch)
+// layer reads as its changes to parentLayerPaths (see wclayer.NewLayerReader).
+// Unlike on Windows, no privilege is needed.
 func NewLayerReader(info DriverInfo, layerID string, parentLayerPaths []string) (LayerReader, error) {
 	r, err := wclayer.NewLayerReader(context.Background(), layerPath(info, layerID), parentLayerPaths)
 	if err != nil {

@@ -24,13 +24,19 @@ type LayerReader interface {
 }
 
 // NewLayerReader returns a new layer reader for reading the contents of an on-disk
-// layer. In the folder form a layer holds all of its content, so parentLayerPaths are
-// not read; they are accepted for compatibility. Hard links are returned as files with
-// their full content, as Windows returns them.
+// layer. In the folder form a read-only layer holds all of its content, so
+// parentLayerPaths are not read for it. Hard links are returned as files with their
+// full content, as Windows returns them.
+//
+// A read-write (scratch) layer reads as its changes to its parents: what was written
+// through its union, from its volume (see ExportLayer for how the changes and their
+// Windows metadata are read). parentLayerPaths name the parents, immediate parent
+// first; when empty, the layer's layerchain.json does. A scratch layer that is not
+// active is activated until Close.
 func NewLayerReader(ctx context.Context, path string, parentLayerPaths []string) (LayerReader, error) {
-	r, err := winlayer.NewReader(ctx, path)
+	r, err := openLayerSource(ctx, path, parentLayerPaths)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("wclayer: reading layer %s: %w", path, err)
 	}
 	return &backupLayerReader{r: r}, nil
 }
@@ -38,7 +44,7 @@ func NewLayerReader(ctx context.Context, path string, parentLayerPaths []string)
 // backupLayerReader produces each entry's backup stream from a goroutine writing into
 // a pipe, so contents stream through without being held in memory.
 type backupLayerReader struct {
-	r    *winlayer.Reader
+	r    entrySource
 	pr   *io.PipeReader
 	done chan struct{}
 	err  error
@@ -98,7 +104,7 @@ func (lr *backupLayerReader) Close() error {
 // writeBackupStream writes the backup stream of entry e in the order BackupRead uses:
 // security, EAs, reparse data, the unnamed data (sparse files as allocated ranges),
 // alternate data streams, then any opaque streams kept from the import.
-func writeBackupStream(w io.Writer, r *winlayer.Reader, e *winlayer.Entry) error {
+func writeBackupStream(w io.Writer, r entrySource, e *winlayer.Entry) error {
 	bw := winfile.NewBackupWriter(w)
 	small := func(id winfile.StreamID, attrs uint32, name string, b []byte) error {
 		if err := bw.WriteHeader(&winfile.StreamHeader{ID: id, Attributes: attrs, Name: name, Size: int64(len(b))}); err != nil {
@@ -156,7 +162,7 @@ func writeBackupStream(w io.Writer, r *winlayer.Reader, e *winlayer.Entry) error
 // writeData writes the unnamed data stream; a sparse file with holes becomes an empty
 // DATA stream followed by one sparse block per allocated range and a final block whose
 // offset is the logical size.
-func writeData(bw *winfile.BackupWriter, r *winlayer.Reader, e *winlayer.Entry) error {
+func writeData(bw *winfile.BackupWriter, r entrySource, e *winlayer.Entry) error {
 	rc, err := r.OpenData()
 	if err != nil {
 		return err

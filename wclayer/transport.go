@@ -48,7 +48,18 @@ var ErrBadTransport = errors.New("wclayer: malformed transport folder")
 
 // ExportLayer writes the layer at path as a transport folder at exportFolderPath,
 // which must not exist or be empty. The folder appears only when complete.
-// parentLayerPaths are accepted for compatibility; the folder form does not need them.
+// For a read-only layer parentLayerPaths are accepted for compatibility; the folder
+// form does not need them.
+//
+// A read-write (scratch) layer exports its changes to its parents (parentLayerPaths,
+// immediate parent first, or its layerchain.json when none are given): the Files/ of
+// its volume, the upper directory of its union, read as winlayer.UpperReader reads
+// it. Deletions made through the union are tombstones; files copied up from a parent
+// keep the parent's Windows metadata with their new content and times; new files get
+// the metadata Windows gives files a container creates. A layer that is not active is
+// activated for the time of the export; one prepared is read as it is (stop writing
+// to it first). A scratch disk whose changes cannot be read gives an error, never an
+// empty export.
 func ExportLayer(ctx context.Context, path string, exportFolderPath string, parentLayerPaths []string) (err error) {
 	dest, err := filepath.Abs(exportFolderPath)
 	if err != nil {
@@ -68,9 +79,9 @@ func ExportLayer(ctx context.Context, path string, exportFolderPath string, pare
 			os.RemoveAll(staging)
 		}
 	}()
-	r, err := winlayer.NewReader(ctx, path)
+	r, err := openLayerSource(ctx, path, parentLayerPaths)
 	if err != nil {
-		return err
+		return fmt.Errorf("wclayer: exporting layer %s: %w", path, err)
 	}
 	defer r.Close()
 	tomb, err := os.Create(filepath.Join(staging, winlayer.TombstonesFile))
@@ -111,7 +122,7 @@ func ExportLayer(ctx context.Context, path string, exportFolderPath string, pare
 	return nil
 }
 
-func exportEntry(root string, r *winlayer.Reader, e *winlayer.Entry) error {
+func exportEntry(root string, r entrySource, e *winlayer.Entry) error {
 	p := filepath.Join(root, e.Name)
 	isHive := strings.HasPrefix(e.Name, winlayer.HivesDir+"/")
 	switch {
@@ -156,7 +167,7 @@ func exportEntry(root string, r *winlayer.Reader, e *winlayer.Entry) error {
 	}
 }
 
-func writeTransportFile(p string, r *winlayer.Reader, e *winlayer.Entry) error {
+func writeTransportFile(p string, r entrySource, e *winlayer.Entry) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
