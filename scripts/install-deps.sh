@@ -11,9 +11,11 @@ purpose=${1:-test}
 # e2fsprogs (mkfs.ext4, e2fsck, resize2fs) formats and checks ext4 disks and images;
 # cryptsetup-bin (veritysetup) checks dm-verity trees; ntfs-3g (mkntfs) formats NTFS
 # scratch disks; fuse3 gives fusermount3 to the FUSE views; runc and busybox-static run
-# containers from mounted layer stacks.
+# containers from mounted layer stacks. iptables (the nf_tables backend, Debian's
+# default; the legacy one works too) is what the CNI portmap, firewall and bridge
+# plugins program; iproute2 and util-linux (nsenter) let tests look into namespaces.
 pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils e2fsprogs
-  cryptsetup-bin ntfs-3g fuse3 runc busybox-static)
+  cryptsetup-bin ntfs-3g fuse3 runc busybox-static iptables iproute2 util-linux)
 case "$purpose" in
   # Peers of the benchmarks: debootstrap makes the Debian rootfs tar; erofs-utils,
   # squashfs-tools and squashfuse are the image-build and image-read peers of CimFS.

@@ -20,3 +20,20 @@ if [ ! -x "$peers/hcsshim-tar2ext4-verity" ]; then
 	echo "building hcsshim-tar2ext4-verity (hcsshim v0.13.0) into $peers" >&2
 	(cd "$root/scripts/peers/hcsshim-tar2ext4-verity" && GOBIN="$peers" go install .)
 fi
+
+# CNI plugins, the parts of hns networks: built from containernetworking/plugins at the
+# version hns is tested with (Debian's 1.1.1 portmap fails CHECK on IPv4-only hosts),
+# into bin/cni/<version>, the directory tests and benchmarks point HOSTCOMPUTE_CNI_PATH at.
+cni_version=v1.10.0
+cni="$root/bin/cni/$cni_version"
+cni_plugins="main/bridge ipam/host-local meta/firewall meta/tuning meta/portmap meta/bandwidth"
+missing=""
+for p in $cni_plugins; do
+	[ -x "$cni/$(basename "$p")" ] || missing="$missing github.com/containernetworking/plugins/plugins/$p@$cni_version"
+done
+if [ -n "$missing" ]; then
+	echo "installing CNI plugins $cni_version into $cni" >&2
+	mkdir -p "$cni"
+	# shellcheck disable=SC2086 # one argument per package
+	GOBIN="$cni" GOFLAGS=-mod=mod go install $missing
+fi
