@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The demo: generate a Windows base layer and a child layer as OCI layer tars, import
 # both with hcs as layer folders and as CimFS images, inspect them, export them again
-# and check that the exported tars are the very bytes that went in. Everything happens under a temporary folder.
+# and check that the exported tars are the very bytes that went in; then build a new
+# Windows layer on Linux (a scratch layer over the base, changed through its union,
+# committed as a diff, imported as a folder and as a CIM that forks the base's, exported
+# again byte-identical), and run a Linux container from ext4 layer images and export
+# its changes. A summary closes it. Everything happens under a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hcs=$PWD/bin/hcs
@@ -9,6 +13,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hcs-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 say() { printf '\n== %s\n' "$*"; }
+summary=()   # one line per check, printed at the end
+note() { summary+=("$*"); }
 
 say "Generating sample layers (embedded generator, seed 1)"
 go run ./internal/cmd/mksample -seed 1 -files 3000 -bytes $((96<<20)) -uvm > "$work/base.tar"
@@ -39,6 +45,7 @@ for l in base child; do
   b=$(sha256sum < "$work/$l.out.tar" | cut -c1-64)
   if [ "$a" = "$b" ]; then
     echo "  $l: exported tar is byte-identical to the input (sha256 ${a:0:16}…)"
+    note "ok  tar → layer folder → tar, $l layer: byte-identical"
   else
     echo "  $l: exported tar differs from the input" >&2; ok=0
   fi
@@ -59,10 +66,60 @@ for l in base child; do
   "$hcs" cim export -f "$work/$l.cim.tar" "$work/cim/$l"
   if cmp -s "$work/$l.tar" "$work/$l.cim.tar"; then
     echo "  $l: tar → CIM → tar is byte-identical to the input"
+    note "ok  tar → CIM → tar, $l layer: byte-identical"
   else
     echo "  $l: the CIM export differs from the input" >&2; ok=0
   fi
 done
+
+if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ]; then
+  say "Building a Windows image on Linux: a scratch layer over the base, changed through its union"
+  scratch="$work/layers/build"
+  "$hcs" layer scratch --size 1GiB --parent "$work/layers/base" "$scratch" >/dev/null
+  "$hcs" layer activate "$scratch" >/dev/null
+  deactivate() { "$hcs" layer unprepare "$scratch" >/dev/null 2>&1 || true; "$hcs" layer deactivate "$scratch" >/dev/null 2>&1 || true; }
+  trap 'deactivate; rm -rf "$work"' EXIT
+  "$hcs" layer prepare "$scratch" >/dev/null
+  union=$("$hcs" layer path "$scratch")
+  echo "  union at $union"
+  sys32="$union/Windows/System32"
+  modified=$(cd "$sys32" && ls d0002 | head -n 1)
+  deleted=$(cd "$sys32" && ls d0003 | head -n 1)
+  replaced=d0004
+  printf 'patched on Linux\n' >> "$sys32/d0002/$modified"          # modify: copied up, keeps its Windows metadata
+  rm "$sys32/d0003/$deleted"                                      # delete: a tombstone in the new layer
+  rm -r "$sys32/$replaced" && mkdir "$sys32/$replaced"             # replace a directory: all of the base's below it removed
+  echo "fresh" > "$sys32/$replaced/new.dll"
+  mkdir -p "$union/app" && echo "hello from the build" > "$union/app/hello.txt"   # add: Windows metadata of a new file
+  ln "$union/app/hello.txt" "$union/app/hello-link.txt"           # a hard link
+  echo "  modified Windows/System32/d0002/$modified, deleted d0003/$deleted, replaced $replaced/, added app/hello.txt (+ a hard link)"
+  "$hcs" layer unprepare "$scratch" >/dev/null
+
+  say "Committing the changes: the scratch layer's diff as an OCI Windows layer tar"
+  "$hcs" layer export -f "$work/build.tar" "$scratch"
+  "$hcs" layer deactivate "$scratch" >/dev/null
+  trap 'rm -rf "$work"' EXIT
+  echo "  $(tar -tf "$work/build.tar" 2>/dev/null | wc -l) entries, $(tar -tf "$work/build.tar" 2>/dev/null | grep -c '/\.wh\.') whiteouts"
+  "$hcs" layer inspect "$work/build.tar" | grep -E "app/hello|d0002/$modified|\.wh\.|$replaced/new" | head -n 6 | sed 's/^/  /'
+
+  say "Importing the diff as a child of the base, as a folder and as a CIM that forks the base's"
+  "$hcs" layer import -f "$work/build.tar" --parent "$work/layers/base" "$work/layers/built"
+  "$hcs" cim create -q -f "$work/build.tar" --parent "$work/cim/base" "$work/cim/built"
+  "$hcs" cim verify "$work/cim/built"
+  "$hcs" cim cat "$work/cim/built" Files/app/hello.txt | sed 's/^/  CIM: Files\/app\/hello.txt: /'
+  "$hcs" layer export -f "$work/built.tar" "$work/layers/built"
+  "$hcs" cim export -f "$work/built.cim.tar" "$work/cim/built"
+  for f in built.tar built.cim.tar; do
+    if cmp -s "$work/build.tar" "$work/$f"; then
+      echo "  $f: byte-identical to the committed diff"
+    else
+      echo "  $f: differs from the committed diff" >&2; ok=0
+    fi
+  done
+  [ $ok = 1 ] && note "ok  scratch → union changes → diff → child folder and forked CIM → tar: byte-identical"
+else
+  say "Skipping the scratch layer part: it needs root and loop devices (make demo installs the rest)"
+fi
 
 if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] && command -v runc >/dev/null && [ -x /usr/bin/busybox ]; then
   say "Linux layers: two OCI layer tars → ext4 layer images (tar2ext4 -vhd, with dm-verity)"
@@ -86,12 +143,18 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] && command -v runc >/dev/null 
     -e 's|"sh"|"/bin/sh", "-c", "cat /etc/hello; echo written by the container > /etc/note"|' config.json)
   runc run --bundle "$target" "hcs-demo-$$" | sed 's/^/  container: /'
   echo "  the container's write is in the scratch disk's upper layer: $(cat "$target/upper/etc/note")"
+  "$hcs" ocilayer diff -f "$work/linux/changes.tar" "$target/upper" >/dev/null   # the container exited: nothing writes
+  echo "  its changes as an OCI layer diff: $(tar -tf "$work/linux/changes.tar" | tr '\n' ' ')"
   "$hcs" layer unmount "$target"
   trap 'rm -rf "$work"' EXIT
+  note "ok  Linux: tar → ext4 layer images → union over a scratch → runc run → its changes as an OCI diff"
   linux_done=1
 else
   say "Skipping the Linux layer part: it needs root, loop devices, runc and busybox (make demo installs them)"
 fi
 
+say "Summary"
+printf '  %s\n' "${summary[@]}"
+[ $ok = 1 ] || echo "  FAILED: see the messages above" >&2
 [ $ok = 1 ] && say "Demo finished: folder and CIM layers round-tripped every entry and its Windows metadata${linux_done:+; a container ran from ext4 layer images}."
 [ $ok = 1 ]

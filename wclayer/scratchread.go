@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/hostcompute/hostcompute/internal/layermount"
+	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
@@ -134,3 +135,48 @@ func (emptySource) OpenData() (io.ReadCloser, error)                  { return n
 func (emptySource) DataRanges() ([][2]int64, error)                   { return nil, nil }
 func (emptySource) OpenStream(winlayer.Stream) (io.ReadCloser, error) { return nil, io.EOF }
 func (emptySource) Close() error                                      { return nil }
+
+// ExportLayerToTar writes the layer at path to w as an OCI Windows layer tar: a
+// read-only layer folder as ociwclayer.ExportLayerToTar writes it, a scratch layer
+// as the diff of its changes to its parents (parentLayerPaths, immediate parent
+// first, or its layerchain.json when none are given), as
+// ociwclayer.ExportUpperToTar writes it. Importing that diff over the parents and
+// exporting the imported layer gives the same bytes. A scratch layer that is not
+// active is activated for the time of the export.
+func ExportLayerToTar(ctx context.Context, w io.Writer, path string, parentLayerPaths []string) error {
+	disk, err := scratchDisk(path)
+	if err != nil {
+		return fmt.Errorf("wclayer: exporting layer %s: %w", path, err)
+	}
+	if disk == "" {
+		return ociwclayer.ExportLayerToTar(ctx, w, path, parentLayerPaths)
+	}
+	parents := parentLayerPaths
+	if len(parents) == 0 {
+		if parents, err = winlayer.Parents(path); err != nil {
+			return err
+		}
+	}
+	if len(parents) == 0 {
+		return fmt.Errorf("wclayer: exporting layer %s: %w: the scratch layer names no parents (layerchain.json) and none were given", path, ErrNoParents)
+	}
+	upper, release, err := ScratchUpper(ctx, path)
+	if err != nil {
+		return fmt.Errorf("wclayer: exporting layer %s: %w", path, err)
+	}
+	if _, serr := os.Lstat(upper); errors.Is(serr, fs.ErrNotExist) {
+		// Never prepared: an empty diff, a valid tar of no entries.
+		err = ociwclayer.EncodeTar(ctx, w, path, emptyEntries{})
+	} else {
+		err = ociwclayer.ExportUpperToTar(ctx, w, upper, parents)
+	}
+	if rerr := release(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// emptyEntries is an ociwclayer.EntryReader of no entries.
+type emptyEntries struct{ emptySource }
+
+func (emptyEntries) ReadDataInto([]byte) error { return io.EOF }

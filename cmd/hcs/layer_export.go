@@ -12,7 +12,7 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/internal/progress"
-	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
+	"github.com/hostcompute/hostcompute/wclayer"
 )
 
 type exportResult struct {
@@ -31,6 +31,13 @@ func (a *app) newLayerExportCommand() *cobra.Command {
 		Long: `Write the layer folder LAYERDIR as an OCI Windows layer tar, to standard output
 or to the file given with -f. The tar is deterministic: the same layer always gives
 the same bytes, hence the same digest. --gzip or --zstd compress it.
+
+A scratch layer (hcs layer scratch) exports its changes to its parents: what was
+written through its union, as a layer tar whose deletions are whiteouts, whose
+files copied up from a parent keep the parent's Windows metadata and whose new
+files get what Windows gives files a container creates. Importing that tar over
+the parents gives the union's content. A scratch layer that is not active is
+activated for the time of the export.
 
 A file is written under a temporary name in the same directory, flushed to stable
 storage and renamed over FILE at the end, so a failed export leaves no partial
@@ -87,8 +94,9 @@ func (a *app) export(ctx context.Context, w io.Writer, layer string, format comp
 	if err != nil {
 		return 0, err
 	}
-	// A layer folder holds its whole content, so no parent is needed to export it.
-	if err := ociwclayer.ExportLayerToTar(ctx, ctxWriter{ctx, cw}, layer, nil); err != nil {
+	// A layer folder holds its whole content, so no parent is needed to export it;
+	// a scratch layer exports its changes to the parents its layerchain.json names.
+	if err := wclayer.ExportLayerToTar(ctx, ctxWriter{ctx, cw}, layer, nil); err != nil {
 		return 0, err
 	}
 	if err := cw.Close(); err != nil {
