@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,13 +109,9 @@ type puller struct {
 	mu       sync.Mutex
 	added    []v1.Hash // blobs this pull put in the store
 	imported []string  // layers this pull unpacked, in order
-	canceled bool
 }
 
 func (p *puller) errorf(op string, d v1.Hash, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		p.canceled = true
-	}
 	e := &Error{Image: p.ref, Op: op, Err: err}
 	if d.Hex != "" {
 		e.Digest = d.String()
@@ -333,13 +328,14 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 // rollback removes what a failed pull unpacked, and the blobs it added unless it
 // was cancelled.
 func (p *puller) rollback(ctx context.Context) {
+	canceled := ctx.Err() != nil
 	ctx = context.WithoutCancel(ctx)
 	for _, key := range slices.Backward(p.imported) {
 		if err := p.s.layers.RemoveLayer(ctx, key); err != nil {
 			p.s.log.Warn("removing a layer of a failed pull", "chainID", key, "error", err)
 		}
 	}
-	if p.canceled {
+	if canceled {
 		return
 	}
 	for _, d := range p.added {

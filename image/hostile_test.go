@@ -1,0 +1,189 @@
+package image
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hostcompute/hostcompute/internal/registrytest"
+)
+
+// blobFile is where the registry keeps a blob's bytes.
+func blobFile(reg *registrytest.Registry, h v1.Hash) string {
+	return filepath.Join(reg.Dir, "storage", "docker", "registry", "v2", "blobs", h.Algorithm, h.Hex[:2], h.Hex, "data")
+}
+
+// wantFailure checks a failed pull: the error has the class, names the image, the
+// layer digest and the words given; the store is as it was.
+func wantFailure(t *testing.T, err error, class error, before, after []string, words ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("pull succeeded")
+	}
+	if class != nil && !errors.Is(err, class) {
+		t.Errorf("error %v is not %v", err, class)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+	if !slices.Equal(before, after) {
+		t.Errorf("store changed by a failed pull:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+func TestHostileRegistry(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	img := buildImage(t, linuxPlatform, linuxLayers(t), types.OCIManifestSchema1)
+	ls, _ := img.Layers()
+	target, _ := ls[1].Digest()
+
+	t.Run("bytes do not match the digest", func(t *testing.T) {
+		ref := reg.Host + "/bad/bytes:1"
+		pushImage(t, ref, img)
+		f := blobFile(reg, target)
+		orig, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := slices.Clone(orig)
+		bad[len(bad)/2] ^= 0xff
+		os.WriteFile(f, bad, 0o644)
+		defer os.WriteFile(f, orig, 0o644)
+		s, fl := newStore(t)
+		before := snapshot(t, s.root)
+		_, err = s.Pull(ctx, ref)
+		wantFailure(t, err, ErrDigestMismatch, before, snapshot(t, s.root), ref, target.String())
+		if k := fl.keys(t); len(k) != 0 {
+			t.Errorf("layers left: %v", k)
+		}
+	})
+	t.Run("manifest names a missing blob", func(t *testing.T) {
+		ref := reg.Host + "/bad/missing:1"
+		pushImage(t, ref, img)
+		f := blobFile(reg, target)
+		orig, _ := os.ReadFile(f)
+		os.Remove(f)
+		defer os.WriteFile(f, orig, 0o644)
+		s, fl := newStore(t)
+		before := snapshot(t, s.root)
+		_, err := s.Pull(ctx, ref)
+		wantFailure(t, err, nil, before, snapshot(t, s.root), ref, target.String())
+		if k := fl.keys(t); len(k) != 0 {
+			t.Errorf("layers left: %v", k)
+		}
+	})
+	t.Run("blob cut mid-stream, then resumed", func(t *testing.T) {
+		ref := "/bad/cut:1"
+		pushImage(t, reg.Host+ref, img)
+		u, _ := url.Parse("http://" + reg.Host)
+		proxy := httputil.NewSingleHostReverseProxy(u)
+		var cut atomic.Bool
+		cut.Store(true)
+		var ranged atomic.Value
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/blobs/"+target.String()) && r.Method == http.MethodGet {
+				if rg := r.Header.Get("Range"); rg != "" {
+					ranged.Store(rg)
+				}
+				if cut.Load() {
+					// Send the headers and half the body, then drop the connection.
+					rec := httptest.NewRecorder()
+					proxy.ServeHTTP(rec, r)
+					body := rec.Body.Bytes()
+					for k, v := range rec.Header() {
+						w.Header()[k] = v
+					}
+					w.WriteHeader(rec.Code)
+					w.Write(body[:len(body)/2])
+					w.(http.Flusher).Flush()
+					conn, _, _ := w.(http.Hijacker).Hijack()
+					conn.Close()
+					return
+				}
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		host := strings.TrimPrefix(srv.URL, "http://")
+		s, fl := newStore(t)
+		before := snapshot(t, s.root)
+		_, err := s.Pull(ctx, host+ref)
+		wantFailure(t, err, io.ErrUnexpectedEOF, before, snapshot(t, s.root), host+ref, target.String())
+		if k := fl.keys(t); len(k) != 0 {
+			t.Errorf("layers left: %v", k)
+		}
+		partial := filepath.Join(s.root, "content-ingest", "sha256-"+target.Hex)
+		if st, err := os.Stat(partial); err != nil || st.Size() == 0 {
+			t.Fatalf("partial blob not kept: %v", err)
+		}
+		cut.Store(false)
+		if _, err := s.Pull(ctx, host+ref); err != nil {
+			t.Fatal(err)
+		}
+		if rg, _ := ranged.Load().(string); !strings.HasPrefix(rg, "bytes=") || rg == "bytes=0-" {
+			t.Errorf("second pull asked for range %q, want it to resume", rg)
+		}
+		if _, err := os.Stat(partial); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("partial blob left after the resumed pull: %v", err)
+		}
+	})
+}
+
+// TestHostileLayers: layer tars that attack the host fail with an error naming the
+// image, the layer and the entry, and nothing is written outside the layer.
+func TestHostileLayers(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	outside := t.TempDir()
+	cases := []struct {
+		name     string
+		platform v1.Platform
+		layers   [][]byte
+		entry    string
+	}{
+		{"linux path traversal", linuxPlatform, [][]byte{mkTar(t, tdir("etc"), tfile("../../../../"+outside+"/escaped", "x"))}, "escaped"},
+		{"linux hard link out", linuxPlatform, [][]byte{mkTar(t, tent{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "passwd", Linkname: "../../../../etc/passwd"}})}, "passwd"},
+		{"linux symlink escape", linuxPlatform, [][]byte{
+			mkTar(t, tlink("evil", outside)),
+			mkTar(t, tfile("evil/escaped", "x"), tfile("../evil2", "x"))}, "evil"},
+		{"windows path traversal", winPlatform, [][]byte{mkTar(t, tdir("Files"), tfile("Files/../../escaped", "x"))}, "escaped"},
+		{"windows symlink escape", winPlatform, [][]byte{mkTar(t, tdir("Files"), tlink("Files/evil", outside), tfile("Files/evil/escaped", "x"))}, "Files/evil"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img := buildImage(t, c.platform, c.layers, types.OCIManifestSchema1)
+			ls, _ := img.Layers()
+			bad, _ := ls[len(ls)-1].Digest()
+			ref := reg.Host + "/hostile/" + strings.ReplaceAll(c.name, " ", "-") + ":" + string(rune('a'+i))
+			pushImage(t, ref, img)
+			s, fl := newStore(t)
+			before := snapshot(t, s.root)
+			_, err := s.Pull(ctx, ref, WithPlatform(c.platform))
+			wantFailure(t, err, nil, before, snapshot(t, s.root), ref, bad.String(), c.entry)
+			if k := fl.keys(t); len(k) != 0 {
+				t.Errorf("layers left: %v", k)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+				t.Errorf("written outside the layer: %v", ents)
+			}
+			t.Log(err)
+		})
+	}
+}
