@@ -297,10 +297,14 @@ func (s *Store) Push(ctx context.Context, n, dest string, opts ...Option) (*Summ
 	updates := make(chan v1.Update, 16)
 	ropts = append(ropts, remote.WithProgress(updates))
 	go func() {
-		o.progress.Start(d.Digest.String(), "image", 0)
 		var last int64
+		started := false
 		for u := range updates {
 			if u.Total > 0 {
+				if !started {
+					o.progress.Start(d.Digest.String(), "push", u.Total)
+					started = true
+				}
 				o.progress.Add(d.Digest.String(), u.Complete-last)
 				last = u.Complete
 			}

@@ -25,6 +25,8 @@ import (
 //	REGISTRY/REPO[:TAG|@DIGEST]     a registry (docker:// may prefix it)
 //	oci:DIR[:TAG]                   an OCI image layout directory
 //	docker-archive:FILE[:TAG]       a docker save tar
+//
+// DIR and FILE cannot hold a colon: the first one ends them.
 type Ref struct {
 	Kind RefKind
 	// Path is the directory or file of oci: and docker-archive: references.
@@ -68,7 +70,9 @@ func ParseRef(s string) (Ref, error) {
 	}{{"oci:", OCILayout}, {"docker-archive:", DockerArchive}} {
 		if rest, ok := strings.CutPrefix(s, k.prefix); ok {
 			path, tag := rest, ""
-			if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i+1:], "/") {
+			// As skopeo reads them: the path ends at the first colon, and
+			// the rest (which may hold colons) is the name.
+			if i := strings.IndexByte(rest, ':'); i >= 0 {
 				path, tag = rest[:i], rest[i+1:]
 			}
 			if path == "" {

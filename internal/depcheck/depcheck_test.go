@@ -30,6 +30,14 @@ var allowed = map[string][]string{
 	// The network engine: libcni and the plugins' namespace helpers, netlink and
 	// iptables; of the project's own packages only the mount executor and GUIDs.
 	"hns": {"pkg/guid", "internal/mount", "internal/mountinfo", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
+	// Images: go-containerregistry and what it brings (the Docker config file
+	// keychain, stargz and tar-split for its layer types).
+	"image": {"pkg/", "internal/compress", "store", "golang.org/x/sys/", "golang.org/x/sync/", "go.etcd.io/bbolt/",
+		"github.com/klauspost/compress/", "github.com/google/go-containerregistry/", "github.com/docker/cli/",
+		"github.com/docker/distribution/", "github.com/docker/docker-credential-helpers/", "github.com/containerd/stargz-snapshotter/",
+		"github.com/mitchellh/go-homedir", "github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec/",
+		"github.com/sirupsen/logrus", "github.com/vbatts/tar-split/"},
+	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/"},
 }
 
 func TestDependencies(t *testing.T) {
