@@ -14,8 +14,12 @@ purpose=${1:-test}
 # containers from mounted layer stacks. iptables (the nf_tables backend, Debian's
 # default; the legacy one works too) is what the CNI portmap, firewall and bridge
 # plugins program; iproute2 and util-linux (nsenter) let tests look into namespaces.
+# docker-registry (the distribution registry, 2.8) is the real registry image tests
+# start on loopback; skopeo and umoci are the independent image clients they check
+# against.
 pkgs=(tar gzip zstd ca-certificates qemu-utils 7zip libvhdi-utils e2fsprogs
-  cryptsetup-bin ntfs-3g fuse3 runc busybox-static iptables iproute2 util-linux)
+  cryptsetup-bin ntfs-3g fuse3 runc busybox-static iptables iproute2 util-linux
+  docker-registry skopeo umoci)
 case "$purpose" in
   # Peers of the benchmarks: debootstrap makes the Debian rootfs tar; erofs-utils,
   # squashfs-tools and squashfuse are the image-build and image-read peers of CimFS.
