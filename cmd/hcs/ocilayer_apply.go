@@ -33,16 +33,32 @@ func (a *app) newOCILayerApplyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply [flags] ROOTDIR",
 		Short: "Apply an OCI Linux layer tar onto a directory",
-		Long: `Read an OCI Linux layer tar (plain, gzip or zstd) and apply it onto ROOTDIR,
-which is created if missing. Whiteouts remove files of the layers applied before;
-later entries replace earlier ones.
+		Long: `Read an OCI Linux layer tar (plain, gzip or zstd) and apply it onto ROOTDIR.
+Whiteouts remove files of the layers applied before; later entries replace
+earlier ones.
 
 Every path is resolved inside ROOTDIR: symlinks already there, absolute ones
 included, resolve as if ROOTDIR were "/". An entry, hard-link target or whiteout
 whose name leaves ROOTDIR (such as "../x") fails the command with exit code 3.
-The layer is applied entry by entry: on failure the entries before the failing one
-stay applied. The error names the failing entry and the offset of its header in
-the uncompressed tar.
+When ROOTDIR does not exist or is an empty directory the apply is all or
+nothing: the tree is built in a hidden directory beside ROOTDIR and renamed into
+place only when every entry applied, so a failure, an interrupt or a killed
+process leaves ROOTDIR as it was (a staging directory left by a killed process is
+removed by the next apply in the same directory). Hard links must then name
+earlier entries of the layer.
+
+Onto an existing non-empty ROOTDIR (the layers applied before) the layer is
+applied entry by entry in place: on failure the entries before the failing one
+stay applied, with their whiteouts and replacements done, and nothing from the
+failing entry on is; nothing outside ROOTDIR is touched. Apply onto a copy when
+that matters.
+
+Either way the error names the failing entry and the offset of its header in the
+uncompressed tar. Entries follow the rules of an OCI Linux layer shared by every
+path into one (tar2ext4, apply, diff): no names leaving ROOTDIR, no writes below a
+symlink or file of the same layer, no overlayfs attributes (trusted.overlay.*,
+user.overlay.*), no malformed whiteouts (".wh..", ".wh..."). Sparse files (GNU
+and PAX 0.x/1.0) keep their holes; files over 128 GiB are refused.
 
 Devices need privileges: --skip-devices skips those that may not be created.
 Without root, --no-ownership leaves files owned by the calling user.
@@ -79,8 +95,12 @@ func (a *app) applyOCILayer(ctx context.Context, file, root string, opts []ocila
 		return err
 	}
 	defer in.close()
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
+	apply := ocilayer.Apply
+	if ents, err := os.ReadDir(root); errors.Is(err, os.ErrNotExist) || err == nil && len(ents) == 0 {
+		apply = ocilayer.ApplyNew // all or nothing
+		if err := os.MkdirAll(filepath.Dir(filepath.Clean(root)), 0o755); err != nil {
+			return err
+		}
 	}
 
 	bar := a.progress("apply", in.size)
@@ -92,7 +112,7 @@ func (a *app) applyOCILayer(ctx context.Context, file, root string, opts []ocila
 	defer rc.Close()
 	a.log.Debug("apply", logKeyFile, in.name, logKeyRoot, root, logKeyCompression, format, logKeyBytes, in.size)
 
-	n, err := ocilayer.Apply(ctx, root, ctxReader{ctx, rc}, opts...)
+	n, err := apply(ctx, root, ctxReader{ctx, rc}, opts...)
 	bar.Stop()
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", in.name, classifyEntryError(err))

@@ -18,6 +18,7 @@ var allowed = map[string][]string{
 	"pkg/dmverity":   {"pkg/guid"},
 	"pkg/cimfs":      {"pkg/guid", "pkg/winfile", "golang.org/x/sys/"},
 	"pkg/ocilayer":   {"golang.org/x/sys/"},
+	"pkg/ext4":       {"pkg/ocilayer", "golang.org/x/sys/"},
 	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 )
 
 // Result describes a built image.
@@ -170,6 +172,7 @@ func build(ctx context.Context, out Output, r io.Reader, o *options) (*Result, e
 	defer func() { w.ob.wb.stop() }() // after a failure; close stops it on success
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	tr := tar.NewReader(cr)
+	w.rules = ocilayer.NewValidator(ocilayer.WithoutBase(), ocilayer.WithFileSizeLimit(o.maxFileSize))
 	for {
 		off := (cr.n + 511) &^ 511
 		if err := ctx.Err(); err != nil {
@@ -239,10 +242,43 @@ func (w *writer) add(ctx context.Context, hdr *tar.Header, data io.Reader, o *op
 		name = strings.ReplaceAll(name, `\`, "/")
 		link = strings.ReplaceAll(link, `\`, "/")
 	}
+	// The rules of a Linux layer are those of every path into one (pkg/ocilayer).
+	e := ocilayer.EntryFromHeader(hdr)
+	e.Name, e.Linkname = name, link
+	c, err := w.rules.Check(&e)
+	if err != nil {
+		return ruleError{err}
+	}
+	if c.Action == ocilayer.Ignore && (o.convertWhiteouts || e.Type == ocilayer.TypeGlobal) {
+		return nil // AUFS bookkeeping has no overlayfs form; archive metadata is no file
+	}
 	if w.compat {
 		return w.addCompat(ctx, hdr, name, link, data, o)
 	}
 	return w.addNative(ctx, hdr, name, link, data, o)
+}
+
+// ruleError is a refusal of the layer rules: it matches both the ocilayer class and
+// the corresponding class of this package.
+type ruleError struct{ err error }
+
+func (e ruleError) Error() string { return e.err.Error() }
+
+func (e ruleError) Unwrap() []error {
+	var own error = ErrInvalidTar
+	switch {
+	case errors.Is(e.err, ocilayer.ErrInsecurePath):
+		own = ErrInsecurePath
+	case errors.Is(e.err, ocilayer.ErrNotDir):
+		own = ErrNotDir
+	case errors.Is(e.err, ocilayer.ErrLinkTarget):
+		own = ErrLinkTarget
+	case errors.Is(e.err, ocilayer.ErrTooLarge):
+		own = ErrTooLarge
+	case errors.Is(e.err, ocilayer.ErrUnsupported):
+		own = ErrUnsupported
+	}
+	return []error{e.err, own}
 }
 
 // FileSystemSize reads the size in bytes of the ext4 file system at the start of r from

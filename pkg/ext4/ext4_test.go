@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 	"time"
 
 	"github.com/hostcompute/hostcompute/pkg/ext4"
@@ -292,6 +294,13 @@ func TestErrors(t *testing.T) {
 		{"truncated", makeTar(t, []entry{file("a", 0o644, randBytes(1, 10000))})[:3000], ext4.ErrInvalidTar, "a", 0},
 		{"lost+found", makeTar(t, []entry{file("lost+found", 0o644, nil)}), ext4.ErrConflict, "lost+found", 0},
 		{"garbage", bytes.Repeat([]byte("not a tar "), 100), ext4.ErrInvalidTar, "", 0},
+		// Issue 10: trusted.overlay.* xattrs from the tar reached the image (with
+		// -overlay a member could make a directory opaque); ".wh.." and ".wh..." were
+		// stored as plain files. The layer rules of pkg/ocilayer refuse both.
+		{"overlay-opaque-xattr", makeTar(t, []entry{{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755, PAXRecords: map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y"}}}}), ocilayer.ErrInvalidEntry, "d/", 0},
+		{"overlay-redirect-xattr", makeTar(t, []entry{{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "f", Mode: 0o644, PAXRecords: map[string]string{"SCHILY.xattr.user.overlay.redirect": "/x"}}}}), ext4.ErrInvalidTar, "f", 0},
+		{"whiteout-dot", makeTar(t, []entry{file("d/.wh..", 0o644, nil)}), ext4.ErrInvalidTar, "d/.wh..", 0},
+		{"whiteout-dotdot", makeTar(t, []entry{file("d/.wh...", 0o644, nil)}), ext4.ErrInsecurePath, "d/.wh...", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "image")

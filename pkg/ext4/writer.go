@@ -11,6 +11,8 @@ import (
 	"io"
 	"math/bits"
 	"sort"
+
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 )
 
 // inode is a file of the image being built. Inode numbers are positions in
@@ -57,6 +59,7 @@ type attrs struct {
 // Only the fixes that native mode makes depend on compat.
 type writer struct {
 	compat      bool
+	rules       *ocilayer.Validator // the layer rules, checked before each entry is added
 	inlineData  bool
 	maxDiskSize int64
 	maxFileSize int64

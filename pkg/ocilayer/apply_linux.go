@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -17,9 +19,6 @@ import (
 )
 
 const (
-	whiteoutPrefix = ".wh."
-	whiteoutMeta   = ".wh..wh."
-	whiteoutOpaque = ".wh..wh..opq"
 	// copyBufferSize bounds the buffer file data goes through: most files of a
 	// layer fit and reach the page cache in one write(2).
 	copyBufferSize = 1 << 20
@@ -48,9 +47,17 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		return 0, &os.PathError{Op: "open", Path: root, Err: err}
 	}
 	defer unix.Close(rootfd)
+	vopts := []ValidatorOption{}
+	if o.maxFileSize > 0 {
+		vopts = append(vopts, WithFileSizeLimit(o.maxFileSize))
+	}
+	if o.standalone {
+		vopts = append(vopts, WithoutBase())
+	}
 	a := &applier{
 		ctx:   ctx,
 		root:  rootfd,
+		v:     NewValidator(vopts...),
 		opts:  o,
 		added: make(map[string]struct{}),
 		dirAt: make(map[string]int),
@@ -107,6 +114,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type applier struct {
 	ctx     context.Context
 	root    int // directory fd every path is resolved under
+	v       *Validator
 	opts    applyOptions
 	buf     []byte // reused for all file data, grown up to copyBufferSize
 	written int64
@@ -130,24 +138,6 @@ type dirTimes struct {
 }
 
 func opError(op string, err error) error { return &EntryError{Op: op, Err: err} }
-
-// cleanName turns an entry name into a slash-separated path relative to root,
-// "." for root itself. Leading slashes are dropped, as GNU tar does; a name that
-// still leaves root after cleaning is rejected with ErrInsecurePath.
-func cleanName(name string) (string, error) {
-	if name == "" || strings.IndexByte(name, 0) >= 0 {
-		return "", fmt.Errorf("%w: empty name or name holding NUL", ErrInvalidEntry)
-	}
-	n := strings.TrimLeft(name, "/")
-	if n == "" {
-		return ".", nil
-	}
-	n = path.Clean(n)
-	if n == ".." || strings.HasPrefix(n, "../") {
-		return "", ErrInsecurePath
-	}
-	return n, nil
-}
 
 // splitPath splits a cleaned name into its parent directory and final element.
 func splitPath(name string) (dir, base string) {
@@ -290,36 +280,24 @@ func (a *applier) markAdded(name string) {
 }
 
 func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
-	if hdr.Typeflag == tar.TypeXGlobalHeader {
-		return nil // archive/tar returns global PAX headers as entries; nothing to apply
-	}
-	name, err := cleanName(hdr.Name)
+	e := EntryFromHeader(hdr)
+	c, err := a.v.Check(&e)
 	if err != nil {
 		return err
 	}
-	dir, base := splitPath(name)
-	if strings.HasPrefix(base, whiteoutPrefix) {
-		return a.whiteout(dir, base)
+	switch c.Action {
+	case Ignore:
+		return nil
+	case Whiteout:
+		return a.whiteout(c.Target)
+	case Opaque:
+		return a.opaque(c.Target)
 	}
-	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink,
-		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-	default:
-		return opError("", fmt.Errorf("%w: tar entry type %q", ErrUnsupported, hdr.Typeflag))
-	}
-	for k := range hdr.PAXRecords {
-		// archive/tar expands sparse holes into zeros that the stream does not
-		// hold, so a few bytes of input could fill the disk.
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return fmt.Errorf("%w: GNU sparse file", ErrUnsupported)
-		}
-	}
+	name := c.Name
 	if name == "." {
-		if hdr.Typeflag != tar.TypeDir {
-			return fmt.Errorf("%w: the root entry is not a directory", ErrInvalidEntry)
-		}
 		return a.dirMeta(a.root, ".", hdr)
 	}
+	dir, base := splitPath(name)
 
 	pfd, err := a.parentDir(dir, true)
 	if err != nil {
@@ -333,9 +311,9 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	case tar.TypeDir:
 		return a.directory(pfd, name, base, hdr)
 	case tar.TypeLink:
-		return a.hardlink(pfd, base, hdr)
-	case tar.TypeReg:
-		return a.regular(pfd, base, mode, hdr, body)
+		return a.hardlink(pfd, base, c.Target, hdr.Linkname)
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		return a.regular(pfd, base, mode, hdr, e.Sparse, body)
 	case tar.TypeSymlink:
 		if err := a.create(pfd, base, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
 			return opError("symlink", err)
@@ -397,7 +375,7 @@ func (a *applier) directory(pfd int, name, base string, hdr *tar.Header) error {
 	return nil
 }
 
-func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, body io.Reader) error {
+func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, sparse bool, body io.Reader) error {
 	var fd int
 	err := a.create(pfd, base, func() (err error) {
 		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -406,7 +384,11 @@ func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, bo
 	if err != nil {
 		return opError("create", err)
 	}
-	if err := a.fill(fd, hdr.Size, body); err != nil {
+	fill := a.fill
+	if sparse {
+		fill = a.fillSparse
+	}
+	if err := fill(fd, hdr.Size, body); err != nil {
 		unix.Close(fd)
 		return err
 	}
@@ -461,23 +443,78 @@ func (a *applier) fill(fd int, size int64, body io.Reader) error {
 	return nil
 }
 
-func (a *applier) hardlink(pfd int, base string, hdr *tar.Header) error {
-	target, err := cleanName(hdr.Linkname)
-	if err != nil {
-		return opError("link", err)
+// fillSparse copies a sparse file's data like fill, but leaves every all-zero run
+// of whole 64 KiB chunks as a hole: archive/tar hands the holes of a sparse file
+// over as zeros, and they stay holes on disk. The size was checked against the
+// maximum file size; reading the synthesised zeros costs time, not space.
+func (a *applier) fillSparse(fd int, size int64, body io.Reader) error {
+	const chunk = 64 << 10
+	if int64(len(a.buf)) < chunk {
+		a.buf = make([]byte, max(chunk, min(size, copyBufferSize)))
 	}
-	if target == "." {
-		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
+	var off int64
+	for off < size {
+		if err := a.ctx.Err(); err != nil {
+			return err
+		}
+		b := a.buf[:min(size-off, int64(len(a.buf)))]
+		n, err := io.ReadFull(body, b)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return opError("read", err)
+		}
+		for p := 0; p < n; p += chunk {
+			c := b[p:min(p+chunk, n)]
+			if isZero(c) {
+				continue
+			}
+			for q := c; len(q) > 0; {
+				w, err := unix.Pwrite(fd, q, off+int64(p)+int64(len(c)-len(q)))
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil {
+					return opError("write", err)
+				}
+				q = q[w:]
+			}
+			a.written += int64(len(c))
+		}
+		off += int64(n)
 	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return opError("truncate", err)
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *applier) hardlink(pfd int, base, target, linkname string) error {
 	tdir, tbase := splitPath(target)
 	tfd, err := a.parentDir(tdir, false)
 	if err != nil {
-		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
+		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, linkname, err))
 	}
 	defer func() { a.release(tdir, tfd) }()
 	var tst unix.Stat_t
 	if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, hdr.Linkname, err))
+		return opError("link", fmt.Errorf("%w: hard link target %q: %w", ErrInvalidEntry, linkname, err))
 	}
 	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return opError("link", fmt.Errorf("%w: hard link to a directory", ErrInvalidEntry))
@@ -615,8 +652,6 @@ func timespec(t time.Time) unix.Timespec {
 	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
 }
 
-const paxXattr = "SCHILY.xattr."
-
 // applyXattr reports whether an xattr from a layer is applied: the user,
 // trusted and security namespaces, except overlayfs's own attributes, which
 // would change how an overlay mount sees the tree.
@@ -649,21 +684,9 @@ func setXattrs(hdr *tar.Header, set func(k string, v []byte) error) error {
 	return nil
 }
 
-// whiteout handles an entry whose final element starts with ".wh.".
-func (a *applier) whiteout(dir, base string) error {
-	if base == whiteoutOpaque {
-		return a.opaque(dir)
-	}
-	if strings.HasPrefix(base, whiteoutMeta) {
-		return nil // other AUFS metadata such as .wh..wh.plnk: ignored
-	}
-	target := base[len(whiteoutPrefix):]
-	switch target {
-	case "..":
-		return opError("whiteout", ErrInsecurePath)
-	case "", ".":
-		return opError("whiteout", fmt.Errorf("%w: whiteout of %q", ErrInvalidEntry, target))
-	}
+// whiteout removes target (checked by the Validator) and all below it.
+func (a *applier) whiteout(target string) error {
+	dir, base := splitPath(target)
 	pfd, err := a.parentDir(dir, false)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
@@ -672,7 +695,7 @@ func (a *applier) whiteout(dir, base string) error {
 		return err
 	}
 	defer func() { a.release(dir, pfd) }()
-	if err := a.removeAt(pfd, target); err != nil {
+	if err := a.removeAt(pfd, base); err != nil {
 		return opError("whiteout", err)
 	}
 	return nil
@@ -782,4 +805,79 @@ func (a *applier) finish() error {
 		}
 	}
 	return nil
+}
+
+// stagingPrefix starts the hidden directory ApplyNew stages a new tree in, beside
+// its target; the process ID follows, so that a later ApplyNew in the same
+// directory finds and removes the staging directories of dead processes.
+const stagingPrefix = ".ocilayer-staging-"
+
+// ApplyNew applies the layer read from r as a new directory tree at target, all or
+// nothing: it applies into a hidden staging directory beside target and renames it
+// into place only when every entry applied, so on any failure (or cancellation, or a
+// killed process) target is left as it was and the staging directory is removed (by
+// this call, or by the next ApplyNew in the same directory). target must not exist,
+// or be an empty directory; otherwise the error matches ErrExist. As the layer
+// starts from nothing, hard links must name earlier entries of the layer.
+//
+// Like Apply it does not sync: the rename makes the tree visible atomically to
+// other processes, and a later syncfs(2) makes it durable.
+func ApplyNew(ctx context.Context, target string, r io.Reader, opts ...ApplyOption) (int64, error) {
+	target = filepath.Clean(target)
+	if err := checkNewTarget(target); err != nil {
+		return 0, err
+	}
+	parent := filepath.Dir(target)
+	cleanStaging(parent)
+	staging, err := os.MkdirTemp(parent, fmt.Sprintf("%s%d-", stagingPrefix, os.Getpid()))
+	if err != nil {
+		return 0, &os.PathError{Op: "stage", Path: target, Err: err}
+	}
+	all := append(append([]ApplyOption(nil), opts...), func(o *applyOptions) error { o.standalone = true; return nil })
+	n, err := Apply(ctx, staging, r, all...)
+	if err == nil {
+		err = checkNewTarget(target)
+		if err == nil {
+			// rename(2), not os.Rename: it replaces an empty directory.
+			if rerr := unix.Rename(staging, target); rerr != nil {
+				err = &os.PathError{Op: "rename", Path: target, Err: rerr}
+			}
+		}
+	}
+	if err != nil {
+		os.RemoveAll(staging)
+		return 0, err
+	}
+	return n, nil
+}
+
+// checkNewTarget accepts a missing path or an empty directory.
+func checkNewTarget(target string) error {
+	f, err := os.Open(target)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: target, Err: err}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.IsDir() {
+		return &os.PathError{Op: "apply", Path: target, Err: ErrExist}
+	}
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return &os.PathError{Op: "apply", Path: target, Err: ErrExist}
+	}
+	return nil
+}
+
+// cleanStaging removes staging directories in dir whose process is gone.
+func cleanStaging(dir string) {
+	m, _ := filepath.Glob(filepath.Join(dir, stagingPrefix+"*"))
+	for _, p := range m {
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(p), stagingPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || unix.Kill(pid, 0) == unix.ESRCH {
+			os.RemoveAll(p)
+		}
+	}
 }

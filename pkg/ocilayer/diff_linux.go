@@ -29,6 +29,7 @@ func Diff(ctx context.Context, w io.Writer, upper string, opts ...DiffOption) er
 		tw:    tar.NewWriter(w),
 		buf:   make([]byte, copyBufferSize),
 		links: make(map[devIno]string),
+		v:     NewValidator(WithoutBase()),
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(upper, &st); err != nil {
@@ -36,6 +37,16 @@ func Diff(ctx context.Context, w io.Writer, upper string, opts ...DiffOption) er
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return &os.PathError{Op: "diff", Path: upper, Err: unix.ENOTDIR}
+	}
+	// An opaque upper root hides everything the lower layers hold.
+	rootX, err := listXattrs(upper)
+	if err != nil {
+		return &EntryError{Entry: ".", Offset: -1, Op: "diff", Err: err}
+	}
+	if rootX["trusted.overlay.opaque"] == "y" || rootX["user.overlay.opaque"] == "y" {
+		if err := d.emit(&tar.Header{Typeflag: tar.TypeReg, Name: whiteoutOpaque, ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), Format: tar.FormatPAX}, Opaque); err != nil {
+			return &EntryError{Entry: ".", Offset: -1, Op: "diff", Err: err}
+		}
 	}
 	if err := d.walk(".", upper); err != nil {
 		return err
@@ -50,6 +61,22 @@ type differ struct {
 	tw    *tar.Writer
 	buf   []byte
 	links map[devIno]string // first name seen of each multiply linked file
+	v     *Validator        // every entry written must mean what the upper directory holds
+}
+
+// emit writes hdr after checking that the layer's rules read it as want: a file
+// whose own name starts with ".wh." would read as a whiteout, for example, and
+// cannot be stored in a layer.
+func (d *differ) emit(hdr *tar.Header, want Action) error {
+	e := EntryFromHeader(hdr)
+	c, err := d.v.Check(&e)
+	if err != nil {
+		return err
+	}
+	if c.Action != want {
+		return fmt.Errorf("%w: %s would read as a whiteout or opaque marker in a layer", ErrUnsupported, hdr.Name)
+	}
+	return d.tw.WriteHeader(hdr)
 }
 
 // walk writes the entries of directory abs (named rel in the layer) in
@@ -83,12 +110,12 @@ func (d *differ) entry(name, abs string) error {
 	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
 	dir, base := splitPath(name)
 	whiteout := func() error {
-		return d.tw.WriteHeader(&tar.Header{
+		return d.emit(&tar.Header{
 			Typeflag: tar.TypeReg,
 			Name:     joinPath(dir, whiteoutPrefix+base),
 			ModTime:  mtime,
 			Format:   tar.FormatPAX,
-		})
+		}, Whiteout)
 	}
 	kind := st.Mode & unix.S_IFMT
 	for _, k := range []string{"trusted.overlay.", "user.overlay."} {
@@ -126,31 +153,34 @@ func (d *differ) entry(name, abs string) error {
 	case unix.S_IFDIR:
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
-		if err := d.tw.WriteHeader(hdr); err != nil {
+		if err := d.emit(hdr, Create); err != nil {
 			return err
 		}
 		if xattrs["trusted.overlay.opaque"] == "y" || xattrs["user.overlay.opaque"] == "y" {
-			if err := d.tw.WriteHeader(&tar.Header{
+			if err := d.emit(&tar.Header{
 				Typeflag: tar.TypeReg,
 				Name:     name + "/" + whiteoutOpaque,
 				ModTime:  mtime,
 				Format:   tar.FormatPAX,
-			}); err != nil {
+			}, Opaque); err != nil {
 				return err
 			}
 		}
 		return d.walk(name, abs)
-	case unix.S_IFREG:
-		if st.Nlink > 1 {
-			key := devIno{uint64(st.Dev), uint64(st.Ino)}
-			if first, ok := d.links[key]; ok {
-				hdr.Typeflag = tar.TypeLink
-				hdr.Linkname = first
-				hdr.PAXRecords = nil
-				return d.tw.WriteHeader(hdr)
-			}
-			d.links[key] = name
+	}
+	if st.Nlink > 1 {
+		// Any non-directory may have several names: files, symlinks, devices, fifos.
+		key := devIno{uint64(st.Dev), uint64(st.Ino)}
+		if first, ok := d.links[key]; ok {
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = first
+			hdr.PAXRecords = nil
+			return d.emit(hdr, Create)
 		}
+		d.links[key] = name
+	}
+	switch kind {
+	case unix.S_IFREG:
 		hdr.Typeflag = tar.TypeReg
 		hdr.Size = st.Size
 		return d.regular(hdr, abs)
@@ -173,7 +203,7 @@ func (d *differ) entry(name, abs string) error {
 	default:
 		return fmt.Errorf("%w: file type %#o (sockets cannot be stored in a layer)", ErrUnsupported, kind)
 	}
-	return d.tw.WriteHeader(hdr)
+	return d.emit(hdr, Create)
 }
 
 func (d *differ) regular(hdr *tar.Header, abs string) error {
@@ -182,7 +212,7 @@ func (d *differ) regular(hdr *tar.Header, abs string) error {
 		return err
 	}
 	defer f.Close()
-	if err := d.tw.WriteHeader(hdr); err != nil {
+	if err := d.emit(hdr, Create); err != nil {
 		return err
 	}
 	var n int64

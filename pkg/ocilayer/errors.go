@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // Errors returned by Apply and Diff, always inside an *EntryError that names the
@@ -19,6 +20,19 @@ var (
 	// holding NUL, a hard link to a directory or to a missing target, a directory
 	// entry whose name is a whiteout, and the like.
 	ErrInvalidEntry = errors.New("ocilayer: invalid entry")
+	// ErrNotDir: an entry would be written below a symlink, file or device the
+	// same layer created. Matches ErrInvalidEntry.
+	ErrNotDir = fmt.Errorf("%w: parent is not a directory", ErrInvalidEntry)
+	// ErrLinkTarget: a hard link names a directory, the root, or (in a layer read
+	// on its own) a name that is not an earlier entry. Matches ErrInvalidEntry.
+	ErrLinkTarget = fmt.Errorf("%w: bad hard link target", ErrInvalidEntry)
+
+	// ErrTooLarge: a regular file is larger than the maximum file size
+	// (DefaultMaxFileSize unless WithMaxFileSize says otherwise).
+	ErrTooLarge = errors.New("ocilayer: file too large")
+	// ErrExist: ApplyNew was given a target that exists and is not an empty
+	// directory. Matches fs.ErrExist.
+	ErrExist = fmt.Errorf("ocilayer: target exists: %w", fs.ErrExist)
 
 	// Things this host or this package cannot do.
 

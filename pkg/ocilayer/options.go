@@ -1,11 +1,27 @@
 package ocilayer
 
+import "fmt"
+
 // ApplyOption configures Apply.
 type ApplyOption func(*applyOptions) error
 
 type applyOptions struct {
 	skipDevices bool
 	noOwnership bool
+	maxFileSize int64
+	standalone  bool // the target started empty: hard links name this layer's entries
+}
+
+// WithMaxFileSize makes Apply refuse regular files larger than n bytes (holes of
+// sparse files included) with ErrTooLarge. The default is DefaultMaxFileSize.
+func WithMaxFileSize(n int64) ApplyOption {
+	return func(o *applyOptions) error {
+		if n < 0 {
+			return fmt.Errorf("ocilayer: negative maximum file size %d", n)
+		}
+		o.maxFileSize = n
+		return nil
+	}
 }
 
 // WithSkipDevices makes Apply skip character and block devices it is not

@@ -52,6 +52,9 @@ var (
 	ErrLayerExists = fmt.Errorf("winlayer: layer already exists: %w", fs.ErrExist)
 	// ErrNotLayer: a folder is not a layer written by this package. Matches fs.ErrNotExist.
 	ErrNotLayer = fmt.Errorf("winlayer: not a layer folder: %w", fs.ErrNotExist)
+	// ErrParentNotFound: a parent layer given to NewWriter does not exist or is not a
+	// directory. Matches fs.ErrNotExist.
+	ErrParentNotFound = fmt.Errorf("winlayer: parent layer not found: %w", fs.ErrNotExist)
 	// ErrCorrupt: the layer's metadata cannot be decoded.
 	ErrCorrupt = errors.New("winlayer: corrupt layer metadata")
 )

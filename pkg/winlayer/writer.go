@@ -110,6 +110,14 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 		if err != nil {
 			return nil, fail(err)
 		}
+		// A missing parent would be recorded in the layer chain and make every
+		// lookup through it fail later; refuse it before anything is written.
+		if st, err := os.Stat(ap); err != nil || !st.IsDir() {
+			if err == nil {
+				err = fmt.Errorf("not a directory")
+			}
+			return nil, fail(fmt.Errorf("parent layer %s: %w: %v", ap, ErrParentNotFound, err))
+		}
 		absParents = append(absParents, ap)
 	}
 	dir := filepath.Dir(abs)
