@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"syscall"
 
+	"github.com/hostcompute/hostcompute/hns"
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
 	"github.com/hostcompute/hostcompute/pkg/ext4"
@@ -74,6 +75,7 @@ var invalidInput = []error{
 	ext4.ErrConflict,
 	ext4.ErrXattr,
 	ext4.ErrUnsupported,
+	hns.ErrInvalid,
 }
 
 // usageError marks a bad command line.
