@@ -30,10 +30,9 @@ func TestSandboxLayerLifecycle(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for loop devices and mounts")
 	}
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
 	state := t.TempDir()
-	t.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", state)
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", state)
+	state = filepath.Join(state, "layers")
 	info := DriverInfo{HomeDir: t.TempDir()}
 	var buf bytes.Buffer
 	if err := sampletar.Write(&buf, sampletar.Options{Seed: 7, Files: 5, Bytes: 8 << 10}); err != nil {

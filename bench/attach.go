@@ -31,9 +31,7 @@ func attachRows(env *Env) []*Row {
 func attachScript(env *Env, ctx context.Context, stateDir, disk, readOnly, dd string) *exec.Cmd {
 	script := fmt.Sprintf(`set -e; D=$(%q vhd attach %s %q); %s; %q vhd detach "$D" >/dev/null`, env.HCS, readOnly, disk, dd, env.HCS)
 	cmd := env.command(ctx, "sh", "-c", script)
-	cmd.Env = append(os.Environ(),
-		"HOSTCOMPUTE_ATTACH_STATE_DIR="+filepath.Join(stateDir, "attach"),
-		"HOSTCOMPUTE_FUSE_STATE_DIR="+filepath.Join(stateDir, "fuse"))
+	cmd.Env = append(os.Environ(), "HOSTCOMPUTE_STATE_DIR="+stateDir)
 	return cmd
 }
 

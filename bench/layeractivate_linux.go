@@ -80,11 +80,7 @@ echo x > %[2]q/written; umount %[2]q; umount %[1]q`, vol, union, img, filepath.J
 			Name: "hcs layer activate, prepare, write, unprepare, deactivate",
 			Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
 				layer := filepath.Join(dir, "ctr")
-				stateEnv := []string{
-					"HOSTCOMPUTE_ATTACH_STATE_DIR=" + filepath.Join(dir, "state", "attach"),
-					"HOSTCOMPUTE_FUSE_STATE_DIR=" + filepath.Join(dir, "state", "fuse"),
-					"HOSTCOMPUTE_LAYER_STATE_DIR=" + filepath.Join(dir, "state", "layers"),
-				}
+				stateEnv := []string{"HOSTCOMPUTE_STATE_DIR=" + filepath.Join(dir, "state")}
 				mk := exec.CommandContext(ctx, env.HCS, "layer", "scratch", "--size", "1GiB", "--parent", top, "--parent", base, layer)
 				mk.Env = append(os.Environ(), stateEnv...)
 				if out, err := mk.CombinedOutput(); err != nil {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/basedisk"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"os"
 	"path/filepath"
 )
@@ -117,11 +117,11 @@ func makeBaseAndDiff(ctx context.Context, base, diff string, opts ScratchOptions
 	if opts.Size == 0 {
 		opts.Size = DefaultScratchSizeGB << 30
 	}
-	o := basedisk.Options{Size: opts.Size, Label: opts.Label, Filesystem: diskfs.Ext4}
+	o := basedisk.Options{Size: opts.Size, Label: opts.Label, Filesystem: host.Ext4}
 	switch opts.Filesystem {
 	case FilesystemExt4:
 	case FilesystemNTFS:
-		o.Filesystem = diskfs.NTFS
+		o.Filesystem = host.NTFS
 	default:
 		return fmt.Errorf("unknown file system %q (want ext4 or ntfs)", opts.Filesystem)
 	}

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
-	"github.com/hostcompute/hostcompute/internal/layermount"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 	"github.com/hostcompute/hostcompute/wclayer"
 )
@@ -158,7 +158,7 @@ func AttachOverlayFilter(ctx context.Context, volumePath string, layerData Layer
 	if err := checkFilter(layerData.FilterType, false); err != nil {
 		return fail(err)
 	}
-	if err := layermount.AttachOverlay(ctx, volumePath, layerData.parentPaths()); err != nil {
+	if err := host.AttachOverlay(ctx, volumePath, layerData.parentPaths()); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -174,7 +174,7 @@ func DetachOverlayFilter(ctx context.Context, volumePath string, filterType File
 	if err := checkFilter(filterType, false); err != nil {
 		return fail(err)
 	}
-	if err := layermount.DetachOverlay(ctx, volumePath); err != nil {
+	if err := host.DetachOverlay(ctx, volumePath); err != nil {
 		return fail(err)
 	}
 	return nil

@@ -58,7 +58,8 @@ func needFilterState(t *testing.T) string {
 	t.Helper()
 	needDisks(t)
 	state := t.TempDir()
-	t.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", state)
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", state)
+	state = filepath.Join(state, "layers")
 	return state
 }
 

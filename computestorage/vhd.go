@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 
-	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
-	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/host"
 )
 
 // VirtualDisk is an opened virtual disk: what the windows.Handle parameters of
@@ -37,8 +34,8 @@ type VirtualDisk struct {
 	readOnly bool
 
 	mu       sync.Mutex // guards the fields below
-	attached *attach.Attachment
-	mounted  string // mount point made through this handle
+	attached *host.Attachment
+	undo     *host.Undo // what GetLayerVhdMountPath made through this handle
 	closed   bool
 }
 
@@ -49,13 +46,13 @@ type OpenVirtualDiskOptions struct {
 }
 
 // OpenVirtualDisk opens the disk at path, checking its format (see
-// Detect in package attach: damaged VHD and VHDX structures are refused).
+// host.DetectDisk: damaged VHD and VHDX structures are refused).
 func OpenVirtualDisk(path string, opts OpenVirtualDiskOptions) (*VirtualDisk, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := attach.Detect(abs); err != nil {
+	if _, err := host.DetectDisk(abs); err != nil {
 		return nil, fmt.Errorf("computestorage: opening virtual disk %s: %w", abs, err)
 	}
 	return &VirtualDisk{path: abs, readOnly: opts.ReadOnly}, nil
@@ -71,15 +68,14 @@ func (d *VirtualDisk) Path() string { return d.path }
 func (d *VirtualDisk) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.mounted != "" {
-		if err := diskfs.Unmount(d.mounted); err != nil {
+	if d.undo != nil {
+		if err := d.undo.Release(context.Background()); err != nil {
 			return fmt.Errorf("computestorage: closing virtual disk %s: %w", d.path, err)
 		}
-		os.Remove(d.mounted)
-		d.mounted = ""
+		d.undo = nil
 	}
 	if d.attached != nil {
-		if err := attach.Detach(context.Background(), d.attached.Device); err != nil && !errors.Is(err, attach.ErrNotAttached) {
+		if err := host.DetachDisk(context.Background(), d.attached.Device); err != nil && !errors.Is(err, host.ErrDiskNotAttached) {
 			return fmt.Errorf("computestorage: closing virtual disk %s: %w", d.path, err)
 		}
 		d.attached = nil
@@ -92,16 +88,16 @@ var errClosed = errors.New("computestorage: virtual disk closed")
 
 // device returns the attachment of the disk, attaching it through d if it
 // is not attached; temporary says Attach happened here and now.
-func (d *VirtualDisk) device(ctx context.Context) (a *attach.Attachment, temporary bool, err error) {
+func (d *VirtualDisk) device(ctx context.Context) (a *host.Attachment, temporary bool, err error) {
 	if d.closed {
 		return nil, false, errClosed
 	}
-	if a, err := attach.Get(d.path); err == nil {
+	if a, err := host.GetDisk(d.path); err == nil {
 		return a, false, nil
-	} else if !errors.Is(err, attach.ErrNotAttached) {
+	} else if !errors.Is(err, host.ErrDiskNotAttached) {
 		return nil, false, err
 	}
-	a, err = attach.Attach(ctx, d.path, attach.Options{ReadOnly: d.readOnly})
+	a, err = host.AttachDisk(ctx, d.path, host.AttachOptions{ReadOnly: d.readOnly})
 	if err != nil {
 		return nil, false, err
 	}
@@ -159,7 +155,7 @@ func FormatVirtualDisk(ctx context.Context, vhdHandle *VirtualDisk, opts FormatO
 	}
 	if temporary {
 		defer func() {
-			if derr := attach.Detach(context.Background(), a.Device); derr != nil && err == nil {
+			if derr := host.DetachDisk(context.Background(), a.Device); derr != nil && err == nil {
 				err = fail(derr)
 			}
 		}()
@@ -167,81 +163,54 @@ func FormatVirtualDisk(ctx context.Context, vhdHandle *VirtualDisk, opts FormatO
 		if a.ReadOnly {
 			return fail(fmt.Errorf("attached read-only as %s: %w", a.Device, fs.ErrPermission))
 		}
-		if mps, err := attach.MountPoints(a); err != nil {
+		if mps, err := host.DiskMountPoints(a); err != nil {
 			return fail(err)
 		} else if len(mps) > 0 {
-			return fail(fmt.Errorf("%w: %s is mounted at %s", attach.ErrBusy, a.Device, mps[0]))
+			return fail(fmt.Errorf("%w: %s is mounted at %s", host.ErrDiskBusy, a.Device, mps[0]))
 		}
 	}
-	fsys := diskfs.Ext4
+	fsys := host.Ext4
 	switch opts.Filesystem {
 	case "", FilesystemExt4:
 	case FilesystemNTFS:
-		fsys = diskfs.NTFS
+		fsys = host.NTFS
 	default:
 		return fail(fmt.Errorf("unknown file system %q (want ext4 or ntfs)", opts.Filesystem))
 	}
-	if err := diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: fsys, Label: opts.Label, AssumeZeroed: opts.NewDisk}); err != nil {
+	if err := host.FormatDevice(ctx, a.Device, host.FormatOptions{Filesystem: fsys, Label: opts.Label, AssumeZeroed: opts.NewDisk}); err != nil {
 		return fail(err)
 	}
 	return nil
 }
 
-// envMountDir overrides DefaultMountDir.
-const envMountDir = "HOSTCOMPUTE_MOUNT_DIR"
-
 // DefaultMountDir is where GetLayerVhdMountPath mounts disks, one directory
-// per attachment, unless $HOSTCOMPUTE_MOUNT_DIR names another.
+// per attachment: mounts/ under the state root, which $HOSTCOMPUTE_STATE_DIR
+// moves (see host.DiskMountDir).
 const DefaultMountDir = "/run/hostcompute/mounts"
-
-func mountDir() string {
-	if d := os.Getenv(envMountDir); d != "" {
-		return d
-	}
-	return DefaultMountDir
-}
 
 // GetLayerVhdMountPath returns the directory where the file system of a
 // writable layer's disk is mounted (on Windows, its volume path). A disk
 // already mounted somewhere (found in /proc/self/mountinfo, whoever mounted
 // it) gives that mount; otherwise the disk is attached if needed and mounted
-// at DefaultMountDir/<attachment ID>, and Close on the handle undoes both.
+// at host.DiskMountDir()/<attachment ID>, and Close on the handle undoes
+// both.
 func GetLayerVhdMountPath(ctx context.Context, vhdHandle *VirtualDisk) (path string, err error) {
 	d := vhdHandle
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fail := func(err error) (string, error) {
+	if d.closed {
+		return "", fmt.Errorf("computestorage: mounting %s: %w", d.path, errClosed)
+	}
+	mp, undo, err := host.MountDisk(ctx, d.path, d.readOnly)
+	if err != nil {
 		return "", fmt.Errorf("computestorage: mounting %s: %w", d.path, err)
 	}
-	a, temporary, err := d.device(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if !temporary {
-		mps, err := attach.MountPoints(a)
-		if err != nil {
-			return fail(err)
+	if len(undo.Steps()) > 0 {
+		if d.undo == nil {
+			d.undo = &host.Undo{}
 		}
-		if len(mps) > 0 {
-			return mps[0], nil
-		}
+		d.undo.Append(undo)
 	}
-	mp := filepath.Join(mountDir(), a.ID)
-	err = os.MkdirAll(mp, 0o755)
-	if err == nil {
-		err = diskfs.Mount(ctx, a.Device, mp, d.readOnly || a.ReadOnly)
-	}
-	if err != nil {
-		if temporary {
-			attach.Detach(context.Background(), a.Device)
-		}
-		os.Remove(mp)
-		return fail(err)
-	}
-	if temporary {
-		d.attached = a
-	}
-	d.mounted = mp
 	return mp, nil
 }
 
@@ -249,4 +218,4 @@ func GetLayerVhdMountPath(ctx context.Context, vhdHandle *VirtualDisk) (path str
 // started as the helper of an attached disk; otherwise it returns at once.
 // Call it first in main, and in TestMain, of any program that formats or
 // mounts VHD or VHDX disks through this package.
-func MaybeRunHelper() { fusefs.MaybeRunHelper() }
+func MaybeRunHelper() { host.MaybeRunHelper() }

@@ -23,9 +23,7 @@ func needDisks(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("no /dev/fuse: %v", err)
 	}
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
-	t.Setenv(envMountDir, t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 func newVHDX(t *testing.T, size int64) string {

@@ -28,8 +28,7 @@ func TestReleaseCimFSHostLayers(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse:", err)
 	}
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_CIM_MOUNT_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 	ctx := context.Background()
 	dir := t.TempDir()
 	layer := filepath.Join(dir, "base")

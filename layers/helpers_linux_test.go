@@ -47,8 +47,7 @@ func needRoot(t *testing.T) {
 	// Private state for internal/attach and internal/fusefs: other test
 	// binaries running at the same time then neither see nor clean up this
 	// test's raw views, nor this test theirs.
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 // layerVHD makes an ext4 layer image of the tree populate makes, with a fixed VHD

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hostcompute/hostcompute/internal/diskfs"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/wcowunion"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
@@ -159,12 +159,12 @@ func MountSandboxVolume(ctx context.Context, hostPath, volumeName string) (err e
 	case st.IsDir():
 		err = mount.Bind(volumeName, hostPath)
 	case st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0:
-		var fsType diskfs.Filesystem
-		if fsType, err = diskfs.Probe(volumeName); err == nil && fsType == diskfs.None {
-			err = fmt.Errorf("%w: %w", ErrUnsupportedDisk, diskfs.ErrUnknownFilesystem)
+		var fsType host.Filesystem
+		if fsType, err = host.ProbeDevice(volumeName); err == nil && fsType == host.None {
+			err = fmt.Errorf("%w: %w", ErrUnsupportedDisk, host.ErrUnknownFilesystem)
 		}
 		if err == nil {
-			err = diskfs.Mount(ctx, volumeName, hostPath, false)
+			_, err = host.Apply(ctx, host.Plan{host.FilesystemMount("auto", volumeName, hostPath, false)})
 		}
 	default:
 		err = fmt.Errorf("%w: %s is neither a directory nor a block device", ErrInvalidArgument, volumeName)

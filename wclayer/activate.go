@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
-	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
-	"github.com/hostcompute/hostcompute/internal/layermount"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -28,14 +26,14 @@ var (
 	ErrNotScratch = errors.New("wclayer: not a read-write (scratch) layer")
 	// ErrNotActivated means the layer must be activated first (PrepareLayer),
 	// or is not active (DeactivateLayer).
-	ErrNotActivated = layermount.ErrNotActivated
+	ErrNotActivated = host.ErrNotActivated
 	// ErrNotPrepared means UnprepareLayer found the layer not prepared.
-	ErrNotPrepared = layermount.ErrNotPrepared
+	ErrNotPrepared = host.ErrNotPrepared
 	// ErrStillPrepared means DeactivateLayer was asked to end the last
 	// activation of a layer still prepared: call UnprepareLayer first.
-	ErrStillPrepared = layermount.ErrStillPrepared
+	ErrStillPrepared = host.ErrStillPrepared
 	// ErrParentsDiffer means PrepareLayer of a prepared layer named other parents.
-	ErrParentsDiffer = layermount.ErrParentsDiffer
+	ErrParentsDiffer = host.ErrParentsDiffer
 )
 
 // ScratchOption changes what CreateScratchLayerWithOptions makes.
@@ -43,7 +41,7 @@ type ScratchOption func(*scratchOptions)
 
 type scratchOptions struct {
 	size int64
-	fsys diskfs.Filesystem
+	fsys host.Filesystem
 }
 
 // WithScratchSize sets the virtual size of the scratch disk in bytes (rounded
@@ -55,7 +53,7 @@ func WithScratchSize(size int64) ScratchOption {
 
 // WithNTFS formats the scratch disk with NTFS (mkntfs) instead of ext4.
 func WithNTFS() ScratchOption {
-	return func(o *scratchOptions) { o.fsys = diskfs.NTFS }
+	return func(o *scratchOptions) { o.fsys = host.NTFS }
 }
 
 // CreateScratchLayer creates and populates a new read-write layer for use by a
@@ -141,7 +139,7 @@ func CreateScratchDisk(ctx context.Context, disk string, opts ...ScratchOption) 
 }
 
 func newScratchOptions(opts []ScratchOption) (scratchOptions, error) {
-	o := scratchOptions{size: DefaultScratchSize, fsys: diskfs.Ext4}
+	o := scratchOptions{size: DefaultScratchSize, fsys: host.Ext4}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -187,17 +185,17 @@ func makeScratchDisk(ctx context.Context, disk string, o scratchOptions) (err er
 }
 
 // formatDisk attaches disk for the time of the call and formats it.
-func formatDisk(ctx context.Context, disk string, fsys diskfs.Filesystem) (err error) {
-	a, err := attach.Attach(ctx, disk, attach.Options{})
+func formatDisk(ctx context.Context, disk string, fsys host.Filesystem) (err error) {
+	a, err := host.AttachDisk(ctx, disk, host.AttachOptions{})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if derr := attach.Detach(context.Background(), a.Device); derr != nil && err == nil {
+		if derr := host.DetachDisk(context.Background(), a.Device); derr != nil && err == nil {
 			err = derr
 		}
 	}()
-	return diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: fsys, AssumeZeroed: true})
+	return host.FormatDevice(ctx, a.Device, host.FormatOptions{Filesystem: fsys, AssumeZeroed: true})
 }
 
 func syncDir(dir string) error {
@@ -233,7 +231,7 @@ func scratchDisk(path string) (string, error) {
 // through internal/attach's raw view) and its file system mounted at
 // /run/hostcompute/layers/<GUID>/volume, where GUID is NameToGuid of the
 // layer's absolute path with symbolic links resolved (the directory is
-// $HOSTCOMPUTE_LAYER_STATE_DIR when set); GetLayerMountPath returns it. For a read-only layer it does nothing, as
+// layers/ under $HOSTCOMPUTE_STATE_DIR when set); GetLayerMountPath returns it. For a read-only layer it does nothing, as
 // on Windows. Activations are counted, across processes: each must be ended
 // by a DeactivateLayer.
 func ActivateLayer(ctx context.Context, path string) error {
@@ -244,7 +242,7 @@ func ActivateLayer(ctx context.Context, path string) error {
 		}
 		return nil
 	}
-	return layermount.Activate(ctx, path, disk)
+	return host.Activate(ctx, path, disk)
 }
 
 // DeactivateLayer ends one activation of the layer at path; the last one
@@ -259,7 +257,7 @@ func DeactivateLayer(ctx context.Context, path string) error {
 		}
 		return nil
 	}
-	return layermount.Deactivate(ctx, path)
+	return host.Deactivate(ctx, path)
 }
 
 // PrepareLayer enables the union filter on the activated read-write layer at
@@ -279,7 +277,7 @@ func PrepareLayer(ctx context.Context, path string, parentLayerPaths []string) e
 	if err != nil {
 		return fmt.Errorf("wclayer: preparing layer %s: %w", path, err)
 	}
-	return layermount.Prepare(ctx, path, parentLayerPaths)
+	return host.Prepare(ctx, path, parentLayerPaths)
 }
 
 // UnprepareLayer ends one PrepareLayer of the layer at path; the last one
@@ -292,7 +290,7 @@ func UnprepareLayer(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("wclayer: unpreparing layer %s: %w", path, err)
 	}
-	return layermount.Unprepare(ctx, path)
+	return host.Unprepare(ctx, path)
 }
 
 // GetLayerMountPath returns where the layer at path can be used: its union
@@ -310,7 +308,7 @@ func GetLayerMountPath(ctx context.Context, path string) (string, error) {
 	if disk == "" {
 		return abs, nil
 	}
-	p, err := layermount.MountPath(ctx, abs)
+	p, err := host.MountPath(ctx, abs)
 	if err != nil || p != "" {
 		return p, err
 	}

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/fusefs"
-	"github.com/hostcompute/hostcompute/internal/layermount"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/internal/proctest"
 	"github.com/hostcompute/hostcompute/internal/sampletar"
@@ -29,7 +29,8 @@ func needLayerState(t *testing.T) string {
 	t.Helper()
 	needDisks(t)
 	dir := t.TempDir()
-	t.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", dir)
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", dir)
+	dir = filepath.Join(dir, "layers")
 	t.Cleanup(func() {
 		// A failed test may leave mounts: take them down so TempDir can go.
 		ms, _ := mountinfo.Read()
@@ -148,7 +149,7 @@ func TestActivatePrepareLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 		vol, err := GetLayerMountPath(ctx, scratch)
-		if err != nil || !strings.HasPrefix(vol, state) || filepath.Base(vol) != layermount.VolumeDir {
+		if err != nil || !strings.HasPrefix(vol, state) || filepath.Base(vol) != host.VolumeDir {
 			t.Fatalf("volume path %q %v", vol, err)
 		}
 		if ms, _ := mountinfo.Lookup(vol); len(ms) != 1 || ms[0].FSType != "ext4" {
@@ -158,7 +159,7 @@ func TestActivatePrepareLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 		union, err := GetLayerMountPath(ctx, scratch)
-		if err != nil || filepath.Base(union) != layermount.UnionDir {
+		if err != nil || filepath.Base(union) != host.UnionDir {
 			t.Fatalf("union path %q %v", union, err)
 		}
 		got := regular(t, union)
@@ -226,7 +227,7 @@ func TestActivateLayerRefCount(t *testing.T) {
 	if err := PrepareLayer(ctx, scratch, []string{base, base}); !errors.Is(err, ErrParentsDiffer) {
 		t.Errorf("prepare with other parents: %v", err)
 	}
-	if a, p, err := layermount.State(ctx, scratch); a != 2 || p != 2 || err != nil {
+	if a, p, err := host.LayerState(ctx, scratch); a != 2 || p != 2 || err != nil {
 		t.Fatalf("counts %d %d %v", a, p, err)
 	}
 	if err := DeactivateLayer(ctx, scratch); err != nil {
@@ -297,7 +298,7 @@ func TestActivateLayerErrors(t *testing.T) {
 	if err := PrepareLayer(ctx, scratch, []string{missing}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("prepare over a missing parent: %v", err)
 	}
-	if _, p, _ := layermount.State(ctx, scratch); p != 0 {
+	if _, p, _ := host.LayerState(ctx, scratch); p != 0 {
 		t.Errorf("failed prepare counted: %d", p)
 	}
 	if err := DeactivateLayer(ctx, scratch); err != nil {
@@ -341,7 +342,7 @@ func TestActivateLayerCrash(t *testing.T) {
 	cmd.Wait()
 
 	vol, err := GetLayerMountPath(ctx, scratch)
-	if err != nil || filepath.Base(vol) != layermount.VolumeDir {
+	if err != nil || filepath.Base(vol) != host.VolumeDir {
 		t.Fatalf("after the crash the mount path is %q %v, want the volume", vol, err)
 	}
 	if err := PrepareLayer(ctx, scratch, []string{base}); err != nil {
@@ -379,8 +380,7 @@ func BenchmarkCreateScratchLayer(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root for loop devices")
 	}
-	b.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", b.TempDir())
-	b.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", b.TempDir())
+	b.Setenv("HOSTCOMPUTE_STATE_DIR", b.TempDir())
 	dir := b.TempDir()
 	ctx := context.Background()
 	for i := 0; b.Loop(); i++ {
@@ -396,9 +396,7 @@ func BenchmarkActivatePrepare(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root for loop devices and mounts")
 	}
-	b.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", b.TempDir())
-	b.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", b.TempDir())
-	b.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", b.TempDir())
+	b.Setenv("HOSTCOMPUTE_STATE_DIR", b.TempDir())
 	ctx := context.Background()
 	dir := b.TempDir()
 	base, top := filepath.Join(dir, "base"), filepath.Join(dir, "top")

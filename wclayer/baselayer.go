@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/hostcompute/hostcompute/internal/basedisk"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
@@ -64,7 +64,7 @@ func ProcessBaseLayer(ctx context.Context, path string) error {
 	err := basedisk.MakeBaseAndDiff(ctx,
 		filepath.Join(path, basedisk.ContainerScratchTemplateBase),
 		filepath.Join(path, basedisk.ContainerScratchTemplate),
-		basedisk.Options{Size: BaseScratchTemplateSize, Filesystem: diskfs.Ext4}, between)
+		basedisk.Options{Size: BaseScratchTemplateSize, Filesystem: host.Ext4}, between)
 	if err != nil {
 		return fail(err)
 	}
@@ -89,7 +89,7 @@ func ProcessUtilityVMImage(ctx context.Context, path string) error {
 	err := basedisk.MakeBaseAndDiff(ctx,
 		filepath.Join(path, basedisk.UtilityVMTemplateBase),
 		filepath.Join(path, basedisk.UtilityVMTemplate),
-		basedisk.Options{Size: UtilityVMTemplateSize, Filesystem: diskfs.NTFS}, nil)
+		basedisk.Options{Size: UtilityVMTemplateSize, Filesystem: host.NTFS}, nil)
 	if err != nil {
 		return fail(err)
 	}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"os"
 	"path/filepath"
-
-	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
-	"github.com/hostcompute/hostcompute/internal/fusefs"
 )
 
 // ScratchDisk is the name of a writable layer's disk in its folder.
@@ -44,35 +41,35 @@ func ExpandScratchSize(ctx context.Context, path string, size uint64) (err error
 	}
 	want := int64((size + mib - 1) / mib * mib)
 
-	a, err := attach.Get(disk)
+	a, err := host.GetDisk(disk)
 	switch {
 	case err == nil:
-		if a, err = attach.Grow(ctx, a.Device, want); err != nil {
+		if a, err = host.GrowDisk(ctx, a.Device, want); err != nil {
 			return fail(err)
 		}
-	case errors.Is(err, attach.ErrNotAttached):
-		if _, err := attach.GrowFile(disk, want); err != nil {
+	case errors.Is(err, host.ErrDiskNotAttached):
+		if _, err := host.GrowDiskFile(disk, want); err != nil {
 			return fail(err)
 		}
-		if a, err = attach.Attach(ctx, disk, attach.Options{}); err != nil {
+		if a, err = host.AttachDisk(ctx, disk, host.AttachOptions{}); err != nil {
 			return fail(err)
 		}
 		defer func() {
-			if derr := attach.Detach(context.Background(), a.Device); derr != nil && err == nil {
+			if derr := host.DetachDisk(context.Background(), a.Device); derr != nil && err == nil {
 				err = fail(derr)
 			}
 		}()
 	default:
 		return fail(err)
 	}
-	fsys, err := diskfs.Probe(a.Device)
+	fsys, err := host.ProbeDevice(a.Device)
 	if err != nil {
 		return fail(err)
 	}
-	if fsys == diskfs.None {
+	if fsys == host.None {
 		return nil // an unformatted disk: only the disk grows
 	}
-	if err := diskfs.GrowInPlace(ctx, a.Device); err != nil {
+	if err := host.GrowFilesystem(ctx, a.Device); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -82,4 +79,4 @@ func ExpandScratchSize(ctx context.Context, path string, size uint64) (err error
 // started as the helper of an attached disk; otherwise it returns at once.
 // Call it first in main, and in TestMain, of any program that expands VHD or
 // VHDX scratch disks through this package.
-func MaybeRunHelper() { fusefs.MaybeRunHelper() }
+func MaybeRunHelper() { host.MaybeRunHelper() }

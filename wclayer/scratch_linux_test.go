@@ -3,6 +3,7 @@ package wclayer
 import (
 	"context"
 	"errors"
+	"github.com/hostcompute/hostcompute/host"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +25,7 @@ func needDisks(t *testing.T) {
 	if _, err := exec.LookPath("resize2fs"); err != nil {
 		t.Skip("no resize2fs (e2fsprogs)")
 	}
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 func fixedVHD(t *testing.T, dir string, size int64) string {
@@ -63,10 +63,10 @@ func TestExpandScratchSizeMounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	mp := t.TempDir()
-	if err := diskfs.Mount(ctx, a.Device, mp, false); err != nil {
+	if _, err := host.Apply(ctx, host.Plan{host.FilesystemMount("auto", a.Device, mp, false)}); err != nil {
 		t.Fatal(err)
 	}
-	defer diskfs.Unmount(mp)
+	defer host.Unmount(mp)
 	os.WriteFile(filepath.Join(mp, "kept"), []byte("scratch data"), 0o644)
 	before := statfsBytes(t, mp)
 
@@ -86,7 +86,7 @@ func TestExpandScratchSizeMounted(t *testing.T) {
 	if err != nil || got.Size != 301<<20 {
 		t.Errorf("attachment after expansion: %+v, %v (want size rounded up to 301 MiB)", got, err)
 	}
-	if err := diskfs.Unmount(mp); err != nil {
+	if err := host.Unmount(mp); err != nil {
 		t.Fatal(err)
 	}
 	if err := attach.Detach(ctx, disk); err != nil {

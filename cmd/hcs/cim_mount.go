@@ -32,8 +32,8 @@ func (a *app) newCIMMountCommand() *cobra.Command {
 mount is served by a helper process that outlives this command.
 
 With CONTAINER-ID the CIM is mounted as hcsshim's MountCimLayer does: at
-` + wcim.DefaultMountDir + `/<volume GUID> ($HOSTCOMPUTE_CIM_MOUNT_DIR overrides the
-folder), where the volume GUID is the version-5 GUID of the container ID; one
+` + wcim.DefaultMountDir + `/<volume GUID> (cim/ under
+$HOSTCOMPUTE_STATE_DIR when set), where the volume GUID is the version-5 GUID of the container ID; one
 container has one CIM mounted at a time. With --target DIR it is mounted at DIR.
 
 Files, directories, symlinks and junctions (as relative symlinks inside the mount),

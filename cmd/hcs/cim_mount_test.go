@@ -21,8 +21,7 @@ func TestCIMMount(t *testing.T) {
 		t.Skipf("no /dev/fuse: %v", err)
 	}
 	bin := hcsBinary(t)
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_CIM_MOUNT_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 	dir := t.TempDir()
 	layer := filepath.Join(dir, "1")
 	tarFile := writeFile(t, dir, "l.tar", compressBytes(t, sampleTar(t), compress.None))
@@ -45,7 +44,7 @@ func TestCIMMount(t *testing.T) {
 	}
 	var res cimMountResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.PID == 0 || res.VolumeGUID == "" ||
-		res.Mountpoint != filepath.Join(os.Getenv("HOSTCOMPUTE_CIM_MOUNT_DIR"), res.VolumeGUID) {
+		res.Mountpoint != filepath.Join(filepath.Join(os.Getenv("HOSTCOMPUTE_STATE_DIR"), "cim"), res.VolumeGUID) {
 		t.Fatalf("mount -o json: %+v, %v", res, err)
 	}
 	// The mount outlives the command.

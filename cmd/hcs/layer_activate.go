@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"github.com/hostcompute/hostcompute/host"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostcompute/hostcompute/internal/layermount"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 	"github.com/hostcompute/hostcompute/wclayer"
 )
@@ -29,7 +29,7 @@ func (a *app) layerState(ctx context.Context, layer string) error {
 	abs, _ := filepath.Abs(layer)
 	res := layerStateResult{Layer: abs, Path: p}
 	if p != abs {
-		if res.Activations, res.Prepares, err = layermount.State(ctx, layer); err != nil {
+		if res.Activations, res.Prepares, err = host.LayerState(ctx, layer); err != nil {
 			return err
 		}
 	}
@@ -38,12 +38,12 @@ func (a *app) layerState(ctx context.Context, layer string) error {
 
 const layerActivateHelp = `A read-write (scratch) layer is a layer folder with sandbox.vhdx, a sparse
 disk formatted ext4. activate attaches that disk and mounts it at
-` + layermount.DefaultStateDir + `/<GUID>/volume; prepare mounts an
+/run/hostcompute/layers/<GUID>/volume; prepare mounts an
 overlayfs union of the parent layers (their Files/, each layer's deletions
 hiding its parents' files) over it at .../<GUID>/union. GUID is the name
 GUID (wclayer.NameToGuid) of the layer folder's absolute path;
-$HOSTCOMPUTE_LAYER_STATE_DIR replaces
-` + layermount.DefaultStateDir + `. Both are counted, also across processes:
+$HOSTCOMPUTE_STATE_DIR moves /run/hostcompute (the host engine's
+state root). Both are counted, also across processes:
 two activates need two deactivates, and the last deactivate of a prepared layer
 is refused until it is unprepared. The mounts outlive the command.
 

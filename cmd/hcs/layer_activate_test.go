@@ -24,10 +24,9 @@ func TestLayerScratchActivatePrepare(t *testing.T) {
 		t.Skip("needs root for loop devices, FUSE and mounts")
 	}
 	bin := hcsBinary(t)
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
 	state := t.TempDir()
-	t.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", state)
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", state)
+	state = filepath.Join(state, "layers")
 	t.Cleanup(func() {
 		ms, _ := mountinfo.Read()
 		for i := len(ms) - 1; i >= 0; i-- {

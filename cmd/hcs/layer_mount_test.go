@@ -41,8 +41,7 @@ func ext4LayerVHD(t *testing.T, path string, files map[string]string) {
 // internal/fusefs state, apart from other test binaries running at the same time.
 func privateState(t *testing.T) {
 	t.Helper()
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 // TestLayerMountUnmount runs the built binary: the mounts must outlive the mount

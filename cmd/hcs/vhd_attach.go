@@ -2,10 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 
 	"github.com/spf13/cobra"
-
-	"github.com/hostcompute/hostcompute/internal/attach"
 )
 
 func (a *app) newVHDAttachCommand() *cobra.Command {
@@ -25,7 +24,7 @@ A disk is attached at most once (exit code 4 when it is attached already).
 Attachments left half-made by a killed command are cleaned up first. Needs root.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			at, err := attach.Attach(cmd.Context(), args[0], attach.Options{ReadOnly: readOnly})
+			at, err := host.AttachDisk(cmd.Context(), args[0], host.AttachOptions{ReadOnly: readOnly})
 			if err != nil {
 				return err
 			}
@@ -46,11 +45,11 @@ still mounted is refused (exit code 1); one that is not attached gives exit
 code 5.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			at, err := attach.Get(args[0])
+			at, err := host.GetDisk(args[0])
 			if err != nil {
 				return err
 			}
-			if err := attach.Detach(cmd.Context(), args[0]); err != nil {
+			if err := host.DetachDisk(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			return a.result(fmt.Sprintf("detached %s (%s)", at.Device, at.Disk), at)

@@ -23,8 +23,7 @@ func TestVHDAttachDetach(t *testing.T) {
 		t.Skipf("no /dev/fuse: %v", err)
 	}
 	bin := hcsBinary(t)
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 	disk := filepath.Join(t.TempDir(), "disk.vhd")
 	d, err := vhd.Create(disk, vhd.CreateOptions{Type: vhd.Dynamic, Size: 16 << 20})
 	if err != nil {

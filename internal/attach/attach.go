@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
+
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 // Errors returned by this package, wrapped in an *Error.
@@ -83,17 +84,6 @@ type Attachment struct {
 
 const recordVersion = 1
 
-// envStateDir overrides DefaultStateDir.
-const envStateDir = "HOSTCOMPUTE_ATTACH_STATE_DIR"
-
-// DefaultStateDir holds one directory per attachment unless
-// $HOSTCOMPUTE_ATTACH_STATE_DIR names another.
-const DefaultStateDir = "/run/hostcompute/attach"
-
-// StateDir returns the directory of attachment records.
-func StateDir() string {
-	if d := os.Getenv(envStateDir); d != "" {
-		return d
-	}
-	return DefaultStateDir
-}
+// StateDir returns the directory of attachment records: attach/ under the
+// state root (package internal/state).
+func StateDir() string { return state.Dir(state.Attach) }

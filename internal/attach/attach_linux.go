@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 const (
@@ -78,18 +78,12 @@ func newID() string {
 
 // createRecord checks that a.Disk is not attached, and creates a's state
 // directory, locked, with its first record.
-func createRecord(a *Attachment) (string, *os.File, error) {
-	if err := os.MkdirAll(StateDir(), 0o700); err != nil {
-		return "", nil, err
-	}
-	g, err := os.OpenFile(filepath.Join(StateDir(), globalLock), os.O_RDWR|os.O_CREATE, 0o600)
+func createRecord(a *Attachment) (string, *state.Lock, error) {
+	g, err := state.LockFile(filepath.Join(StateDir(), globalLock))
 	if err != nil {
 		return "", nil, err
 	}
 	defer g.Close()
-	if err := unix.Flock(int(g.Fd()), unix.LOCK_EX); err != nil {
-		return "", nil, err
-	}
 	all, err := records()
 	if err != nil {
 		return "", nil, err
@@ -103,10 +97,7 @@ func createRecord(a *Attachment) (string, *os.File, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err == nil {
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	}
+	lock, err := state.LockFile(filepath.Join(dir, lockFile))
 	if err == nil {
 		err = writeRecord(dir, a)
 	}
@@ -182,26 +173,7 @@ func attach(ctx context.Context, dir string, a *Attachment) error {
 }
 
 // setAutoClear sets or clears LO_FLAGS_AUTOCLEAR of an attached device.
-func setAutoClear(device string, on bool) error {
-	fd, err := unix.Open(device, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	info, err := unix.IoctlLoopGetStatus64(fd)
-	if err != nil {
-		return fmt.Errorf("LOOP_GET_STATUS64 on %s: %w", device, err)
-	}
-	if on {
-		info.Flags |= unix.LO_FLAGS_AUTOCLEAR
-	} else {
-		info.Flags &^= unix.LO_FLAGS_AUTOCLEAR
-	}
-	if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
-		return fmt.Errorf("LOOP_SET_STATUS64 on %s: %w", device, err)
-	}
-	return nil
-}
+func setAutoClear(device string, on bool) error { return loop.SetAutoClear(device, on) }
 
 // undo removes whatever part of a exists: its loop device (if it is still
 // bound to a's backing file), its raw view, and its state directory.
@@ -244,16 +216,8 @@ func boundTo(a *Attachment) bool {
 	if a.BackingIno == 0 {
 		return false
 	}
-	f, err := os.Open(a.Device)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
-	if err != nil {
-		return false
-	}
-	return info.Device == a.BackingDev && info.Inode == a.BackingIno
+	dev, ino, err := loop.Backing(a.Device)
+	return err == nil && dev == a.BackingDev && ino == a.BackingIno
 }
 
 // detachLoop detaches device and waits until the kernel has let go of its
@@ -283,14 +247,14 @@ func Detach(ctx context.Context, deviceOrDisk string) error {
 		return &Error{Op: "detach", Path: deviceOrDisk, Err: err}
 	}
 	dir := filepath.Join(StateDir(), a.ID)
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
+	lock, err := state.TryLock(filepath.Join(dir, lockFile))
+	if errors.Is(err, state.ErrLocked) {
+		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: fmt.Errorf("%w: attach in progress", ErrBusy)}
+	}
 	if err != nil {
 		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: fmt.Errorf("%w: attach in progress", ErrBusy)}
-	}
 	if boundTo(a) {
 		if err := checkUnused(a.Device); err != nil {
 			return &Error{Op: "detach", Path: a.Disk, Device: a.Device, Err: err}
@@ -426,50 +390,20 @@ func records() ([]Attachment, error) {
 }
 
 func readRecord(dir string) (*Attachment, error) {
-	b, err := os.ReadFile(filepath.Join(dir, recordFile))
-	if err != nil {
+	var a Attachment
+	p := filepath.Join(dir, recordFile)
+	if err := state.ReadRecord(p, recordVersion, &a); err != nil {
 		return nil, err
 	}
-	var a Attachment
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, recordFile), err)
-	}
-	if a.Version != recordVersion || a.ID != filepath.Base(dir) {
-		return nil, fmt.Errorf("%s: record version %d for %q", filepath.Join(dir, recordFile), a.Version, a.ID)
+	if a.ID != filepath.Base(dir) {
+		return nil, fmt.Errorf("%w: %s: record of %q", state.ErrBadRecord, p, a.ID)
 	}
 	return &a, nil
 }
 
-// writeRecord stores a as dir/record.json through a synced temporary file.
+// writeRecord stores a as dir/record.json (package internal/state).
 func writeRecord(dir string, a *Attachment) error {
-	b, err := json.MarshalIndent(a, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, recordFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, recordFile))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return state.WriteRecord(filepath.Join(dir, recordFile), a)
 }
 
 // Cleanup removes what crashed callers left: attachments that Attach did not
@@ -488,16 +422,12 @@ func Cleanup(ctx context.Context) error {
 			continue
 		}
 		dir := filepath.Join(StateDir(), e.Name())
-		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
+		lock, err := state.TryLock(filepath.Join(dir, lockFile))
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) && !recent(dir) {
 				os.RemoveAll(dir) // a directory from a caller that died at once
 			}
-			continue
-		}
-		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-			lock.Close() // an Attach at work
-			continue
+			continue // or an Attach at work
 		}
 		a, err := readRecord(dir)
 		switch {

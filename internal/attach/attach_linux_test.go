@@ -68,8 +68,7 @@ func needRoot(t *testing.T) {
 			t.Skipf("no %s: %v", tool, err)
 		}
 	}
-	t.Setenv(envStateDir, t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -26,7 +26,7 @@
 // # State and crash safety
 //
 // Each attachment has a directory StateDir()/<id>/ (by default
-// /run/hostcompute/attach/<id>/, or $HOSTCOMPUTE_ATTACH_STATE_DIR/<id>/) with a
+// /run/hostcompute/attach/<id>/; attach/ under $HOSTCOMPUTE_STATE_DIR when set) with a
 // JSON record (see Attachment), written through a synced temporary file and
 // a rename, and a lock file held by Attach while it works. Attach writes the
 // record before it starts anything, binds the loop device with autoclear on

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/loop"
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 // Grow grows the disk of an attachment (given by device or disk file) to
@@ -32,14 +35,14 @@ func Grow(ctx context.Context, deviceOrDisk string, size int64) (*Attachment, er
 		return fail(fmt.Errorf("size %d is not a multiple of 512", size))
 	}
 	dir := filepath.Join(StateDir(), a.ID)
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
+	lock, err := state.TryLock(filepath.Join(dir, lockFile))
+	if errors.Is(err, state.ErrLocked) {
+		return fail(fmt.Errorf("%w: another operation on this attachment is in progress", ErrBusy))
+	}
 	if err != nil {
 		return fail(err)
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fail(fmt.Errorf("%w: another operation on this attachment is in progress", ErrBusy))
-	}
 	if !boundTo(a) {
 		return fail(fmt.Errorf("%s is no longer bound to %s", a.Device, a.BackingFile))
 	}
@@ -69,26 +72,11 @@ func Grow(ctx context.Context, deviceOrDisk string, size int64) (*Attachment, er
 	return a, nil
 }
 
-// setCapacity makes the loop device of a see size bytes.
+// setCapacity makes the loop device of a see size bytes: a fixed VHD's
+// device ends before the footer, so its limit moves; others follow the file.
 func setCapacity(a *Attachment, size int64) error {
-	fd, err := unix.Open(a.Device, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
 	if a.Format == FormatVHDFixed {
-		info, err := unix.IoctlLoopGetStatus64(fd)
-		if err != nil {
-			return fmt.Errorf("LOOP_GET_STATUS64: %w", err)
-		}
-		info.Sizelimit = uint64(size)
-		if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
-			return fmt.Errorf("LOOP_SET_STATUS64: %w", err)
-		}
-		return nil
+		return loop.Resize(a.Device, size)
 	}
-	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_CAPACITY, 0); err != nil {
-		return fmt.Errorf("LOOP_SET_CAPACITY: %w", err)
-	}
-	return nil
+	return loop.Resize(a.Device, 0)
 }

@@ -21,16 +21,19 @@ var allowed = map[string][]string{
 	"pkg/ext4":       {"pkg/ocilayer", "golang.org/x/sys/"},
 	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"wclayer":        {"pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
-	"computestorage": {"pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
-	"internal/mount": {"internal/mountinfo", "golang.org/x/sys/"},
-	"layers":         {"pkg/", "internal/mount", "internal/wcowunion", "internal/layermount", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+	"wclayer":        {"host", "pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"computestorage": {"host", "pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"internal/mount": {"internal/mountinfo", "internal/loop", "internal/diskfs", "golang.org/x/sys/"},
+	"layers":         {"host", "internal/state", "internal/atomicfile", "pkg/", "internal/mount", "internal/wcowunion", "internal/layermount", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 
-	"internal/mountinfo": {},
+	"internal/mountinfo":  {},
+	"internal/atomicfile": {},
+	"internal/state":      {"internal/atomicfile", "golang.org/x/sys/"},
+	"host":                {"pkg/", "internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 
 	// The network engine: libcni and the plugins' namespace helpers, netlink and
 	// iptables; of the project's own packages only the mount executor and GUIDs.
-	"hns": {"pkg/guid", "internal/mount", "internal/mountinfo", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
+	"hns": {"pkg/guid", "internal/mount", "internal/loop", "internal/diskfs", "internal/mountinfo", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
 	// Images: go-containerregistry and what it brings (the Docker config file
 	// keychain, stargz and tar-split for its layer types).
 	"image": {"pkg/", "internal/compress", "store", "golang.org/x/sys/", "golang.org/x/sync/", "go.etcd.io/bbolt/",

@@ -30,7 +30,7 @@
 // # State on disk
 //
 // Each mount has a directory StateDir()/<id>/ (by default
-// /run/hostcompute/fuse/<id>/, or $HOSTCOMPUTE_FUSE_STATE_DIR/<id>/) holding:
+// /run/hostcompute/fuse/<id>/; fuse/ under $HOSTCOMPUTE_STATE_DIR when set) holding:
 //
 //   - lock: a file the helper keeps locked with flock(2) for as long as it
 //     lives (the caller holds it too until the helper is up). A directory whose

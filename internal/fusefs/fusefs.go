@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"regexp"
 	"time"
+
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 // Errors returned by this package, wrapped in an *Error.
@@ -88,24 +89,14 @@ const recordVersion = 1
 
 // Environment variables.
 const (
-	// envStateDir overrides DefaultStateDir.
-	envStateDir = "HOSTCOMPUTE_FUSE_STATE_DIR"
 	// envHelper carries the JSON Request to a helper process; its presence is
 	// what makes MaybeRunHelper serve.
 	envHelper = "HOSTCOMPUTE_FUSEFS_HELPER"
 )
 
-// DefaultStateDir is where mount records live unless $HOSTCOMPUTE_FUSE_STATE_DIR
-// names another directory.
-const DefaultStateDir = "/run/hostcompute/fuse"
-
-// StateDir returns the directory holding one subdirectory per mount.
-func StateDir() string {
-	if d := os.Getenv(envStateDir); d != "" {
-		return d
-	}
-	return DefaultStateDir
-}
+// StateDir returns the directory holding one subdirectory per mount: fuse/
+// under the state root (package internal/state).
+func StateDir() string { return state.Dir(state.FUSE) }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 

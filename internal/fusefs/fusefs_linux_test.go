@@ -75,7 +75,7 @@ func needFUSE(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("no /dev/fuse: %v", err)
 	}
-	t.Setenv(envStateDir, t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 func source(t *testing.T, data []byte) string {

@@ -99,7 +99,7 @@ func serve(req Request, ready *os.File) error {
 	if fsys.Options != nil {
 		fsys.Options(opts)
 	}
-	server, err := mount(req.Mountpoint, fsys, opts)
+	server, err := mountFS(req.Mountpoint, fsys, opts)
 	if err != nil {
 		closeFS()
 		return fmt.Errorf("mounting on %s: %w", req.Mountpoint, err)
@@ -145,9 +145,9 @@ func serve(req Request, ready *os.File) error {
 	return err
 }
 
-// mount mounts fsys at dir and starts serving it, as gofs.Mount does, with
+// mountFS mounts fsys at dir and starts serving it, as gofs.Mount does, with
 // fsys.WrapRaw around the raw file system when it is set.
-func mount(dir string, fsys *FS, opts *gofs.Options) (*fuse.Server, error) {
+func mountFS(dir string, fsys *FS, opts *gofs.Options) (*fuse.Server, error) {
 	if fsys.WrapRaw == nil {
 		return gofs.Mount(dir, fsys.Root, opts)
 	}

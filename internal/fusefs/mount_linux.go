@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 // startTimeout bounds the wait for a helper when ctx has no deadline.
@@ -88,14 +90,11 @@ func startHelper(ctx context.Context, dir string, req Request) (*Record, error) 
 	}
 	// The caller holds the lock until the helper has it too, so that Cleanup
 	// never sees an unlocked directory while a helper is starting.
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := state.LockFile(filepath.Join(dir, lockFile))
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return nil, fmt.Errorf("locking %s: %w", lock.Name(), err)
-	}
 	logf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -124,12 +123,12 @@ func startHelper(ctx context.Context, dir string, req Request) (*Record, error) 
 	// /proc/self/exe is the running binary even if its path was replaced since.
 	cmd := exec.Command("/proc/self/exe", "fusefs-helper", req.ID)
 	cmd.Args[0] = exe
-	cmd.Env = append(os.Environ(), envHelper+"="+string(reqJSON), envStateDir+"="+StateDir())
+	cmd.Env = append(os.Environ(), envHelper+"="+string(reqJSON), state.EnvRoot+"="+state.Root())
 	cmd.Dir = "/"
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.ExtraFiles = []*os.File{readyW, lock} // fds 3 and 4 in the helper
+	cmd.ExtraFiles = []*os.File{readyW, lock.File()} // fds 3 and 4 in the helper
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		readyW.Close()

@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,60 +13,23 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
 // unmountTimeout bounds the wait for a helper to exit when ctx has no deadline.
 const unmountTimeout = 30 * time.Second
 
-// writeRecord stores rec as dir/record.json: written to a temporary file,
-// synced, renamed into place, and the directory synced.
+// writeRecord stores rec as dir/record.json (package internal/state).
 func writeRecord(dir string, rec *Record) error {
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, recordFile+".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, recordFile)); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return state.WriteRecord(filepath.Join(dir, recordFile), rec)
 }
 
 func readRecord(dir string) (*Record, error) {
-	b, err := os.ReadFile(filepath.Join(dir, recordFile))
-	if err != nil {
-		return nil, err
-	}
 	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, recordFile), err)
-	}
-	if rec.Version != recordVersion {
-		return nil, fmt.Errorf("%s: record version %d, want %d", filepath.Join(dir, recordFile), rec.Version, recordVersion)
+	if err := state.ReadRecord(filepath.Join(dir, recordFile), recordVersion, &rec); err != nil {
+		return nil, err
 	}
 	return &rec, nil
 }
@@ -157,7 +119,7 @@ func Unmount(ctx context.Context, id string) error {
 		return &Error{Op: "unmount", ID: id, Err: err}
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+	if !state.Held(lock.Name()) {
 		// The helper is gone: a stale mount.
 		removeStale(dir, id)
 		return nil
@@ -171,7 +133,7 @@ func Unmount(ctx context.Context, id string) error {
 		defer cancel()
 	}
 	for {
-		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		if !state.Held(lock.Name()) {
 			break
 		}
 		select {
@@ -226,11 +188,11 @@ func unmountOnce(mountpoint, id string) error {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		err = unix.Unmount(mountpoint, 0)
+		err = mount.Unmount(mountpoint)
 		switch {
-		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+		case err == nil, errors.Is(err, mount.ErrNotMounted), errors.Is(err, unix.ENOENT):
 			return nil
-		case errors.Is(err, unix.EBUSY):
+		case errors.Is(err, mount.ErrBusy):
 			return fmt.Errorf("%w: %w", ErrBusy, err)
 		}
 		return err
@@ -266,7 +228,7 @@ func removeStale(dir, id string) {
 	if mounts, err := mountinfo.Read(); err == nil {
 		for _, m := range mounts {
 			if m.FSType == fsType && m.Source == sourcePrefix+id {
-				_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+				_ = mount.UnmountDetach(m.Mountpoint)
 			}
 		}
 	}
@@ -297,7 +259,7 @@ func Cleanup(ctx context.Context) ([]string, error) {
 		lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY, 0)
 		if err == nil {
 			_, recErr := os.Stat(filepath.Join(dir, recordFile))
-			if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil ||
+			if state.Held(lock.Name()) ||
 				(errors.Is(recErr, os.ErrNotExist) && recent(dir)) {
 				// Held by a helper, or by a Mount about to take it.
 				lock.Close()
@@ -331,7 +293,7 @@ func Cleanup(ctx context.Context) ([]string, error) {
 		if !Dead(m.Mountpoint) {
 			continue
 		}
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err == nil {
+		if err := mount.UnmountDetach(m.Mountpoint); err == nil {
 			cleaned = append(cleaned, id)
 		}
 	}

@@ -328,3 +328,68 @@ func readBackingFile(name string) (string, error) {
 	}
 	return strings.TrimSuffix(string(b), "\n"), nil
 }
+
+// SetAutoClear sets or clears LO_FLAGS_AUTOCLEAR of the attached device at
+// devicePath: with it on, the kernel detaches the device when its last user
+// closes it.
+func SetAutoClear(devicePath string, on bool) error {
+	fd, err := unix.Open(devicePath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &Error{Op: "set autoclear", Device: devicePath, Err: err}
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	if err != nil {
+		return &Error{Op: "set autoclear", Device: devicePath, Err: fmt.Errorf("LOOP_GET_STATUS64: %w", err)}
+	}
+	if on {
+		info.Flags |= unix.LO_FLAGS_AUTOCLEAR
+	} else {
+		info.Flags &^= unix.LO_FLAGS_AUTOCLEAR
+	}
+	if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
+		return &Error{Op: "set autoclear", Device: devicePath, Err: fmt.Errorf("LOOP_SET_STATUS64: %w", err)}
+	}
+	return nil
+}
+
+// Resize makes the attached device at devicePath see its backing file anew:
+// with sizeLimit > 0 its size becomes sizeLimit (LOOP_SET_STATUS64), else
+// the size of the backing file (LOOP_SET_CAPACITY).
+func Resize(devicePath string, sizeLimit int64) error {
+	fd, err := unix.Open(devicePath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &Error{Op: "resize", Device: devicePath, Err: err}
+	}
+	defer unix.Close(fd)
+	if sizeLimit > 0 {
+		info, err := unix.IoctlLoopGetStatus64(fd)
+		if err != nil {
+			return &Error{Op: "resize", Device: devicePath, Err: fmt.Errorf("LOOP_GET_STATUS64: %w", err)}
+		}
+		info.Sizelimit = uint64(sizeLimit)
+		if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
+			return &Error{Op: "resize", Device: devicePath, Err: fmt.Errorf("LOOP_SET_STATUS64: %w", err)}
+		}
+		return nil
+	}
+	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_CAPACITY, 0); err != nil {
+		return &Error{Op: "resize", Device: devicePath, Err: fmt.Errorf("LOOP_SET_CAPACITY: %w", err)}
+	}
+	return nil
+}
+
+// Backing reports the device (st_dev) and inode numbers of the file bound
+// to the attached device at devicePath, as the kernel recorded them.
+func Backing(devicePath string) (dev, ino uint64, err error) {
+	f, err := os.Open(devicePath)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.Device, info.Inode, nil
+}

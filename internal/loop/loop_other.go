@@ -39,3 +39,18 @@ func (d *Device) Close() error { return nil }
 func DetachPath(devicePath string) error {
 	return &Error{Op: "detach", Device: devicePath, Err: unsupported("loop devices on " + runtime.GOOS)}
 }
+
+// SetAutoClear returns an error wrapping errors.ErrUnsupported.
+func SetAutoClear(devicePath string, on bool) error {
+	return &Error{Op: "set autoclear", Device: devicePath, Err: unsupported("loop devices on " + runtime.GOOS)}
+}
+
+// Resize returns an error wrapping errors.ErrUnsupported.
+func Resize(devicePath string, sizeLimit int64) error {
+	return &Error{Op: "resize", Device: devicePath, Err: unsupported("loop devices on " + runtime.GOOS)}
+}
+
+// Backing returns an error wrapping errors.ErrUnsupported.
+func Backing(devicePath string) (dev, ino uint64, err error) {
+	return 0, 0, &Error{Op: "backing", Device: devicePath, Err: unsupported("loop devices on " + runtime.GOOS)}
+}

@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,14 +12,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MountOverlay mounts the union o at target, an existing directory. On failure
-// nothing is mounted.
+// MountOverlay mounts the union o at target, an existing directory: a plan of
+// one step. On failure nothing is mounted.
 func MountOverlay(target string, o Overlay) error {
 	if err := o.validate(target); err != nil {
 		return err
 	}
+	_, err := (&Executor{}).Apply(context.Background(), Plan{OverlayMount(target, o)})
+	return err
+}
+
+func mountOverlay(target string, o Overlay) error {
+	if err := o.validate(target); err != nil {
+		return err
+	}
 	if len(o.Lower) == 1 && o.Upper == "" {
-		return bindReadOnly(o.Lower[0], target)
+		return bindReadOnly(o.Lower[0], target, "mount overlay")
 	}
 	fail := func(src string, fsfd int, err error) error {
 		e := &Error{Op: "mount overlay", Target: target, Source: src, Err: err}
@@ -95,28 +104,53 @@ func contextMessages(fsfd int) string {
 	return strings.Join(msgs, "; ")
 }
 
-// MountExt4 mounts the ext4 file system on device at target, an existing directory.
-// readOnly mounts it read-only without replaying the journal, as a layer image
-// attached read-only must be: a journal needing recovery is refused rather than
-// replayed onto a device that cannot be written.
+// MountExt4 mounts the ext4 file system on device at target, an existing
+// directory: a plan of one step. readOnly mounts it read-only with "noload"
+// (see the package documentation).
 func MountExt4(device, target string, readOnly bool) error {
+	_, err := (&Executor{}).Apply(context.Background(), Plan{FilesystemMount(TypeExt4, device, target, readOnly)})
+	return err
+}
+
+// mountExt4 mounts ext4. Read-only means the device is never written, so the
+// journal is not loaded: replaying it would write the device (and fails on a
+// read-only one).
+func mountExt4(device, target string, readOnly bool, opts ...string) error {
 	flags := uintptr(0)
-	data := ""
+	var data []string
+	for _, o := range opts {
+		if f, ok := flagOptions[o]; ok {
+			flags |= f
+		} else if o != "ro" && o != "rw" {
+			data = append(data, o)
+		}
+	}
 	if readOnly {
 		flags |= unix.MS_RDONLY
-		data = "noload"
+		if !slices.Contains(data, "noload") {
+			data = append(data, "noload")
+		}
 	}
-	if err := unix.Mount(device, target, "ext4", flags, data); err != nil {
+	if err := unix.Mount(device, target, "ext4", flags, strings.Join(data, ",")); err != nil {
 		return &Error{Op: "mount ext4", Target: target, Source: device, Err: err}
 	}
 	return nil
 }
 
+// flagOptions maps per-mount options, as mountinfo shows them, to mount(2)
+// flags.
+var flagOptions = map[string]uintptr{
+	"nosuid": unix.MS_NOSUID, "nodev": unix.MS_NODEV, "noexec": unix.MS_NOEXEC,
+	"sync": unix.MS_SYNCHRONOUS, "dirsync": unix.MS_DIRSYNC, "noatime": unix.MS_NOATIME,
+	"nodiratime": unix.MS_NODIRATIME, "relatime": unix.MS_RELATIME,
+	"strictatime": unix.MS_STRICTATIME, "lazytime": unix.MS_LAZYTIME,
+}
+
 // bindReadOnly bind-mounts source at target read-only, with open_tree and
 // mount_setattr so that the mount is never writable, even for a moment.
-func bindReadOnly(source, target string) error {
+func bindReadOnly(source, target, op string) error {
 	fail := func(err error) error {
-		return &Error{Op: "mount overlay", Target: target, Source: source, Err: err}
+		return &Error{Op: op, Target: target, Source: source, Err: err}
 	}
 	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
@@ -133,8 +167,13 @@ func bindReadOnly(source, target string) error {
 	return nil
 }
 
-// Bind bind-mounts the directory source at target.
+// Bind bind-mounts the directory source at target: a plan of one step.
 func Bind(source, target string) error {
+	_, err := (&Executor{}).Apply(context.Background(), Plan{BindMount(source, target, false)})
+	return err
+}
+
+func bind(source, target string) error {
 	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
 		return &Error{Op: "bind mount", Target: target, Source: source, Err: err}
 	}
@@ -146,6 +185,18 @@ func Bind(source, target string) error {
 // ErrNotMounted; neither is unmounted lazily.
 func Unmount(target string) error {
 	return unmount(target, 0)
+}
+
+// UnmountDetach unmounts target lazily (MNT_DETACH): it leaves the namespace
+// at once and the kernel releases it when its last user goes. Only for
+// cleaning up after crashes, when no caller is left to close what keeps a
+// mount busy. A target with nothing mounted is not an error.
+func UnmountDetach(target string) error {
+	err := unmount(target, unix.MNT_DETACH)
+	if errors.Is(err, ErrNotMounted) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
 }
 
 func unmount(target string, flags int) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
 
@@ -16,22 +17,14 @@ import (
 // mount again, even after the process that made it crashed. On Linux the volume
 // is a read-only FUSE mount (package internal/cimview) served by a helper
 // process that outlives the caller, at MountDir()/<volume GUID>, for example
-// /run/hostcompute/cim/0b6e…; $HOSTCOMPUTE_CIM_MOUNT_DIR replaces
-// DefaultMountDir. The mount functions return and take that directory where
+// /run/hostcompute/cim/0b6e…: cim/ under the host engine's state root, which
+// $HOSTCOMPUTE_STATE_DIR moves. The mount functions return and take that directory where
 // hcsshim uses the volume path \\?\Volume{<GUID>}\. One container ID has one
 // CIM mount at a time, as with hcsshim.
 const DefaultMountDir = "/run/hostcompute/cim"
 
-// envMountDir overrides DefaultMountDir.
-const envMountDir = "HOSTCOMPUTE_CIM_MOUNT_DIR"
-
 // MountDir returns the folder holding the CIM mount points.
-func MountDir() string {
-	if d := os.Getenv(envMountDir); d != "" {
-		return d
-	}
-	return DefaultMountDir
-}
+func MountDir() string { return host.CIMMountDir() }
 
 // cimMountNamespace is hcsshim's namespace of CIM volume GUIDs
 // (6827367b-c388-4e9b-961c-6d2c936c0000).

@@ -49,8 +49,7 @@ func needMounts(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("no /dev/fuse: %v", err)
 	}
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
-	t.Setenv(envMountDir, t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 }
 
 // sampleLayer writes a sample layer tar as the CIM layer dir/name.

@@ -1,4 +1,4 @@
-package layermount
+package host
 
 import (
 	"context"
@@ -77,26 +77,28 @@ func (e *entry) activate(ctx context.Context, disk string) error {
 }
 
 // mountVolume attaches disk (unless it is attached already) and mounts its
-// ext4 or NTFS file system at volume.
+// ext4 or NTFS file system at volume: a plan of the one executor. The
+// attachment and the mount outlive the call; the record says they exist.
 func mountVolume(ctx context.Context, disk, volume string) error {
+	dev := "@scratch"
+	var plan Plan
 	a, err := attach.Get(disk)
-	if errors.Is(err, attach.ErrNotAttached) {
-		a, err = attach.Attach(ctx, disk, attach.Options{})
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		dev = a.Device
+	case errors.Is(err, attach.ErrNotAttached):
+		plan = append(plan, DiskStep(disk, "scratch", false, false))
+	default:
 		return err
 	}
-	fsys, err := diskfs.Probe(a.Device)
-	if err != nil {
+	plan = append(plan, MkdirStep(volume), FilesystemMount(mount.TypeAuto, dev, volume, false))
+	if _, err := Apply(ctx, plan); err != nil {
+		if errors.Is(err, diskfs.ErrUnknownFilesystem) {
+			return fmt.Errorf("scratch disk %s: %w", disk, err)
+		}
 		return err
 	}
-	if fsys == diskfs.None {
-		return fmt.Errorf("%w: scratch disk %s (%s)", diskfs.ErrUnknownFilesystem, disk, a.Device)
-	}
-	if err := os.MkdirAll(volume, 0o755); err != nil {
-		return err
-	}
-	return diskfs.Mount(ctx, a.Device, volume, false)
+	return nil
 }
 
 // teardownVolume unmounts the volume path and detaches the recorded disk,
@@ -231,7 +233,8 @@ func mountUnion(base, target string, parents []string, source string) error {
 	if err != nil {
 		return err
 	}
-	return mount.MountOverlay(target, mount.Overlay{Lower: lowers, Upper: upper, Work: work, Source: source})
+	_, err = Apply(context.Background(), Plan{OverlayMount(target, Overlay{Lower: lowers, Upper: upper, Work: work, Source: source})})
+	return err
 }
 
 // Unprepare counts one preparation of layer less; the last one unmounts the
@@ -288,9 +291,9 @@ func MountPath(ctx context.Context, layer string) (string, error) {
 	return "", nil
 }
 
-// State reports the counts of layer: how many activations and preparations
+// LayerState reports the counts of layer: how many activations and preparations
 // are outstanding.
-func State(ctx context.Context, layer string) (activations, prepares int, err error) {
+func LayerState(ctx context.Context, layer string) (activations, prepares int, err error) {
 	abs, err := canonical(layer)
 	if err != nil {
 		return 0, 0, err

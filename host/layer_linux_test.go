@@ -1,4 +1,4 @@
-package layermount
+package host
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 )
@@ -28,10 +27,9 @@ func setup(t *testing.T) (state, layer, disk, parent string) {
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		t.Skip("no mkfs.ext4 (e2fsprogs)")
 	}
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
 	state = t.TempDir()
-	t.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", state)
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", state)
+	state = filepath.Join(state, "layers")
 	t.Cleanup(func() {
 		ms, _ := mountinfo.Read()
 		for i := len(ms) - 1; i >= 0; i-- {
@@ -164,7 +162,7 @@ func TestVanishedMounts(t *testing.T) {
 	if err := Activate(ctx, layer, disk); err != nil {
 		t.Fatal(err)
 	}
-	if a, p, err := State(ctx, layer); a != 2 || p != 0 || err != nil {
+	if a, p, err := LayerState(ctx, layer); a != 2 || p != 0 || err != nil {
 		t.Errorf("counts %d %d %v", a, p, err)
 	}
 	if ms, _ := mountinfo.Lookup(vol); len(ms) != 1 {
@@ -202,7 +200,7 @@ func TestConcurrentActivate(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if a, p, err := State(ctx, layer); a != n || p != n || err != nil {
+	if a, p, err := LayerState(ctx, layer); a != n || p != n || err != nil {
 		t.Fatalf("counts %d %d %v, want %d", a, p, err, n)
 	}
 	for range n {
@@ -238,7 +236,7 @@ func TestOverlayLeftover(t *testing.T) {
 	if err := os.Mkdir(vol, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := diskfs.Mount(ctx, a.Device, vol, false); err != nil {
+	if err := mountDev(ctx, a.Device, vol, false); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -307,7 +305,7 @@ func TestSymlinkedLayer(t *testing.T) {
 	if err := Activate(ctx, link, filepath.Join(link, filepath.Base(disk))); err != nil {
 		t.Fatal(err)
 	}
-	if a, _, err := State(ctx, link); a != 2 || err != nil {
+	if a, _, err := LayerState(ctx, link); a != 2 || err != nil {
 		t.Fatalf("activations through the link: %d %v", a, err)
 	}
 	for _, p := range []string{link, layer} {

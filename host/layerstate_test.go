@@ -1,4 +1,4 @@
-package layermount
+package host
 
 import (
 	"path/filepath"
