@@ -23,7 +23,7 @@
 // it as wclayer.ActivateLayer and wclayer.PrepareLayer do (union at the path
 // wclayer.GetLayerMountPath returns); [AttachOverlayFilter] mounts the union over an
 // already mounted writable volume, at the volume's own path. All are counted across
-// processes and undone by their Detach forms; see internal/layermount for the state
+// processes and undone by their Detach forms; see package host for the state
 // kept under /run/hostcompute/layers and crash recovery.
 //
 // Programs that attach VHD or VHDX disks through this package must call [MaybeRunHelper]

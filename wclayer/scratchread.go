@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hostcompute/hostcompute/internal/layermount"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -53,7 +53,7 @@ func ScratchUpper(ctx context.Context, path string) (upper string, release func(
 		return "", nil, err
 	}
 	release = func() error { return nil }
-	p, err := layermount.MountPath(ctx, abs)
+	p, err := host.MountPath(ctx, abs)
 	if err != nil {
 		return "", nil, err
 	}
@@ -62,17 +62,17 @@ func ScratchUpper(ctx context.Context, path string) (upper string, release func(
 			return "", nil, err
 		}
 		release = func() error { return DeactivateLayer(context.Background(), abs) }
-		if p, err = layermount.MountPath(ctx, abs); err != nil || p == "" {
+		if p, err = host.MountPath(ctx, abs); err != nil || p == "" {
 			release()
 			if err == nil {
-				err = fmt.Errorf("%w: activated, but no volume path", layermount.ErrNotActivated)
+				err = fmt.Errorf("%w: activated, but no volume path", host.ErrNotActivated)
 			}
 			return "", nil, err
 		}
 	}
 	// Prepared: the path is the union's; the volume is its sibling.
-	if filepath.Base(p) == layermount.UnionDir {
-		p = filepath.Join(filepath.Dir(p), layermount.VolumeDir)
+	if filepath.Base(p) == host.UnionDir {
+		p = filepath.Join(filepath.Dir(p), host.VolumeDir)
 	}
 	return filepath.Join(p, winlayer.FilesDir), release, nil
 }

@@ -15,7 +15,7 @@
 // formatted ext4 (CreateScratchLayer); ExpandScratchSize grows it and its file system
 // (see scratch.go). ActivateLayer attaches and mounts that disk, PrepareLayer puts an
 // overlayfs union of the parents over it, and both are counted and undone in reverse
-// order by UnprepareLayer and DeactivateLayer (see activate.go and internal/layermount
+// order by UnprepareLayer and DeactivateLayer (see activate.go and package host
 // for where things are mounted and how a crashed process's state is recovered).
 // ProcessBaseLayer and ProcessUtilityVMImage make a base layer's template disks
 // (see baselayer.go; the utility VM's system volume is Windows-only).

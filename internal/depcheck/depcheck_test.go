@@ -24,7 +24,7 @@ var allowed = map[string][]string{
 	"wclayer":        {"host", "pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"computestorage": {"host", "pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"internal/mount": {"internal/mountinfo", "internal/loop", "internal/diskfs", "golang.org/x/sys/"},
-	"layers":         {"host", "internal/state", "internal/atomicfile", "pkg/", "internal/mount", "internal/wcowunion", "internal/layermount", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+	"layers":         {"host", "internal/state", "internal/atomicfile", "pkg/", "internal/mount", "internal/wcowunion", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 
 	"internal/mountinfo":  {},
 	"internal/atomicfile": {},
