@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -64,6 +65,19 @@ func TestErrorClasses(t *testing.T) {
 	if !errors.Is(ErrHandleClose, fs.ErrClosed) {
 		t.Error("ErrHandleClose does not match fs.ErrClosed")
 	}
+	// hcsshim's values, and their type.
+	for _, tt := range []struct {
+		err  syscall.Errno
+		want uint32
+	}{
+		{ErrComputeSystemDoesNotExist, 0xc037010e}, {ErrElementNotFound, 0x490}, {ErrProcNotFound, 0x7f},
+		{ErrVmcomputeAlreadyStopped, 0xc0370110}, {ErrVmcomputeOperationPending, 0xc0370103},
+		{ErrVmcomputeOperationInvalidState, 0xc0370105},
+	} {
+		if uint32(tt.err) != tt.want {
+			t.Errorf("%v = %#x, want %#x", tt.err, uint32(tt.err), tt.want)
+		}
+	}
 	for _, err := range []error{ErrVmcomputeAlreadyStopped, ErrVmcomputeOperationPending, ErrTimeout, ErrUnexpectedValue} {
 		if errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%v matches fs.ErrNotExist", err)
@@ -75,20 +89,26 @@ func TestErrorClasses(t *testing.T) {
 		ErrTimeout, ErrHandleClose, ErrInvalidNotificationType, ErrUnexpectedContainerExit, ErrUnexpectedProcessAbort,
 		ErrUnexpectedValue,
 	}
-	seen := map[string]bool{}
 	for _, err := range all {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "hostcompute: ") {
-			t.Errorf("%q lacks the package prefix", msg)
-		}
-		if seen[msg] {
-			t.Errorf("%q used twice", msg)
-		}
-		seen[msg] = true
 		for _, other := range all {
 			if other != err && errors.Is(err, other) {
 				t.Errorf("%v matches %v", err, other)
 			}
 		}
+	}
+	// Wrapped in the compute errors, the sentinel is Err and the helpers see it.
+	ce := &ContainerError{Operation: "Start", Err: ErrComputeSystemDoesNotExist, ExtraInfo: "gone"}
+	if !IsNotExist(ce) || IsAlreadyStopped(ce) || ce.Err != ErrComputeSystemDoesNotExist {
+		t.Errorf("ContainerError helpers wrong: %v", ce)
+	}
+	if !strings.Contains(ce.Error(), "0xc037010e") || !strings.Contains(ce.Error(), "Start") {
+		t.Errorf("ContainerError message %q lacks the code or operation", ce.Error())
+	}
+	pe := &ProcessError{Operation: "Kill", Err: ErrElementNotFound}
+	if !IsAlreadyStopped(pe) || !IsNotExist(pe) {
+		t.Errorf("ProcessError helpers wrong: %v", pe)
+	}
+	if !IsTimeout(&ContainerError{Err: ErrTimeout}) || !IsPending(&ContainerError{Err: ErrVmcomputeOperationPending}) {
+		t.Error("IsTimeout or IsPending does not see through ContainerError")
 	}
 }

@@ -17,10 +17,12 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
 )
 
-// TestMain lets the test binary serve as the FUSE helper of attached VHDX disks.
+// TestMain lets the test binary serve as the FUSE helper of attached VHDX disks
+// and as the monitor of containers, whose state goes to a directory of its own.
 func TestMain(m *testing.M) {
 	fusefs.MaybeRunHelper()
-	os.Exit(m.Run())
+	MaybeRunHelper()
+	os.Exit(runWithComputeState(m))
 }
 
 // TestSandboxLayerLifecycle drives the DriverInfo forms: CreateSandboxLayer

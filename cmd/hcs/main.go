@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/compute"
 	"io"
 	"log/slog"
 	"os"
@@ -45,6 +46,8 @@ func main() {
 	// A re-executed copy of this program serving a FUSE file system (the raw
 	// view of hcs vhd attach) never returns from here.
 	fusefs.MaybeRunHelper()
+	// ... or the monitor of a container (hcs run, hcs container create).
+	compute.MaybeRunHelper()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal the command cleans up and returns; restoring the

@@ -30,6 +30,8 @@ var allowed = map[string][]string{
 	"internal/atomicfile": {},
 	"internal/state":      {"internal/atomicfile", "golang.org/x/sys/"},
 	"host":                {"pkg/", "internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+	"compute": {"pkg/", "internal/", "host", "layers", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/",
+		"github.com/containerd/go-runc", "github.com/containerd/console", "github.com/opencontainers/runtime-spec/"},
 
 	// The network engine: libcni and the plugins' namespace helpers, netlink and
 	// iptables; of the project's own packages only the mount executor and GUIDs.
