@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -284,11 +285,42 @@ func FuzzRecord(f *testing.F) {
 }
 
 func FuzzRemovals(f *testing.F) {
-	f.Add(encodeRemovals([]string{`Files\a`, `Files\b\c`}))
+	f.Add(encodeRemovals([]string{`Files\a`, `Files\b\c`}, nil))
+	f.Add(encodeRemovals([]string{`Files\a`}, [][2]string{{`Files\l`, `Files\t`}}))
+	f.Add(encodeRemovals(nil, [][2]string{{`Files\l`, `Files\t`}, {`Files\m`, `Files\u`}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parseRemovals(b, func(off int64, format string, a ...any) error {
+		bad := func(off int64, format string, a ...any) error {
 			return formatErr("x", "removal list", off, format, a...)
-		})
+		}
+		rms, end, err := parsePathList(b, 0, 1, bad)
+		if err != nil {
+			return
+		}
+		// What was read encodes to bytes that read back the same (UTF-16 that
+		// does not decode, such as lone surrogates, is replaced once).
+		again, _, err := parsePathList(encodeRemovals(rms, nil), 0, 1, bad)
+		if err != nil || !slices.Equal(again, rms) {
+			t.Fatalf("removals %q read back as %q, %v", rms, again, err)
+		}
+		if end == len(b) {
+			return
+		}
+		flat, end2, err := parsePathList(b, end, 2, bad)
+		if err != nil || end2 != len(b) {
+			return
+		}
+		var links [][2]string
+		for i := 0; i+1 < len(flat); i += 2 {
+			links = append(links, [2]string{flat[i], flat[i+1]})
+		}
+		enc := encodeRemovals(rms, links)
+		_, e1, _ := parsePathList(enc, 0, 1, bad)
+		if len(links) > 0 {
+			flat2, _, err := parsePathList(enc, e1, 2, bad)
+			if err != nil || !slices.Equal(flat2, flat) {
+				t.Fatalf("links %q read back as %q, %v", flat, flat2, err)
+			}
+		}
 	})
 }
 

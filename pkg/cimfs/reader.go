@@ -904,24 +904,64 @@ func (im *Image) Removals() ([]string, error) {
 }
 
 func parseRemovals(b []byte, bad func(int64, string, ...any) error) ([]string, error) {
-	if len(b) < 4 {
-		return nil, bad(0, "%d bytes, shorter than the count", len(b))
+	out, _, err := parsePathList(b, 0, 1, bad)
+	return out, err
+}
+
+// Links returns the names this image added as hard links to files it inherits from
+// its parents, each with the target's name ('\' separated, hostcompute extension;
+// empty for images without it). The names share the target's file ID.
+func (im *Image) Links() ([][2]string, error) {
+	if !im.hdr.extension || im.hdr.removals == 0 {
+		return nil, nil
 	}
-	n := int(binary.LittleEndian.Uint32(b))
+	b, err := im.read(im.hdr.removals, int64(im.hdr.removalLen), "removal list")
+	if err != nil {
+		return nil, err
+	}
+	bad := func(off int64, f string, a ...any) error {
+		return im.errAt(im.hdr.removals+regionOffset(off), "link list", f, a...)
+	}
+	_, end, err := parsePathList(b, 0, 1, bad)
+	if err != nil || end == len(b) {
+		return nil, err
+	}
+	flat, _, err := parsePathList(b, end, 2, bad)
+	if err != nil {
+		return nil, err
+	}
+	links := make([][2]string, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		links = append(links, [2]string{flat[i], flat[i+1]})
+	}
+	return links, nil
+}
+
+// parsePathList reads, from offset p, a uint32 count of groups of per paths, each a
+// uint16 length in UTF-16 units and the units. It returns the paths and the offset
+// after them.
+func parsePathList(b []byte, p, per int, bad func(int64, string, ...any) error) ([]string, int, error) {
+	if len(b)-p < 4 {
+		return nil, p, bad(int64(p), "%d bytes, shorter than the count", len(b)-p)
+	}
+	n := int(binary.LittleEndian.Uint32(b[p:]))
+	if n > (len(b)-p)/2 {
+		return nil, p, bad(int64(p), "%d entries cannot fit in %d bytes", n, len(b)-p)
+	}
 	var out []string
-	p := 4
-	for i := 0; i < n; i++ {
+	p += 4
+	for i := 0; i < n*per; i++ {
 		if p+2 > len(b) {
-			return nil, bad(int64(p), "entry %d beyond the list", i)
+			return nil, p, bad(int64(p), "entry %d beyond the list", i)
 		}
 		l := int(binary.LittleEndian.Uint16(b[p:]))
 		if p+2+2*l > len(b) || l == 0 {
-			return nil, bad(int64(p), "entry %d of %d units does not fit", i, l)
+			return nil, p, bad(int64(p), "entry %d of %d units does not fit", i, l)
 		}
 		out = append(out, decodeUTF16(b[p+2:p+2+2*l]))
 		p += 2 + 2*l
 	}
-	return out, nil
+	return out, p, nil
 }
 
 // Parents returns the number of ancestor region sets the image references.

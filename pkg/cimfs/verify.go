@@ -112,6 +112,9 @@ func (im *Image) Verify() error {
 			}
 		}
 	}
+	if _, err := im.Links(); err != nil {
+		return err
+	}
 	if _, err := im.Removals(); err != nil {
 		return err
 	}

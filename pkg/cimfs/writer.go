@@ -100,6 +100,7 @@ type Writer struct {
 	cur      *wfile // file whose streams are being written
 	data     *dataWriter
 	removals []string
+	links    [][2]string // names linked to inherited files, and their targets ('\' separated)
 	err      error
 	done     bool
 }
@@ -750,14 +751,11 @@ func (w *Writer) AddLink(name, target string) error {
 	}
 	f := tn.f
 	if !f.added {
-		// A file inherited from a parent: the new name gets its own copy of the
-		// record (same data and metadata objects, nothing stored twice), as the folder
-		// form of a layer does, so the parent's file stays unchanged and the layer's
-		// export lists the new name as a file of its own.
-		c := *f
-		c.streams = slices.Clone(f.streams)
-		c.added, c.id = true, 0
-		f = &c
+		// A file inherited from a parent: the new name shares its record (one file
+		// ID, a real hard link, as NTFS links across layer folders on one volume),
+		// and the image lists the name among its links to inherited files (see
+		// Image.Links), so the layer's export names it as a link to the parent's file.
+		w.links = append(w.links, [2]string{strings.Join(splitPath(name), `\`), strings.Join(splitPath(target), `\`)})
 	}
 	dir.children[k] = &node{name: base, key: k, f: f}
 	return nil
@@ -904,8 +902,8 @@ func (w *Writer) commit() error {
 		return err
 	}
 	hdr := &fsHeader{fsOffset: fsOff, parents: w.parents, extension: !w.opts.public}
-	if len(w.removals) > 0 && hdr.extension {
-		b := encodeRemovals(w.removals)
+	if (len(w.removals) > 0 || len(w.links) > 0) && hdr.extension {
+		b := encodeRemovals(w.removals, w.links)
 		if hdr.removals, err = w.putObject(regionMetadata, b, false); err != nil {
 			return err
 		}
@@ -1097,11 +1095,24 @@ func encodeLinkTable(names []string, vals []byte, valSize int) []byte {
 
 // encodeRemovals lists removed paths: uint32 count, then per path a uint16 length
 // in UTF-16 units and the UTF-16LE path with '\' separators.
-func encodeRemovals(paths []string) []byte {
+//
+// The links to inherited files follow, when there are any: uint32 count, then per
+// link the name and the target in the same form. Readers of the removal list alone
+// stop before them.
+func encodeRemovals(paths []string, links [][2]string) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(paths)))
 	for _, p := range paths {
 		b = binary.LittleEndian.AppendUint16(b, uint16(utf16Len(p)))
 		b = appendUTF16(b, p)
+	}
+	if len(links) > 0 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(links)))
+		for _, l := range links {
+			for _, p := range l {
+				b = binary.LittleEndian.AppendUint16(b, uint16(utf16Len(p)))
+				b = appendUTF16(b, p)
+			}
+		}
 	}
 	return b
 }

@@ -74,6 +74,13 @@ func EncodeTar(ctx context.Context, w io.Writer, layer string, r EntryReader) er
 		if err != nil {
 			return err
 		}
+		if e.ParentLink != "" && e.LinkTarget == "" {
+			// A hard link to a parent layer's file stays a link: the tar names the
+			// parent's file, as the tar it was imported from did.
+			c := *e
+			c.LinkTarget, c.Streams = e.ParentLink, nil
+			e = &c
+		}
 		it := &exportItem{e: e}
 		err = readEntry(r, it, small)
 		if err == nil {
@@ -151,6 +158,9 @@ func readEntry(r EntryReader, it *exportItem, small []byte) error {
 			}
 			it.file = rc
 		}
+	}
+	if e.LinkTarget != "" {
+		return nil // the link's file and streams are written under its first name
 	}
 	for _, s := range e.Streams {
 		rc, err := r.OpenStream(s)

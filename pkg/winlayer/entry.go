@@ -33,6 +33,11 @@ type Entry struct {
 	// LinkTarget, when set by a Reader, names the first entry (in reading order) of the
 	// file this entry is a hard link to; the entry then has no data of its own.
 	LinkTarget string
+	// ParentLink, when set by a Reader, names the file of a parent layer this entry
+	// is a hard link to (the layer added it with AddLink to an inherited file). The
+	// entry still has its data and metadata, so a reader that cannot refer to parent
+	// layers may take it as a file of its own; tar and CIM forms keep the link.
+	ParentLink string
 	// Removed marks a whiteout: the layer deletes Name, inherited from a parent layer.
 	// No other field is set.
 	Removed bool

@@ -208,6 +208,9 @@ func (r *Reader) entry(dirFD int, base, name string) (e *Entry, implicit, isDir 
 			r.links[k] = name
 		}
 	}
+	if rec != nil && e.LinkTarget == "" {
+		e.ParentLink = rec.parentLink
+	}
 	return e, false, isDir, nil
 }
 

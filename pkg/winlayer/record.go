@@ -15,6 +15,9 @@ type record struct {
 	implicit bool   // a directory created only to hold children; never exported
 	sdHash   []byte // key of the security descriptor in the descriptor bucket
 	dataID   uint64 // nonzero: the unnamed stream of a reparse point lives in this stream file
+	// parentLink names the file of a parent layer this name is a hard link to
+	// (made by AddLink with a target the layer inherits), "" otherwise.
+	parentLink string
 }
 
 const recordVersion = 1
@@ -24,6 +27,7 @@ const (
 	recNoData
 	recHasSD
 	recDataFile
+	recParentLink
 )
 
 func appendBytes(b, v []byte) []byte {
@@ -47,6 +51,9 @@ func (r *record) encode() []byte {
 	}
 	if r.dataID != 0 {
 		flags |= recDataFile
+	}
+	if r.parentLink != "" {
+		flags |= recParentLink
 	}
 	b = binary.AppendUvarint(b, flags)
 	b = appendBytes(b, []byte(e.Name))
@@ -81,6 +88,9 @@ func (r *record) encode() []byte {
 		b = binary.AppendUvarint(b, uint64(s.Attributes))
 		b = appendBytes(b, []byte(s.Name))
 		b = appendBytes(b, s.Data)
+	}
+	if r.parentLink != "" {
+		b = appendBytes(b, []byte(r.parentLink))
 	}
 	return b
 }
@@ -196,6 +206,9 @@ func decodeRecord(b []byte) (*record, error) {
 		s.Name = string(d.bytes())
 		s.Data = d.bytes()
 		e.RawStreams = append(e.RawStreams, s)
+	}
+	if flags&recParentLink != 0 {
+		r.parentLink = string(d.bytes())
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %v at byte %d", ErrCorrupt, d.err, d.off)

@@ -772,6 +772,11 @@ func (w *Writer) addLink(name, target string) error {
 	}
 	nrec := &record{entry: *rec.entry.Clone(), sdHash: rec.sdHash}
 	nrec.entry.Name = name
+	if srcRoot != w.staging {
+		nrec.parentLink = target // kept, so the layer's tar and CIM forms keep the link
+	} else {
+		nrec.parentLink = rec.parentLink
+	}
 	if rec.sdHash != nil && srcRoot != w.staging {
 		// The descriptor lives in the parent's store; copy it into ours.
 		if h, err := w.store.putSD(rec.entry.SecurityDescriptor); err == nil {

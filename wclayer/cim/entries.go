@@ -94,9 +94,12 @@ type LayerReader struct {
 	own   bool
 	stack []*readFrame
 	links map[cimfs.FileID]string
-	cur   *winlayer.Entry
-	curID cimfs.FileID
-	err   error
+	// parentLinks maps the folded names the layer added as hard links to
+	// inherited files to their targets (slash separated).
+	parentLinks map[string]string
+	cur         *winlayer.Entry
+	curID       cimfs.FileID
+	err         error
 }
 
 type readFrame struct {
@@ -158,7 +161,14 @@ func newLayerReader(ctx context.Context, im *cimfs.Image) (*LayerReader, error) 
 		}
 		n.full = p
 	}
-	r := &LayerReader{ctx: ctx, im: im, links: map[cimfs.FileID]string{}}
+	r := &LayerReader{ctx: ctx, im: im, links: map[cimfs.FileID]string{}, parentLinks: map[string]string{}}
+	pls, err := im.Links()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range pls {
+		r.parentLinks[foldName(toSlash(l[0]))] = toSlash(l[1])
+	}
 	top := &readFrame{}
 	rootEnts, err := im.ReadDirID(im.Root())
 	if err != nil {
@@ -251,12 +261,19 @@ func (r *LayerReader) next() (*winlayer.Entry, error) {
 			}
 			r.stack = append(r.stack, nf)
 		}
-		if fi == nil || !fi.Added {
+		if fi == nil {
+			continue
+		}
+		parentLink, linked := r.parentLinks[foldName(name)]
+		if !fi.Added && (!linked || fi.IsDir()) {
 			continue
 		}
 		e, err := r.entry(name, fi)
 		if err != nil {
 			return nil, &winlayer.EntryError{Layer: r.im.Name(), Entry: name, Op: "read", Err: err}
+		}
+		if !fi.Added && e.LinkTarget == "" {
+			e.ParentLink = parentLink
 		}
 		r.cur, r.curID = e, c.id
 		return e, nil
@@ -410,6 +427,8 @@ func copyEntries(ctx context.Context, src interface {
 			err = dst.Remove(e.Name)
 		case e.LinkTarget != "":
 			err = dst.AddLink(e.Name, e.LinkTarget)
+		case e.ParentLink != "":
+			err = dst.AddLink(e.Name, e.ParentLink)
 		default:
 			streams := e.Streams
 			if err = dst.Add(e); err != nil {

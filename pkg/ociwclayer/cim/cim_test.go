@@ -215,4 +215,24 @@ func TestLinkToParent(t *testing.T) {
 	if !bytes.Equal(want, got) {
 		t.Fatalf("CIM export %v differs from folder export %v", tarNames(t, got), tarNames(t, want))
 	}
+	// Issue 10: the child's name is a hard link to the parent's file in the CIM too
+	// (one file ID), and its export is a link to the parent's name, not a copy.
+	im, err := wcim.OpenLayer(filepath.Join(cdir, "child"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	a, err1 := im.Stat("Files/linked.dll")
+	b2, err2 := im.Stat(target)
+	if err1 != nil || err2 != nil || a.ID != b2.ID {
+		t.Errorf("Files/linked.dll and %s: IDs %v, %v (%v, %v); want one file", target, a, b2, err1, err2)
+	}
+	tr := tar.NewReader(bytes.NewReader(got))
+	h, err := tr.Next()
+	if err != nil || h.Name != "Files/linked.dll" || h.Typeflag != tar.TypeLink || h.Linkname != target {
+		t.Errorf("CIM export starts with %+v, %v; want a link Files/linked.dll to %s", h, err, target)
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("CIM export has more than the link: %v", err)
+	}
 }
