@@ -37,3 +37,14 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086 # one argument per package
 	GOBIN="$cni" GOFLAGS=-mod=mod go install $missing
 fi
+
+# crane (go-containerregistry's client), an independent reader and writer of what
+# `hcs image` pushes, and the pull peer of the image benchmarks: into
+# bin/peers/crane/<version>, where tests and benchmarks look for it.
+crane_version=v0.20.7
+crane="$root/bin/peers/crane/$crane_version"
+if [ ! -x "$crane/crane" ]; then
+	echo "installing crane $crane_version into $crane" >&2
+	mkdir -p "$crane"
+	GOBIN="$crane" GOFLAGS=-mod=mod go install github.com/google/go-containerregistry/cmd/crane@$crane_version
+fi
