@@ -38,14 +38,14 @@ var allowed = map[string][]string{
 	"hns": {"pkg/guid", "internal/mount", "internal/loop", "internal/diskfs", "internal/mountinfo", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
 	// Images: go-containerregistry and what it brings (the Docker config file
 	// keychain, stargz and tar-split for its layer types).
-	"image": {"pkg/", "internal/compress", "store", "golang.org/x/sys/", "golang.org/x/sync/", "go.etcd.io/bbolt/",
+	"image": {"pkg/", "internal/", "store", "host", "golang.org/x/sys/", "golang.org/x/sync/", "go.etcd.io/bbolt/",
 		"github.com/klauspost/compress/", "github.com/google/go-containerregistry/", "github.com/docker/cli/",
 		"github.com/docker/distribution/", "github.com/docker/docker-credential-helpers/", "github.com/containerd/stargz-snapshotter/",
 		"github.com/mitchellh/go-homedir", "github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec/",
 		"github.com/sirupsen/logrus", "github.com/vbatts/tar-split/",
 		// Through pkg/ociwclayer/cim, whose CIM layer writer is wclayer/cim's today
 		// (the one arrow that points up; it brings the CIM mount code along).
-		"wclayer/cim", "internal/cimview", "internal/fusefs", "internal/mountinfo", "github.com/hanwen/go-fuse/"},
+		"wclayer/cim", "github.com/hanwen/go-fuse/"},
 	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/"},
 }
 
