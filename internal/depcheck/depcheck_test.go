@@ -47,6 +47,9 @@ var allowed = map[string][]string{
 		// (the one arrow that points up; it brings the CIM mount code along).
 		"wclayer/cim", "github.com/hanwen/go-fuse/"},
 	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/"},
+	// The engine: formats, mechanisms and bbolt; never the seed APIs, never
+	// containerd (its snapshot suite is a test dependency only).
+	"store": {"pkg/", "internal/mount", "internal/mountinfo", "internal/wcowunion", "internal/compress", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/klauspost/compress/"},
 }
 
 func TestDependencies(t *testing.T) {

@@ -1,0 +1,389 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is the home directory of the store of the CLI (hcs --root).
+const DefaultRoot = "/var/lib/hostcompute"
+
+// schemaVersion is the version of the records in meta.db. A store written by a
+// later version is refused rather than misread.
+const schemaVersion = 1
+
+// Names under the store's root.
+const (
+	lockFile   = "store.lock"
+	dbFile     = "meta.db"
+	layersDir  = "layers"  // layers/<id>: one directory per layer, named by its record's ID
+	stagingDir = "staging" // staging/<random>: imports and other work in progress, flock-held by their writer
+	trashDir   = "trash"   // trash/<id>-<random>: removed layers being deleted, flock-held by their remover
+)
+
+// Buckets of meta.db: v1/layers (key → JSON record), v1/ids (8-byte big-endian
+// ID → key), v1/children ("parent\x00child" → nothing), v1/mounts (mount record
+// ID → JSON mount record).
+var (
+	bucketV1       = []byte("v1")
+	bucketLayers   = []byte("layers")
+	bucketIDs      = []byte("ids")
+	bucketChildren = []byte("children")
+	bucketMounts   = []byte("mounts")
+	keyVersion     = []byte("version")
+)
+
+// Store is a layer store under one root directory. Its methods may be called from
+// any number of goroutines and processes at once: see the package documentation
+// for the locking.
+type Store struct {
+	root   string
+	log    *slog.Logger
+	lockTO time.Duration
+	closed atomic.Bool
+}
+
+// OpenOption configures Open.
+type OpenOption func(*openOptions) error
+
+type openOptions struct {
+	log         *slog.Logger
+	lockTimeout time.Duration
+	noReconcile bool
+}
+
+// WithLogger logs the store's decisions (what cleanup removed, failures it
+// swallowed) to l. The default logs nothing.
+func WithLogger(l *slog.Logger) OpenOption {
+	return func(o *openOptions) error { o.log = l; return nil }
+}
+
+// WithLockTimeout bounds how long an operation waits for another process holding
+// the store's lock (default one minute); past it the operation fails with
+// ErrLocked.
+func WithLockTimeout(d time.Duration) OpenOption {
+	return func(o *openOptions) error {
+		if d <= 0 {
+			return classf(ErrInvalidArgument, "lock timeout %v is not positive", d)
+		}
+		o.lockTimeout = d
+		return nil
+	}
+}
+
+// WithoutReconcile opens the store without cleaning up after crashed processes,
+// which is what Check needs to see the state as it is.
+func WithoutReconcile() OpenOption {
+	return func(o *openOptions) error { o.noReconcile = true; return nil }
+}
+
+// Open opens the store at root, creating it when it does not exist, and
+// reconciles it: what crashed processes left (staging directories, mounts of
+// staged work, half-removed and unreferenced layer directories, stale mount
+// records) is removed before Open returns.
+func Open(ctx context.Context, root string, opts ...OpenOption) (*Store, error) {
+	o := openOptions{log: slog.New(slog.DiscardHandler), lockTimeout: time.Minute}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, opErr("open", "", err)
+		}
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, opErr("open", "", err)
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	s := &Store{root: abs, log: o.log, lockTO: o.lockTimeout}
+	for _, d := range []string{abs, s.path(layersDir), s.path(stagingDir), s.path(trashDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, opErr("open", "", err)
+		}
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketV1)
+		if err != nil {
+			return err
+		}
+		if v := b.Get(keyVersion); v != nil {
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n > schemaVersion {
+				return classf(ErrCorrupt, "%s has schema version %q; this program reads version %d", s.path(dbFile), v, schemaVersion)
+			}
+		} else if err := b.Put(keyVersion, []byte(strconv.Itoa(schemaVersion))); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bucketLayers, bucketIDs, bucketChildren, bucketMounts} {
+			if _, err := b.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if o.noReconcile {
+			return nil
+		}
+		_, err = s.reconcile(ctx, tx)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, opErr("open", "", err)
+	}
+	return s, nil
+}
+
+// Root returns the store's root directory, absolute.
+func (s *Store) Root() string { return s.root }
+
+// Close releases the store. Later calls fail with ErrClosed; Close itself may be
+// called again and returns nil. Nothing is held between calls (each operation
+// takes the locks it needs), so Close does not wait for anything.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.root}, elem...)...)
+}
+
+func (s *Store) layerDir(id uint64) string {
+	return filepath.Join(s.root, layersDir, strconv.FormatUint(id, 10))
+}
+
+// session is one locked use of the store: the flock on store.lock and the bbolt
+// database opened under it. Writers hold the flock exclusively, readers shared,
+// so bbolt's own file lock (taken with the same mode) never waits; its timeout is
+// only a safety net.
+type session struct {
+	lock *os.File
+	db   *bolt.DB
+}
+
+func (s *Store) begin(ctx context.Context, write bool) (*session, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path(lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_SH
+	if write {
+		how = unix.LOCK_EX
+	}
+	if err := flockWait(ctx, f, how, s.lockTO); err != nil {
+		f.Close()
+		return nil, err
+	}
+	db, err := bolt.Open(s.path(dbFile), 0o600, &bolt.Options{Timeout: s.lockTO, ReadOnly: !write})
+	if err != nil {
+		f.Close()
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, s.path(dbFile), err)
+		}
+		return nil, fmt.Errorf("opening %s: %w", s.path(dbFile), err)
+	}
+	return &session{lock: f, db: db}, nil
+}
+
+func (x *session) end() error {
+	err := x.db.Close()
+	x.lock.Close() // releases the flock
+	return err
+}
+
+// flockWait takes the flock how on f, waiting at most timeout or until ctx ends.
+func flockWait(ctx context.Context, f *os.File, how int, timeout time.Duration) error {
+	fd := int(f.Fd())
+	if err := unix.Flock(fd, how|unix.LOCK_NB); err == nil {
+		return nil
+	} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	// A blocking flock wakes as soon as the holder lets go, where polling would
+	// sleep; it runs on its own goroutine so that the wait can be abandoned.
+	done := make(chan error, 1)
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return err
+	}
+	go func() {
+		err := unix.Flock(dup, how)
+		for errors.Is(err, unix.EINTR) {
+			err = unix.Flock(dup, how)
+		}
+		done <- err
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	abandon := func() {
+		// The goroutine may still get the lock: its descriptor shares f's open
+		// file description, so closing both after it returns releases it.
+		go func() { <-done; unix.Close(dup) }()
+	}
+	select {
+	case err := <-done:
+		unix.Close(dup) // the lock belongs to the open file description, which f keeps
+		if err != nil {
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		return nil
+	case <-t.C:
+		abandon()
+		return fmt.Errorf("%w: waited %v for %s", ErrLocked, timeout, f.Name())
+	case <-ctx.Done():
+		abandon()
+		return ctx.Err()
+	}
+}
+
+// update runs fn in a write transaction under the exclusive lock; after, when
+// not nil, runs once the transaction has committed, still under the lock.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error, after func()) error {
+	x, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	err = x.db.Update(fn)
+	if err == nil && after != nil {
+		after()
+	}
+	if cerr := x.end(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// view runs fn in a read transaction under the shared lock.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	x, err := s.begin(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = x.db.View(fn)
+	if cerr := x.end(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// record is what meta.db keeps per layer.
+type record struct {
+	ID uint64 `json:"id"`
+	Info
+	// HasDir says whether layers/<ID> exists for the layer (a view over a
+	// parent of the linux-dir format needs none).
+	HasDir bool `json:"hasDir,omitempty"`
+}
+
+func buckets(tx *bolt.Tx) (layers, ids, children, mounts *bolt.Bucket) {
+	v1 := tx.Bucket(bucketV1)
+	if v1 == nil {
+		return nil, nil, nil, nil
+	}
+	return v1.Bucket(bucketLayers), v1.Bucket(bucketIDs), v1.Bucket(bucketChildren), v1.Bucket(bucketMounts)
+}
+
+func idKey(id uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	return b[:]
+}
+
+func childKey(parent, child string) []byte {
+	return append(append([]byte(parent), 0), child...)
+}
+
+// getRecord reads the record of key: ErrNotFound when there is none, ErrCorrupt
+// when it does not decode.
+func getRecord(tx *bolt.Tx, key string) (*record, error) {
+	lb, _, _, _ := buckets(tx)
+	v := lb.Get([]byte(key))
+	if v == nil {
+		return nil, classf(ErrNotFound, "no layer %q", key)
+	}
+	return decodeRecord(key, v)
+}
+
+func decodeRecord(key string, v []byte) (*record, error) {
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, classf(ErrCorrupt, "record of layer %q (%d bytes): %v", key, len(v), err)
+	}
+	if r.Key != key || r.ID == 0 {
+		return nil, classf(ErrCorrupt, "record of layer %q names key %q, ID %d", key, r.Key, r.ID)
+	}
+	return &r, nil
+}
+
+func putRecord(tx *bolt.Tx, r *record) error {
+	lb, ib, _, _ := buckets(tx)
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := lb.Put([]byte(r.Key), v); err != nil {
+		return err
+	}
+	return ib.Put(idKey(r.ID), []byte(r.Key))
+}
+
+// chain returns the records of key's parents, immediate parent first.
+func chain(tx *bolt.Tx, parent string) ([]*record, error) {
+	var out []*record
+	for p := parent; p != ""; {
+		r, err := getRecord(tx, p)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) && len(out) > 0 {
+				return nil, classf(ErrCorrupt, "layer %q names parent %q, which has no record", out[len(out)-1].Key, p)
+			}
+			return nil, err
+		}
+		out = append(out, r)
+		if len(out) > 100000 {
+			return nil, classf(ErrCorrupt, "parent chain of %q loops", parent)
+		}
+		p = r.Parent
+	}
+	return out, nil
+}
+
+func hasChildren(tx *bolt.Tx, key string) bool {
+	_, _, cb, _ := buckets(tx)
+	prefix := childKey(key, "")
+	k, _ := cb.Cursor().Seek(prefix)
+	return k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix)
+}
+
+// now is the time stamps' clock, in UTC without a monotonic reading so that it
+// survives a round trip through the records unchanged.
+func now() time.Time { return time.Now().UTC().Round(0) }
+
+// syncDir makes the entries of dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return err
+	}
+	return nil
+}
