@@ -44,6 +44,9 @@ type Row struct {
 	// Verdict, if set, gets the finished result and returns extra notes, such as
 	// whether a goal was met.
 	Verdict func(res *Result) []string
+	// Teardown, if set, runs when the row ends, whatever happened, before its
+	// directory is removed: it releases what Setup holds (mounts, activations).
+	Teardown func(env *Env) error
 }
 
 // Setup describes a row's input.
@@ -105,6 +108,11 @@ func runRow(ctx context.Context, env *Env, r *Row, index int) *Result {
 		return res
 	}
 	defer func() {
+		if r.Teardown != nil {
+			if err := r.Teardown(env); err != nil {
+				env.logf("releasing %s: %v", r.Name, err)
+			}
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			env.logf("removing %s: %v", dir, err)
 		}
