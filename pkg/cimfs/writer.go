@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/guid"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
@@ -192,7 +191,7 @@ func CleanStale(dir string) error {
 		rest := strings.TrimPrefix(filepath.Base(p), stagingPrefix)
 		pidStr, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidStr)
-		if err == nil && pid > 0 && unix.Kill(pid, 0) != unix.ESRCH {
+		if err == nil && pid > 0 && processMayExist(pid) {
 			continue // a live writer (or one we cannot tell): leave it
 		}
 		errs = append(errs, os.RemoveAll(p))
@@ -356,7 +355,7 @@ func (rw *regionWriter) flush() error {
 		if err == nil {
 			// Start writeback now (without waiting for it), so the fsync at commit
 			// finds little left to do and dirty pages do not pile up.
-			unix.SyncFileRange(int(rw.f.Fd()), off, int64(len(b)), unix.SYNC_FILE_RANGE_WRITE)
+			startWriteback(rw.f, off, int64(len(b)))
 		}
 		done <- err
 	}()
@@ -971,8 +970,8 @@ func (w *Writer) commit() error {
 		done++
 	}
 	if err == nil {
-		err = unix.Renameat2(unix.AT_FDCWD, cp, unix.AT_FDCWD, filepath.Join(w.dir, w.name), unix.RENAME_NOREPLACE)
-		if errors.Is(err, unix.EEXIST) {
+		err = renameNoReplace(cp, filepath.Join(w.dir, w.name))
+		if errors.Is(err, fs.ErrExist) {
 			// Another writer committed this name meanwhile. Identical content has
 			// identical region file names, so leave them: they may be its files.
 			return ErrExists

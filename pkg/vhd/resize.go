@@ -4,11 +4,8 @@ package vhd
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-
-	"golang.org/x/sys/unix"
 )
 
 // checkZero returns ErrShrinkUnsafe unless the virtual range [from, to) of d reads
@@ -219,7 +216,7 @@ func (x *vhdxFile) resize(size int64) error {
 		if err := x.w.Truncate(start + (newPB-oldPB)*x.bs); err != nil {
 			return err
 		}
-		if err := unix.Fallocate(int(x.w.Fd()), 0, start, (newPB-oldPB)*x.bs); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		if err := allocate(x.w, start, (newPB-oldPB)*x.bs); err != nil {
 			return fmt.Errorf("vhd: allocating blocks: %w", err)
 		}
 		for k := oldPB; k < newPB; k++ {

@@ -3,11 +3,8 @@ package vhd
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
@@ -148,7 +145,7 @@ func CreateVHDX(path string, opts VHDXCreateOptions) (err error) {
 	if opts.Fixed {
 		// A fixed disk's blocks are allocated on the host too, as the format
 		// promises; where the file system cannot, they stay holes.
-		if err := unix.Fallocate(int(f.Fd()), 0, payload, end-payload); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		if err := allocate(f, payload, end-payload); err != nil {
 			return fmt.Errorf("vhd: allocating %d bytes: %w", end-payload, err)
 		}
 		bat = make([]byte, entries*8)
