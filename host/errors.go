@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/state"
+	"github.com/hostcompute/hostcompute/internal/wcowunion"
 )
 
 // LayerStateDir returns the directory of layer state: layers/ under the
@@ -39,6 +41,14 @@ var (
 	// ErrCorruptState: a state record cannot be used. The record is kept as
 	// it is, for inspection.
 	ErrCorruptState = errors.New("host: corrupt state record")
+	// ErrUnsupportedDisk: a layer or scratch disk cannot be used as it is (a
+	// partition, a scratch that holds neither ext4 nor zeros).
+	ErrUnsupportedDisk = errors.New("host: unsupported disk")
+	// ErrTooManyLayers: more layers than one union can stack (500).
+	ErrTooManyLayers = mount.ErrTooManyLayers
+	// ErrAlreadyMounted: the target of a mount, or a writable disk, is in
+	// use already. It matches fs.ErrExist.
+	ErrAlreadyMounted = fmt.Errorf("host: already mounted: %w", fs.ErrExist)
 )
 
 // Error records a failed operation on a layer, volume or disk.
@@ -48,5 +58,14 @@ type Error struct {
 	Err  error
 }
 
-func (e *Error) Error() string { return "host: " + e.Op + " " + e.Path + ": " + e.Err.Error() }
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return "host: " + e.Op + ": " + e.Err.Error()
+	}
+	return "host: " + e.Op + " " + e.Path + ": " + e.Err.Error()
+}
 func (e *Error) Unwrap() error { return e.Err }
+
+// ErrBadTombstones means a layer's tombstones.txt cannot be used: no version
+// header, or a name that is not a path inside Files/.
+var ErrBadTombstones = wcowunion.ErrBadTombstones

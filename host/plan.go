@@ -140,9 +140,6 @@ func diskStep(ctx context.Context, m Mount) (mount.Result, error) {
 	return mount.Result{Device: a.Device, Undo: func(ctx context.Context) error { return releaseShared(ctx, a) }}, nil
 }
 
-// ErrAlreadyMounted means a disk or target is in use by another stack.
-var ErrAlreadyMounted = errors.New("host: already mounted")
-
 // sharedAttachment attaches file, or uses its attachment when it exists: a
 // read-only attachment is shared (another stack's layer), and one that no
 // mount uses (left by a crashed call) is reused when its mode fits and ended

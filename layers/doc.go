@@ -1,7 +1,10 @@
 // Package layers mounts container layer stacks on Linux: hcsshim's internal/layers API
 // (MountLCOWLayers, MountWCOWLayers, GetHCSLayers, ToHostHcsSchemaLayers,
-// MountSandboxVolume, RemoveSandboxMountPoint) with the same names and, as far as Go
-// types allow, the same signatures, so that a port is mostly an import change.
+// MountSandboxVolume, RemoveSandboxMountPoint, ReleaseCimFSHostLayers) with the same
+// names and, as far as Go types allow, the same signatures, so that a port is mostly
+// an import change. The package is a thin front: the stacks are planned and mounted
+// by the host engine (package host, whose documentation has the life cycle), and
+// every mount, attachment and FUSE view goes through its one executor.
 //
 // # Linux layers (LCOW)
 //
@@ -32,7 +35,9 @@
 // # Windows layers (WCOW)
 //
 // MountWCOWLayers makes the union of the Files/ folders of layer folders written by
-// package winlayer, with the scratch folder's Files/ as the writable layer (or, when
+// package winlayer, or of CIM layers (each mounted read-only through a FUSE view; a
+// CIM that forks its parents shows their files already, so those are not stacked
+// again), with the scratch folder's Files/ as the writable layer (or, when
 // the scratch folder holds a sandbox.vhdx, of any disk format, the Files/ of that
 // disk's ext4 file system). A layer's deletions (its tombstones.txt)
 // become a directory of overlay whiteouts stacked right below it, so that they hide
@@ -41,11 +46,12 @@
 //
 // # The closer contract
 //
-// Each step that acquires something (a loop device, a mount, a file made) pushes
-// its undo onto a stack. When a later step fails, the stack is unwound in reverse
-// order before the error is returned, so a failed call leaves nothing behind: no
-// mount, no loop device, no scratch file it created. ResourceCloser.Release unwinds
-// the stack of a successful call the same way. Release stops at the first step that
+// A stack is a plan of steps (package host); the executor records the undo of each
+// step that acquired something (a loop device, a mount, a directory made). When a
+// later step fails, they are undone in reverse order before the error is returned,
+// so a failed call leaves nothing behind: no mount, no loop device, no FUSE helper,
+// no scratch file it created. ResourceCloser.Release undoes the steps of a
+// successful call the same way. Release stops at the first step that
 // fails (a busy mount, say) and keeps the rest, so it can be called again once the
 // cause is gone; after it succeeded, further calls return nil.
 //
@@ -82,8 +88,9 @@
 //     mounts a block device holding ext4 or NTFS, at hostPath.
 //   - MountLCOWLayers and MountWCOWLayers take extra, optional Options (scratch size,
 //     logger) after the hcsshim parameters.
-//   - ReleaseCimFSHostLayers is not here: CIM layers cannot be mounted yet
-//     (wclayer/cim reads and writes them but has no mount).
+//   - ReleaseCimFSHostLayers takes down the union at <scratch>/mount and ends the
+//     FUSE views of the container's CIM layers (and its MountCimLayer mount), also
+//     those a crashed process left.
 //
 // # Limits
 //

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 )
 
@@ -37,16 +38,20 @@ func ExportLCOWScratch(ctx context.Context, w io.Writer, scratchVHDPath string, 
 	if err != nil {
 		return &Error{Op: "export scratch", Path: scratchVHDPath, Err: err}
 	}
-	s := newStack(o)
-	s.undos = append(s.undos, undo{what: "remove mount point", fn: func() error { return os.Remove(target) }})
 	defer func() {
-		if rerr := s.Release(context.Background()); rerr != nil {
+		if rerr := os.Remove(target); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 	}()
-	if err := s.attachAndMount(ctx, "scratch", scratchVHDPath, target, true); err != nil {
+	undo, err := host.MountDiskAt(ctx, scratchVHDPath, target, true, o.hostOptions()...)
+	if err != nil {
 		return err
 	}
+	defer func() {
+		if rerr := undo.Release(context.Background()); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
 	upper := filepath.Join(target, UpperDir)
 	if fi, err := os.Lstat(upper); err != nil || !fi.IsDir() {
 		return &Error{Op: "export scratch", Path: scratchVHDPath, Err: ErrNoUpper}

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/internal/wcowunion"
-	"io/fs"
 	"log/slog"
+	"sync"
 
-	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/wclayer"
 )
 
@@ -45,56 +44,30 @@ type SchemaLayer struct {
 }
 
 // Unmounted is what UnmountAll undid.
-type Unmounted struct {
-	// MountPoints were unmounted, in this order.
-	MountPoints []string `json:"unmounted"`
-	// Devices are the loop devices detached (or cleared by the kernel) after
-	// their mounts went.
-	Devices []string `json:"detached"`
-}
+type Unmounted = host.Unmounted
 
-// Errors returned by this package. Failures of a step are *Error values wrapping
-// the cause, which may be one of these or an error of internal/mount or
-// internal/loop.
+// Errors returned by this package (the host engine's). Failures of a step are
+// *Error values wrapping the cause.
 var (
-	// ErrUnsupportedDisk means a layer or scratch disk cannot be attached as it
-	// is: a dynamic, differencing or VHDX disk, or a partition.
-	ErrUnsupportedDisk = errors.New("layers: unsupported disk")
+	// ErrUnsupportedDisk means a layer or scratch disk cannot be used as it
+	// is: a partition, or a scratch holding neither ext4 nor zeros.
+	ErrUnsupportedDisk = host.ErrUnsupportedDisk
 
-	// ErrTooManyLayers means more layers than one union can stack (500); it
-	// matches internal/mount's error of the same name.
-	ErrTooManyLayers = mount.ErrTooManyLayers
+	// ErrTooManyLayers means more layers than one union can stack (500).
+	ErrTooManyLayers = host.ErrTooManyLayers
 
 	// ErrInvalidArgument means a parameter is missing or out of range.
-	ErrInvalidArgument = errors.New("layers: invalid argument")
+	ErrInvalidArgument = host.ErrInvalidArgument
 
 	// ErrAlreadyMounted means the target of a mount already has something
-	// mounted on it. It matches fs.ErrExist.
-	ErrAlreadyMounted = alreadyMounted{}
+	// mounted on it, or a scratch disk is in another stack. It matches
+	// fs.ErrExist.
+	ErrAlreadyMounted = host.ErrAlreadyMounted
 )
 
-type alreadyMounted struct{}
-
-func (alreadyMounted) Error() string { return "layers: already mounted" }
-func (alreadyMounted) Is(target error) bool {
-	return target == fs.ErrExist
-}
-
-// Error records the step of a mount call that failed.
-type Error struct {
-	Op   string // the step, e.g. "attach layer", "mount scratch"
-	Path string // the layer, disk or directory concerned
-	Err  error
-}
-
-func (e *Error) Error() string {
-	if e.Path == "" {
-		return "layers: " + e.Op + ": " + e.Err.Error()
-	}
-	return "layers: " + e.Op + " " + e.Path + ": " + e.Err.Error()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
+// Error records the step of a mount call that failed: the operation, the
+// layer, disk or directory concerned, and the cause.
+type Error = host.Error
 
 // DefaultScratchSize is the size of a scratch disk made by MountLCOWLayers when no
 // WithScratchSize option is given: 20 GiB, allocated sparsely.
@@ -107,10 +80,35 @@ type options struct {
 	scratchSize int64
 	log         *slog.Logger
 	// failAt makes the step with this number (1-based, counted over the
-	// acquiring steps) fail, to test the unwinding; 0 never.
+	// steps of the plans) fail, to test the unwinding; 0 never.
 	failAt int
-	// steps, when set, gets the name of every acquiring step.
+	// steps, when set, gets the type of every step.
 	steps *[]string
+}
+
+// errInjected is the failure tests inject into a step.
+var errInjected = errors.New("layers: injected failure")
+
+// hostOptions translates the options for the host engine.
+func (o *options) hostOptions() []host.StackOption {
+	opts := []host.StackOption{host.WithScratchSize(o.scratchSize), host.WithLogger(o.log)}
+	if o.failAt > 0 || o.steps != nil {
+		var mu sync.Mutex
+		n := 0
+		opts = append(opts, host.WithStepHook(func(m host.Mount) error {
+			mu.Lock()
+			defer mu.Unlock()
+			n++
+			if o.steps != nil {
+				*o.steps = append(*o.steps, m.Type)
+			}
+			if n == o.failAt {
+				return errInjected
+			}
+			return nil
+		}))
+	}
+	return opts
 }
 
 // WithScratchSize sets the size in bytes of a scratch disk that has to be made; an
@@ -183,4 +181,4 @@ func schemaLayers(ctx context.Context, paths []string) ([]SchemaLayer, error) {
 
 // ErrBadTombstones means a layer's tombstones.txt cannot be used: no version
 // header, or a name that is not a path inside Files/.
-var ErrBadTombstones = wcowunion.ErrBadTombstones
+var ErrBadTombstones = host.ErrBadTombstones

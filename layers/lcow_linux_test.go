@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
@@ -85,8 +86,8 @@ func TestMountLCOWLayers(t *testing.T) {
 	checkNothingLeft(t, dir)
 
 	// The scratch disk is a fixed VHD holding a clean ext4 file system.
-	info, err := inspectDisk(ls.ScratchVHDPath)
-	if err != nil || info.format != "fixed VHD" || info.sizeLimit != 64<<20 {
+	info, err := host.DetectDisk(ls.ScratchVHDPath)
+	if err != nil || info.Format != host.FormatVHDFixed || info.Size != 64<<20 {
 		t.Errorf("scratch: %+v, %v; want a 64 MiB fixed VHD", info, err)
 	}
 	if st, err := os.Stat(ls.ScratchVHDPath); err == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -139,7 +140,7 @@ func TestMountWCOWLayersSandboxDisk(t *testing.T) {
 	if err := os.Mkdir(scratch, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := createScratch(ctx, filepath.Join(scratch, SandboxDisk), 32<<20); err != nil {
+	if err := host.CreateScratchVHD(ctx, filepath.Join(scratch, SandboxDisk), 32<<20); err != nil {
 		t.Fatal(err)
 	}
 	vol := filepath.Join(dir, "vol")

@@ -91,7 +91,7 @@ func (r *run) step(ctx context.Context, m Mount) error {
 		if err != nil {
 			return &Error{Op: "mkdir", Target: m.Target, Err: err}
 		}
-		if len(made) > 0 {
+		if len(made) > 0 && !hasFlag(m.Options, "keep") {
 			r.undo.push(m, func(context.Context) error { return removeMade(made) })
 		}
 	case TypeLoop:
@@ -318,3 +318,10 @@ func kernelHas(fstype string) bool {
 	}
 	return false
 }
+
+// LoopDevices returns the loop devices bound to file (see loop.Find).
+func LoopDevices(file string) ([]string, error) { return loop.Find(file) }
+
+// DetachLoop detaches the loop device dev; the kernel finishes when its last
+// opener closes it.
+func DetachLoop(dev string) error { return loop.DetachPath(dev) }

@@ -17,7 +17,7 @@ import (
 // The types the executor runs itself:
 //
 //   - "mkdir": make the directory Target and its missing parents; the undo
-//     removes those it made.
+//     removes those it made (if empty), unless Options has "keep".
 //   - "loop": bind the file Source to a free loop device (autoclear). Target
 //     names the device for later steps ("@name"); Options "ro",
 //     "sizelimit=N", "offset=N", "direct-io". The device lives as long as a
@@ -111,6 +111,12 @@ type Executor struct {
 
 // MkdirStep makes dir and its missing parents.
 func MkdirStep(dir string) Mount { return Mount{Type: TypeMkdir, Target: dir} }
+
+// KeepDirStep makes dir and its missing parents and keeps them at the undo
+// (directories inside a file system the plan mounts, say).
+func KeepDirStep(dir string) Mount {
+	return Mount{Type: TypeMkdir, Target: dir, Options: []string{"keep"}}
+}
 
 // LoopOptions says how a loop step binds its file.
 type LoopOptions struct {
@@ -375,8 +381,9 @@ func (e *Executor) ApplyParallel(ctx context.Context, plans []Plan, workers int)
 	for _, u := range undos {
 		all.Append(u)
 	}
-	for _, err := range errs {
+	for i, err := range errs {
 		if err != nil {
+			err = &PlanError{Plan: i, Err: err}
 			if rerr := all.Release(context.Background()); rerr != nil {
 				return nil, errors.Join(err, rerr)
 			}
@@ -385,3 +392,12 @@ func (e *Executor) ApplyParallel(ctx context.Context, plans []Plan, workers int)
 	}
 	return all, nil
 }
+
+// PlanError names which of the plans given to ApplyParallel failed.
+type PlanError struct {
+	Plan int // index in the plans
+	Err  error
+}
+
+func (e *PlanError) Error() string { return e.Err.Error() }
+func (e *PlanError) Unwrap() error { return e.Err }

@@ -1,11 +1,10 @@
-package layers
+package host
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -111,35 +109,10 @@ func removeStaleScratchTemps(dir, base string) {
 	}
 }
 
-// prepareScratchFS checks that the block device dev of a scratch disk holds ext4,
-// the file system an overlay's writable layer needs, and formats it when the disk is
-// blank (its first 64 KiB all zeros, as on a new VHDX); a disk holding anything else
-// is refused, not erased.
-func prepareScratchFS(ctx context.Context, dev string) error {
-	fsType, err := diskfs.Probe(dev)
-	if err != nil {
-		return err
-	}
-	switch fsType {
-	case diskfs.Ext4:
-		return nil
-	case diskfs.NTFS:
-		return fmt.Errorf("%w: the scratch holds NTFS; an overlay's writable layer needs ext4", ErrUnsupportedDisk)
-	}
-	f, err := os.Open(dev)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 64<<10)
-	_, err = io.ReadFull(f, buf)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	for i, b := range buf {
-		if b != 0 {
-			return fmt.Errorf("%w: no ext4 file system, and byte %d is not zero: refusing to format a disk that is not blank", ErrUnsupportedDisk, i)
-		}
-	}
-	return diskfs.Format(ctx, dev, diskfs.FormatOptions{Filesystem: diskfs.Ext4, Label: "scratch"})
+// CreateScratchVHD makes the scratch disk path, which must not exist: a
+// sparse fixed VHD of size bytes holding an empty ext4 file system, staged
+// under a temporary name and renamed into place complete. It is the disk
+// MountLCOW makes when a stack's scratch is missing.
+func CreateScratchVHD(ctx context.Context, path string, size int64) error {
+	return createScratch(ctx, path, size)
 }
