@@ -50,7 +50,7 @@ func setState(t testing.TB) {
 		}
 		stateDir = d
 		os.Setenv("HOSTCOMPUTE_COMPUTE_STATE_DIR", filepath.Join(d, "compute"))
-		os.Setenv("HOSTCOMPUTE_LAYER_STATE_DIR", filepath.Join(d, "layers"))
+		os.Setenv("HOSTCOMPUTE_STATE_DIR", d) // the host engine's state: layers/, attach/, fuse/
 	}
 }
 
