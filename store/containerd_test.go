@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/testutil"
 	"github.com/containerd/errdefs"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/store"
 )
 
@@ -126,6 +127,7 @@ func (a snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ..
 func (a snapshotter) Close() error { return a.s.Close() }
 
 func TestMain(m *testing.M) {
+	host.MaybeRunHelper()
 	// containerd's testutil.RequiresRoot reads -test.root from os.Args in an
 	// init function (continuity registers the flag first), so as root the test
 	// binary runs itself again with it: `go test` as root runs everything.

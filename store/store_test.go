@@ -143,7 +143,8 @@ func TestLinuxImportViewExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	if err := store.MountAll(ms, mnt); err != nil {
+	undo, err := store.MountAll(ctx, ms, mnt)
+	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
@@ -155,7 +156,7 @@ func TestLinuxImportViewExport(t *testing.T) {
 		}
 		return nil
 	})
-	if err := store.UnmountAll(mnt); err != nil {
+	if err := undo.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got["a/x"] != "hello" || got["a/y"] != "why" {
@@ -225,14 +226,15 @@ func TestWindowsImportPrepareCommitExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	if err := store.MountAll(ms, mnt); err != nil {
+	undo, err := store.MountAll(ctx, ms, mnt)
+	if err != nil {
 		t.Fatal(err)
 	}
 	werr := os.WriteFile(filepath.Join(mnt, "new.txt"), []byte("new file"), 0o644)
 	if werr == nil {
 		werr = os.Mkdir(filepath.Join(mnt, "newdir"), 0o755)
 	}
-	if err := store.UnmountAll(mnt); err != nil {
+	if err := undo.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if werr != nil {

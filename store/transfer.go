@@ -200,11 +200,12 @@ func (s *Store) applyLinux(ctx context.Context, st *staging, key, fsDir string, 
 		return err
 	}
 	m := Mount{Type: "overlay", Source: "overlay", Options: []string{"workdir=" + work, "upperdir=" + fsDir, "lowerdir=" + joinLowers(parents)}}
-	if err := MountAll([]Mount{m}, merged); err != nil {
+	undo, err := MountAll(ctx, []Mount{m}, merged)
+	if err != nil {
 		return err
 	}
-	_, err := ocilayer.Apply(ctx, merged, r)
-	if uerr := UnmountAll(merged); err == nil {
+	_, err = ocilayer.Apply(ctx, merged, r)
+	if uerr := undo.Release(context.WithoutCancel(ctx)); err == nil {
 		err = uerr
 	}
 	return err

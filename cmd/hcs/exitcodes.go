@@ -17,6 +17,7 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
+	"github.com/hostcompute/hostcompute/store"
 )
 
 // Exit codes. Scripts rely on them: change none, and list new ones in exitCodesHelp.
@@ -76,6 +77,8 @@ var invalidInput = []error{
 	ext4.ErrXattr,
 	ext4.ErrUnsupported,
 	hns.ErrInvalid,
+	errStoreDamaged,
+	store.ErrCorrupt,
 }
 
 // usageError marks a bad command line.

@@ -143,6 +143,7 @@ Errors go to standard error as "hcs: <message>".
 	root.AddCommand(a.newOCILayerCommand())
 	root.AddCommand(a.newCIMCommand())
 	root.AddCommand(a.newTar2Ext4Command())
+	root.AddCommand(a.newStoreCommand())
 	root.AddCommand(a.newNetworkCommand(), a.newEndpointCommand())
 	return root
 }

@@ -49,7 +49,7 @@ var allowed = map[string][]string{
 	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/"},
 	// The engine: formats, mechanisms and bbolt; never the seed APIs, never
 	// containerd (its snapshot suite is a test dependency only).
-	"store": {"pkg/", "internal/", "host", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/klauspost/compress/"},
+	"store": {"pkg/", "internal/", "host", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/klauspost/compress/", "github.com/hanwen/go-fuse/"},
 }
 
 func TestDependencies(t *testing.T) {
