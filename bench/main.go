@@ -41,6 +41,7 @@ var registry = []func(env *Env) []*Row{
 	ocilayerRows,
 	cimRows,
 	cimTreeRows,
+	hnsRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,

@@ -158,7 +158,7 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 	if err := fillFromResult(&e, res, n.Bridge); err != nil {
 		return undo(err)
 	}
-	if err := writeFileAtomic(e.ResolvConf, resolvConf(e.DNSServerList, e.DNSSuffix)); err != nil {
+	if err := writeFileAtomic(e.ResolvConf, resolvConf(e.DNSServerList, e.DNSSuffix), false); err != nil {
 		return undo(err)
 	}
 	rec.Endpoint = e
@@ -428,7 +428,7 @@ func (s *Store) DeleteEndpoint(ctx context.Context, idOrName string) error {
 		return fail(err)
 	}
 	r.State = stateDeleting
-	if err := writeRecord(s.endpointFile(r.Endpoint.ID), r); err != nil {
+	if err := writeRecordSync(s.endpointFile(r.Endpoint.ID), r, false); err != nil {
 		return fail(err)
 	}
 	if err := s.teardownEndpoint(ctx, r); err != nil {
@@ -456,10 +456,10 @@ func (s *Store) teardownEndpoint(ctx context.Context, r *endpointRecord) error {
 	if err := removeNetNS(path); err != nil {
 		return err
 	}
-	if err := removeSynced(s.resolvConfFile(r.ContainerID)); err != nil {
+	if err := removeFile(s.resolvConfFile(r.ContainerID)); err != nil {
 		return err
 	}
-	return removeSynced(s.endpointFile(r.ContainerID))
+	return removeFile(s.endpointFile(r.ContainerID))
 }
 
 // CheckEndpoint runs CNI CHECK for the endpoint: every plugin verifies that what it

@@ -174,7 +174,7 @@ func (s *Store) teardownNetwork(ctx context.Context, r *networkRecord) error {
 	if err := os.RemoveAll(filepath.Join(s.ipamDir(), r.Network.ID)); err != nil {
 		return err
 	}
-	return removeSynced(s.networkFile(r.Network.ID))
+	return removeFile(s.networkFile(r.Network.ID))
 }
 
 func subnetPrefixes(subs []Subnet) []netip.Prefix {

@@ -184,9 +184,10 @@ func (s *Store) netnsPath(id string) string {
 	return filepath.Join(s.opts.NetNSDir, "hcs-"+id)
 }
 
-// writeFileAtomic writes data to path through a staged sibling: write, fsync,
-// rename, fsync of the directory. A crash leaves the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic writes data to path through a staged sibling: write, fsync (when
+// durable), rename, fsync of the directory (when durable). A crash leaves the old file
+// or the new one.
+func writeFileAtomic(path string, data []byte, durable bool) error {
 	dir := filepath.Dir(path)
 	var rnd [6]byte
 	rand.Read(rnd[:])
@@ -196,7 +197,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -209,6 +210,9 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
+	if !durable {
+		return nil
+	}
 	if d, err := os.Open(dir); err == nil {
 		err = d.Sync()
 		d.Close()
@@ -217,12 +221,19 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-func writeRecord(path string, v any) error {
+// writeRecord writes a record atomically and durably.
+func writeRecord(path string, v any) error { return writeRecordSync(path, v, true) }
+
+// writeRecordSync writes a record atomically, and durably if durable is set. Marks of
+// a change in progress need not be durable: a process crash cannot tear a rename, and
+// after a machine crash the namespaces they guard are gone, so the next open removes
+// the endpoint whatever its record says (see recover).
+func writeRecordSync(path string, v any, durable bool) error {
 	b, err := json.MarshalIndent(v, "", "\t")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return writeFileAtomic(path, append(b, '\n'), durable)
 }
 
 func readRecord(path string, v any) error {
@@ -236,14 +247,11 @@ func readRecord(path string, v any) error {
 	return nil
 }
 
-// removeSynced removes path (missing is fine) and syncs its directory.
-func removeSynced(path string) error {
+// removeFile removes path; a missing file is fine. The removal is not synced: one
+// lost to a machine crash is redone at the next open, since the namespaces and links
+// the file described did not survive the crash either (see recover).
+func removeFile(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		err = d.Sync()
-		d.Close()
 		return err
 	}
 	return nil
@@ -320,9 +328,15 @@ func (s *Store) recover(ctx context.Context) error {
 	}
 	for _, r := range eps {
 		if r.State == stateReady {
-			continue
+			if isNetNS(r.Endpoint.NetNS) {
+				continue
+			}
+			// The namespace is gone (a reboot, or someone unmounted it): the endpoint
+			// cannot work; DEL releases its address and rules.
+			s.opts.Logger.Debug("removing endpoint whose namespace is gone", "endpoint", r.Endpoint.ID, "netns", r.Endpoint.NetNS)
+		} else {
+			s.opts.Logger.Debug("removing endpoint left by a dead process", "endpoint", r.Endpoint.ID, "state", r.State)
 		}
-		s.opts.Logger.Debug("removing endpoint left by a dead process", "endpoint", r.Endpoint.ID, "state", r.State)
 		if err := s.teardownEndpoint(ctx, &r); err != nil {
 			return fmt.Errorf("removing endpoint %s left %s: %w", r.Endpoint.ID, r.State, err)
 		}
