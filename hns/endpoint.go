@@ -453,6 +453,11 @@ func (s *Store) teardownEndpoint(ctx context.Context, r *endpointRecord) error {
 	if err := s.cni.DelNetworkList(ctx, list, r.runtimeConf(nsArg)); err != nil {
 		return fmt.Errorf("CNI DEL: %w", err)
 	}
+	if nsArg == "" {
+		if err := removeEndpointRules(r.ContainerID, r.Endpoint.IPAddress != nil && r.Endpoint.IPAddress.To4() == nil); err != nil {
+			return err
+		}
+	}
 	if err := removeNetNS(path); err != nil {
 		return err
 	}

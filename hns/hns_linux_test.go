@@ -356,3 +356,26 @@ func TestCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestNamespaceGone: an endpoint whose namespace went away (a reboot, an unmount) is
+// removed at the next open, its address lease and rules with it.
+func TestNamespaceGone(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	n, p := testNetwork(t, s, TypeNAT)
+	e := testEndpoint(t, s, n, Endpoint{Name: "gone"})
+	if err := removeNetNS(e.NetNS); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Endpoint(ctx, e.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("endpoint without namespace after open: %v, want ErrNotFound", err)
+	}
+	if err := s2.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s2, n, p, e)
+}

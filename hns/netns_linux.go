@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -157,6 +158,71 @@ func removeIPTablesRules(bridge string, subnets []netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// removeEndpointRules deletes the iptables rules that plugins tagged with the
+// endpoint's container ID (comment `id: "<id>"`) and the per-endpoint chains they jump
+// to. DEL leaves them when the namespace is gone: the bridge plugin finds the
+// addresses of its masquerading rules inside the namespace.
+func removeEndpointRules(containerID string, v6 bool) error {
+	tag := `id: "` + containerID + `"`
+	protos := []iptables.Protocol{iptables.ProtocolIPv4}
+	if v6 {
+		protos = append(protos, iptables.ProtocolIPv6)
+	}
+	for _, proto := range protos {
+		ipt, err := iptables.NewWithProtocol(proto)
+		if err != nil {
+			return fmt.Errorf("iptables: %w", err)
+		}
+		for _, table := range []string{"nat", "filter", "mangle"} {
+			chains, err := ipt.ListChains(table)
+			if err != nil {
+				return fmt.Errorf("iptables -t %s: %w", table, err)
+			}
+			targets := map[string]bool{}
+			for _, chain := range chains {
+				rules, err := ipt.List(table, chain)
+				if err != nil {
+					return fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
+				}
+				for _, rule := range rules {
+					args, err := splitRule(rule)
+					if err != nil || len(args) < 2 || args[0] != "-A" || !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, tag) }) {
+						continue
+					}
+					if j := slices.Index(args, "-j"); j >= 0 && j+1 < len(args) && perEndpointChain(args[j+1]) {
+						targets[args[j+1]] = true
+					}
+					if err := ipt.DeleteIfExists(table, chain, args[2:]...); err != nil {
+						return fmt.Errorf("iptables -t %s -D %s: %w", table, strings.Join(args[1:], " "), err)
+					}
+				}
+			}
+			for chain := range targets {
+				if ok, _ := ipt.ChainExists(table, chain); ok {
+					if err := ipt.ClearAndDeleteChain(table, chain); err != nil {
+						return fmt.Errorf("iptables -t %s -X %s: %w", table, chain, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// perEndpointChain reports whether chain is one a plugin made for one container
+// (CNI-<hash>, CNI-DN-<hash>, ...), not one CNI users share.
+func perEndpointChain(chain string) bool {
+	if !strings.HasPrefix(chain, "CNI-") {
+		return false
+	}
+	for _, shared := range []string{"CNI-HOSTPORT-", "CNI-FORWARD", "CNI-ADMIN", "CNI-ISOLATION-"} {
+		if strings.HasPrefix(chain, shared) {
+			return false
+		}
+	}
+	return true
 }
 
 // interfaceStats reads the counters of interface ifc inside the namespace at path.
