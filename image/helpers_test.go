@@ -91,6 +91,10 @@ func (f *folderLayers) ExportLayer(ctx context.Context, key string, w io.Writer)
 	return fmt.Errorf("export of a Linux layer: %w", errors.ErrUnsupported)
 }
 
+func (f *folderLayers) LayerPath(ctx context.Context, key string) (string, error) {
+	return f.path(key), nil
+}
+
 func (f *folderLayers) RemoveLayer(ctx context.Context, key string) error {
 	return os.RemoveAll(f.path(key))
 }

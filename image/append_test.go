@@ -1,0 +1,104 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
+	"github.com/hostcompute/hostcompute/pkg/winfile"
+	"github.com/hostcompute/hostcompute/pkg/winlayer"
+)
+
+func TestAppendWindows(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	base := reg.Host + "/build/base:1"
+	pushImage(t, base, buildImage(t, winPlatform, windowsLayers(t)[:1], types.DockerManifestSchema2))
+
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
+	os.WriteFile(filepath.Join(dir, "app", "hello.txt"), []byte("hello from Linux\n"), 0o644)
+	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	for _, p := range []string{"app/hello.txt", "app"} {
+		os.Chtimes(filepath.Join(dir, p), mtime, mtime)
+	}
+
+	build := func() (*Store, *Summary) {
+		s, _ := newStore(t)
+		if _, err := s.Pull(ctx, base, WithPlatform(winPlatform)); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := s.Append(ctx, AppendSpec{Base: base, Layer: dir, Name: "built:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, sum
+	}
+	s, sum := build()
+	_, again := build()
+	if sum.Digest != again.Digest {
+		t.Errorf("the same inputs gave manifests %s and %s", sum.Digest, again.Digest)
+	}
+	if len(sum.Layers) != 2 || !sum.Layers[1].Unpacked {
+		t.Fatalf("built image %+v", sum)
+	}
+	if p := sum.Platform; p == nil || p.OS != "windows" || p.OSVersion != winPlatform.OSVersion {
+		t.Errorf("platform %+v, want the base's", p)
+	}
+
+	// The new layer: Files/app/hello.txt with the attributes and an inherited
+	// security descriptor Windows gives a new file.
+	var buf bytes.Buffer
+	if err := s.ExportLayer(ctx, "built:1", 1, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var found *winlayer.Entry
+	if err := ociwclayer.ScanTar(ctx, bytes.NewReader(buf.Bytes()), func(e *winlayer.Entry) error {
+		if e.Name == "Files/app/hello.txt" {
+			c := *e
+			found = &c
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if found == nil {
+		t.Fatalf("no Files/app/hello.txt in the new layer")
+	}
+	if found.Info.FileAttributes&winfile.AttrArchive == 0 {
+		t.Errorf("attributes %#x, want ARCHIVE", found.Info.FileAttributes)
+	}
+	t.Logf("new file: attributes %#x, security descriptor %d bytes", found.Info.FileAttributes, len(found.SecurityDescriptor))
+
+	// Push, and an independent pull gives the same digest.
+	dst := reg.Host + "/build/built:1"
+	if _, err := s.Push(ctx, "built:1", dst); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := newStore(t)
+	got, err := s2.Pull(ctx, dst, WithPlatform(winPlatform))
+	if err != nil || got.Digest != sum.Digest {
+		t.Fatalf("pulled the built image back as %v (%v), want %s", got, err, sum.Digest)
+	}
+
+	// A Windows layer tar is taken as it is.
+	tarPath := filepath.Join(t.TempDir(), "layer.tar")
+	os.WriteFile(tarPath, windowsLayers(t)[1], 0o644)
+	sum3, err := s.Append(ctx, AppendSpec{Base: base, Layer: tarPath, Name: "built:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := s.ExportLayer(ctx, "built:2", 1, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), windowsLayers(t)[1]) {
+		t.Errorf("a Windows layer tar was changed by append (%s)", sum3.Layers[1].Digest)
+	}
+}
