@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,10 +109,7 @@ func TestPullDedupe(t *testing.T) {
 		t.Errorf("pulling again: %d fetched, %d present; want 0 and 3", p.fetched, p.exists)
 	}
 	// The unpacked chain applies whiteouts and opaque directories in order.
-	top := fl.path(sum.Layers[2].ChainID)
-	if b, _ := os.ReadFile(filepath.Join(top, "var/cache/b")); string(b) != "bbb" {
-		t.Errorf("top layer var/cache/b = %q", b)
-	}
+	checkRootfs(t, fl.viewRootfs(t, sum.Layers[2].ChainID))
 	list, err := s.List(ctx)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("List = %v, %v", list, err)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/hostcompute/hostcompute/hns"
+	"github.com/hostcompute/hostcompute/image"
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
 	"github.com/hostcompute/hostcompute/pkg/ext4"
@@ -79,6 +80,8 @@ var invalidInput = []error{
 	hns.ErrInvalid,
 	errStoreDamaged,
 	store.ErrCorrupt,
+	image.ErrDigestMismatch,
+	image.ErrInvalid,
 }
 
 // usageError marks a bad command line.

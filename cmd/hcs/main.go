@@ -144,6 +144,7 @@ Errors go to standard error as "hcs: <message>".
 	root.AddCommand(a.newCIMCommand())
 	root.AddCommand(a.newTar2Ext4Command())
 	root.AddCommand(a.newStoreCommand())
+	root.AddCommand(a.newImageCommand())
 	root.AddCommand(a.newNetworkCommand(), a.newEndpointCommand())
 	return root
 }

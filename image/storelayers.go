@@ -1,0 +1,88 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hostcompute/hostcompute/store"
+)
+
+// Layer store labels set on the layers a pull unpacks.
+const (
+	// LabelDiffID is the layer's uncompressed digest, as containerd's unpacker
+	// labels its snapshots.
+	LabelDiffID = "containerd.io/uncompressed"
+)
+
+// StoreLayers unpacks images into the engine's layer store: each layer is the
+// committed store layer keyed by its chainID, Windows layers as layer folders
+// (lossless, pkg/ociwclayer), Linux layers applied over their parents
+// (pkg/ocilayer).
+func StoreLayers(s *store.Store) Layers { return storeLayers{s} }
+
+type storeLayers struct{ s *store.Store }
+
+func (l storeLayers) HasLayer(ctx context.Context, key string) (bool, error) {
+	info, err := l.s.Stat(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.Kind == store.KindCommitted, nil
+}
+
+func (l storeLayers) ImportLayer(ctx context.Context, key, parent, osName, diffID string, r io.Reader) error {
+	format := store.FormatLinuxDir
+	if osName == "windows" {
+		format = store.FormatWindowsFolder
+	}
+	_, err := l.s.Import(ctx, key, parent, r, store.WithFormat(format), store.WithDiffID(diffID),
+		store.WithLabels(map[string]string{LabelDiffID: diffID}))
+	return err
+}
+
+func (l storeLayers) ExportLayer(ctx context.Context, key string, w io.Writer) error {
+	return l.s.Export(ctx, w, key)
+}
+
+func (l storeLayers) RemoveLayer(ctx context.Context, key string) error {
+	return l.s.Remove(ctx, key)
+}
+
+// OpenStore opens the image store kept beside the layer store s: content under
+// <s.Root()>/content, layers in s.
+func OpenStore(s *store.Store, opts ...StoreOption) (*Store, error) {
+	return Open(s.Root(), StoreLayers(s), opts...)
+}
+
+// LayerPath gives the folder of the committed Windows layer key. The store keeps
+// no public path, so it is read from the mounts of a short-lived view: Windows
+// layers are unioned through their Files/ folders.
+func (l storeLayers) LayerPath(ctx context.Context, key string) (string, error) {
+	view := "image-path-" + strings.TrimPrefix(key, "sha256:") + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	mounts, err := l.s.View(ctx, view, key)
+	if err != nil {
+		return "", err
+	}
+	defer l.s.Remove(context.WithoutCancel(ctx), view)
+	for _, m := range mounts {
+		if m.Type == "bind" {
+			return filepath.Dir(m.Source), nil
+		}
+		for _, o := range m.Options {
+			if lower, ok := strings.CutPrefix(o, "lowerdir="); ok {
+				first, _, _ := strings.Cut(lower, ":")
+				return filepath.Dir(first), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("layer %s: %w: its view names no layer folder", key, ErrUnsupported)
+}
