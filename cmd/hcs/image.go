@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -40,11 +39,7 @@ or by a digest prefix of 12 hex digits or more.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	root := os.Getenv("HOSTCOMPUTE_ROOT")
-	if root == "" {
-		root = store.DefaultRoot
-	}
-	cmd.PersistentFlags().StringVar(&f.root, "root", root, "the store's root `DIR` ($HOSTCOMPUTE_ROOT)")
+	cmd.PersistentFlags().StringVar(&f.root, "root", store.DefaultRoot, "the store's home `DIR` (as hcs store's)")
 	cmd.AddCommand(
 		a.newImagePullCommand(f),
 		a.newImagePushCommand(f),
