@@ -82,8 +82,10 @@ func SetupContainerBaseLayerWithOptions(ctx context.Context, layerPath, baseVhdP
 // Limit: on Windows, SetupBaseOSLayer then writes the utility VM's system
 // volume into the base, with registry and boot configuration (BCD) edits
 // that cannot be done on Linux (see ErrWindowsOnly). The base made here
-// holds an empty volume; uvmPath is only checked to exist. On failure both
-// disks are removed.
+// holds an empty volume; uvmPath is only checked to exist. After making the
+// disks it returns an error matching ErrWindowsOnly (and
+// errors.ErrUnsupported) that says so: the disks stay, and cannot boot a
+// utility VM. On other failures both disks are removed.
 func SetupUtilityVMBaseLayer(ctx context.Context, uvmPath, baseVhdPath, diffVhdPath string, sizeInGB uint64) (err error) {
 	if sizeInGB == 0 || sizeInGB > 64<<10 {
 		return fmt.Errorf("computestorage: setting up utility VM base layer %s: size %d GB out of range", uvmPath, sizeInGB)
@@ -92,7 +94,8 @@ func SetupUtilityVMBaseLayer(ctx context.Context, uvmPath, baseVhdPath, diffVhdP
 }
 
 // SetupUtilityVMBaseLayerWithOptions is SetupUtilityVMBaseLayer with a size
-// in bytes and a choice of file system.
+// in bytes and a choice of file system; it too ends with ErrWindowsOnly once
+// the disks are made.
 func SetupUtilityVMBaseLayerWithOptions(ctx context.Context, uvmPath, baseVhdPath, diffVhdPath string, opts ScratchOptions) (err error) {
 	fail := func(err error) error {
 		return fmt.Errorf("computestorage: setting up utility VM base layer %s: %w", uvmPath, err)
@@ -108,7 +111,7 @@ func SetupUtilityVMBaseLayerWithOptions(ctx context.Context, uvmPath, baseVhdPat
 	if err := makeBaseAndDiff(ctx, baseVhdPath, diffVhdPath, opts, nil); err != nil {
 		return fail(err)
 	}
-	return nil
+	return fail(fmt.Errorf("template disks made with an empty volume; the system volume is not written: %w", ErrWindowsOnly))
 }
 
 // makeBaseAndDiff replaces base and diff with a new formatted dynamic VHDX

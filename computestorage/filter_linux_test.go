@@ -233,7 +233,9 @@ func TestWritableLayerFromTemplate(t *testing.T) {
 	dir := t.TempDir()
 	data, gone := filterStack(t, dir, WCIFS)
 	base := data.Layers[1].Path
-	if err := wclayer.ProcessBaseLayer(ctx, base); err != nil {
+	// The stack's base is no Windows OS image: the disks are made, and the
+	// error says the hives are missing.
+	if err := wclayer.ProcessBaseLayer(ctx, base); err != nil && !errors.Is(err, wclayer.ErrNoHives) {
 		t.Fatal(err)
 	}
 	layer := filepath.Join(dir, "ctr")

@@ -47,7 +47,9 @@ func checkFiles(path string) error {
 // Hives/ and no Layout yet and its image holds the registry hives
 // (Files/Windows/System32/config), Hives/ is made from them with Layout, as
 // computestorage.SetupBaseOSLayer does; a layer that already has Hives/ (from
-// its tar) keeps them, and an image without the hives gets the disks only.
+// its tar) keeps them. An image without the hives and without Hives/ gets the
+// disks, and then an error matching ErrNoHives: it is not a Windows OS base
+// layer, and Windows would refuse it.
 func ProcessBaseLayer(ctx context.Context, path string) error {
 	fail := func(err error) error { return fmt.Errorf("wclayer: processing base layer %s: %w", path, err) }
 	if err := checkFiles(path); err != nil {
@@ -56,9 +58,12 @@ func ProcessBaseLayer(ctx context.Context, path string) error {
 	_, herr := os.Lstat(filepath.Join(path, basedisk.HivesDir))
 	_, lerr := os.Lstat(filepath.Join(path, basedisk.LayoutFile))
 	between := func() error { return nil }
+	var noHives error
 	if errors.Is(herr, fs.ErrNotExist) && errors.Is(lerr, fs.ErrNotExist) {
 		if _, err := basedisk.FindPath(path, winlayer.FilesDir, "Windows", "System32", "config"); err == nil {
 			between = func() error { return basedisk.SetupHives(path) }
+		} else {
+			noHives = fmt.Errorf("template disks made; Hives/ and %s not made: %w", basedisk.LayoutFile, ErrNoHives)
 		}
 	}
 	err := basedisk.MakeBaseAndDiff(ctx,
@@ -68,8 +73,16 @@ func ProcessBaseLayer(ctx context.Context, path string) error {
 	if err != nil {
 		return fail(err)
 	}
+	if noHives != nil {
+		return fail(noHives)
+	}
 	return nil
 }
+
+// ErrNoHives: a base layer has neither Hives/ nor registry hives in its image
+// (Files/Windows/System32/config), so it is not a Windows OS base layer. It
+// matches fs.ErrNotExist.
+var ErrNoHives = fmt.Errorf("wclayer: the layer has no Hives/ and its image no Files/Windows/System32/config hives: %w", fs.ErrNotExist)
 
 // ProcessUtilityVMImage post-processes a utility VM image whose files have
 // been extracted to path/Files (path is the layer's UtilityVM folder). It

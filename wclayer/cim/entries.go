@@ -54,6 +54,9 @@ func (ew *LayerEntryWriter) Add(e *winlayer.Entry) error {
 		return cw.fail(err)
 	}
 	cw.current = clean
+	if err := cw.note(clean, h); err != nil {
+		return cw.fail(err)
+	}
 	return nil
 }
 
@@ -63,6 +66,9 @@ func (ew *LayerEntryWriter) AddStream(name string, size int64, attributes uint32
 	cw := ew.cw
 	if err := cw.ready(); err != nil {
 		return err
+	}
+	if err := cw.closeTee(); err != nil {
+		return cw.fail(err)
 	}
 	if _, err := cw.v.AddStream(name, size); err != nil {
 		return cw.fail(cw.entryErr("stream", cw.current+":"+strings.TrimPrefix(name, ":"), err))

@@ -16,7 +16,9 @@ import (
 // ImportCimLayerFromTar reads an OCI Windows layer tar from r and writes it as a CIM
 // layer at layerPath. parentLayerPaths are the parent CIM layers, immediate parent
 // first. It returns the sum of the sizes of the files' main data. On error nothing
-// of the layer stays visible.
+// of the layer stays visible, except for the errors of CimLayerWriter.Close that
+// say the layer was written without a step Linux cannot do
+// (wcim.IsWrittenWithLimits: delta hive merging, utility VM boot setup).
 func ImportCimLayerFromTar(ctx context.Context, r io.Reader, layerPath string, parentLayerPaths []string) (int64, error) {
 	cw, err := wcim.NewCimLayerWriter(ctx, layerPath, parentLayerPaths)
 	if err != nil {
@@ -28,6 +30,9 @@ func ImportCimLayerFromTar(ctx context.Context, r io.Reader, layerPath string, p
 		return 0, err
 	}
 	if err := cw.Close(ctx); err != nil {
+		if wcim.IsWrittenWithLimits(err) {
+			return n, err
+		}
 		return 0, err
 	}
 	return n, nil
