@@ -50,7 +50,7 @@ func attachedRaw(t *testing.T, size int64) *attach.Attachment {
 	}
 	f.Truncate(size)
 	f.Close()
-	a, err := attach.Attach(context.Background(), p, attach.Options{})
+	a, err := attach.Attach(context.Background(), p, attach.Options{Raw: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,12 +59,13 @@ func openCIM(arg string) (*cimfs.Image, error) {
 }
 
 type cimCreateResult struct {
-	Layer      string  `json:"layer"`
-	CIM        string  `json:"cim"`
-	Bytes      int64   `json:"bytes"`
-	ImageBytes int64   `json:"imageBytes"`
-	Seconds    float64 `json:"seconds"`
-	Source     string  `json:"source"`
+	Layer      string `json:"layer"`
+	CIM        string `json:"cim"`
+	Bytes      int64  `json:"bytes"`
+	ImageBytes int64  `json:"imageBytes"`
+	Duration
+	Source   string   `json:"source"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (a *app) newCIMCreateCommand() *cobra.Command {
@@ -85,9 +88,16 @@ new image forks it (it references the parents' data rather than copying it).
 Nothing is visible until the image is complete; a failure leaves no image. The
 same input under the same LAYERDIR name gives byte-identical files.
 
+A base layer whose image holds the registry hives gets Hives/*_BASE, the layout
+file and the scratch template disks blank-base.vhdx and blank.vhdx (formatting
+them needs root). A child layer with delta hives (Hives/*_DELTA), or a layer with
+a utility VM image, is written with a warning on standard error: merging hives
+and setting up a utility VM's boot need registry and BCD writers hcs does not
+have (the layer's image is complete; its Hives/*_BASE are not made).
+
 On success one line is printed: the data bytes, the layer, the image size (own
 region and object ID files) and the time; -o json gives {"layer", "cim", "bytes",
-"imageBytes", "seconds", "source"}.`,
+"imageBytes", "seconds", "source", "warnings"}.`,
 		Example: `  hcs cim create -f base.tar.gz /var/lib/hcs/snapshots/1
   hcs cim create -f app.tar --parent /var/lib/hcs/snapshots/1 /var/lib/hcs/snapshots/2
   hcs cim create --from-folder /var/lib/hcs/base /var/lib/hcs/snapshots/1`,
@@ -106,15 +116,18 @@ region and object ID files) and the time; -o json gives {"layer", "cim", "bytes"
 	return cmd
 }
 
-func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) error {
+func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) (retErr error) {
 	start := time.Now()
 	var n int64
+	var warnings []string
 	source := folder
 	if folder != "" {
 		if err := checkLayerDir(folder); err != nil {
 			return err
 		}
-		if err := wcim.ImportLayerFolder(ctx, folder, layer, parents); err != nil {
+		if err := wcim.ImportLayerFolder(ctx, folder, layer, parents); wcim.IsWrittenWithLimits(err) {
+			warnings = a.warn(err)
+		} else if err != nil {
 			return fmt.Errorf("create %s from %s: %w", layer, folder, err)
 		}
 	} else {
@@ -131,6 +144,21 @@ func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents
 			return fmt.Errorf("create %s: %w", in.name, err)
 		}
 		defer rc.Close()
+		if _, err := os.Lstat(layer); errors.Is(err, fs.ErrNotExist) {
+			// The writer makes the folder; a worker killed before it commits
+			// leaves it empty, and main removes it then.
+			a.stagingIn("emptydir", layer)
+		}
+		cimDir := wcim.GetCimDirFromLayer(absPath(layer))
+		if _, err := os.Lstat(cimDir); errors.Is(err, fs.ErrNotExist) {
+			a.stagingIn("emptydir", cimDir)
+			defer func() {
+				if retErr != nil {
+					os.Remove(cimDir) // only if empty: nothing was committed
+				}
+			}()
+		}
+		a.stagingIn("cimfs", cimDir)
 		cw, err := wcim.NewCimLayerWriter(ctx, layer, parents)
 		if err != nil {
 			return err
@@ -142,7 +170,9 @@ func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents
 			cw.Abort()
 		}
 		bar.Stop()
-		if err != nil {
+		if wcim.IsWrittenWithLimits(err) {
+			warnings = a.warn(err)
+		} else if err != nil {
 			return fmt.Errorf("create %s from %s: %w", layer, in.name, err)
 		}
 	}
@@ -162,7 +192,7 @@ func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents
 	}
 	return a.result(
 		fmt.Sprintf("created CIM layer %s (%s of data, image %s) in %s", abs, progress.Bytes(n), progress.Bytes(usage), seconds(elapsed)),
-		cimCreateResult{Layer: abs, CIM: wcim.GetCimPathFromLayer(abs), Bytes: n, ImageBytes: usage, Seconds: elapsed.Seconds(), Source: source})
+		cimCreateResult{Layer: abs, CIM: wcim.GetCimPathFromLayer(abs), Bytes: n, ImageBytes: usage, Duration: newDuration(elapsed), Source: absPath(source), Warnings: warnings})
 }
 
 // cimInnerPath turns a path given on the command line into an image path: '/' or '\'

@@ -42,11 +42,12 @@ are the folder layers given with --parent-folder (immediate parent first).`,
 			}
 			if folder != "" {
 				start := time.Now()
+				a.stagingIn("winlayer", filepath.Dir(absPath(folder)))
 				if err := wcim.ExportLayerFolder(ctx, layer, folder, parentFolders); err != nil {
 					return err
 				}
 				return a.result(fmt.Sprintf("exported %s to the layer folder %s in %s", layer, folder, seconds(time.Since(start))),
-					map[string]any{"layer": layer, "folder": folder, "seconds": time.Since(start).Seconds()})
+					cimExportFolderResult{Layer: absPath(layer), Folder: absPath(folder), Duration: newDuration(time.Since(start))})
 			}
 			format := out.format()
 			if out.file == stdio {
@@ -66,7 +67,7 @@ are the folder layers given with --parent-folder (immediate parent first).`,
 			elapsed := time.Since(start)
 			return a.result(
 				fmt.Sprintf("exported %s to %s (%s) in %s", abs, out.file, progress.Bytes(n), seconds(elapsed)),
-				exportResult{Layer: abs, File: out.file, Bytes: n, Seconds: elapsed.Seconds(), Compression: format.String()})
+				exportResult{Layer: abs, File: absPath(out.file), Bytes: n, Duration: newDuration(elapsed), Compression: format.String()})
 		}),
 	}
 	out.register(cmd)
@@ -89,4 +90,11 @@ func (a *app) exportCIM(ctx context.Context, w io.Writer, layer string, format c
 		return 0, err
 	}
 	return bar.N(), nil
+}
+
+// cimExportFolderResult is the -o json document of cim export --to-folder.
+type cimExportFolderResult struct {
+	Layer  string `json:"layer"`
+	Folder string `json:"folder"`
+	Duration
 }

@@ -16,11 +16,11 @@ import (
 )
 
 type exportResult struct {
-	Layer       string  `json:"layer"`
-	File        string  `json:"file"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	Compression string  `json:"compression"`
+	Layer string `json:"layer"`
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	Duration
+	Compression string `json:"compression"`
 }
 
 func (a *app) newLayerExportCommand() *cobra.Command {
@@ -79,7 +79,7 @@ func (a *app) exportToFile(ctx context.Context, layer, file string, format compr
 	a.log.Debug("exported", logKeyLayer, abs, logKeyFile, file, logKeyBytes, n, logKeyElapsed, elapsed)
 	return a.result(
 		fmt.Sprintf("exported %s to %s (%s) in %s", abs, file, progress.Bytes(n), seconds(elapsed)),
-		exportResult{Layer: abs, File: file, Bytes: n, Seconds: elapsed.Seconds(), Compression: format.String()})
+		exportResult{Layer: abs, File: absPath(file), Bytes: n, Duration: newDuration(elapsed), Compression: format.String()})
 }
 
 // export writes layer to w as a tar compressed in format and returns the bytes

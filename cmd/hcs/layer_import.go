@@ -15,11 +15,11 @@ import (
 )
 
 type importResult struct {
-	Layer       string  `json:"layer"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	ReadBytes   int64   `json:"readBytes"`
-	Compression string  `json:"compression"`
+	Layer string `json:"layer"`
+	Bytes int64  `json:"bytes"`
+	Duration
+	ReadBytes   int64  `json:"readBytes"`
+	Compression string `json:"compression"`
 }
 
 func (a *app) newLayerImportCommand() *cobra.Command {
@@ -77,6 +77,7 @@ func (a *app) importLayer(ctx context.Context, file, layer string, parents []str
 	defer rc.Close()
 	a.log.Debug("import", logKeyFile, in.name, logKeyLayer, layer, logKeyCompression, format, logKeyBytes, in.size, logKeyParents, parents)
 
+	a.stagingIn("winlayer", filepath.Dir(absPath(layer)))
 	n, err := ociwclayer.ImportLayerFromTar(ctx, ctxReader{ctx, rc}, layer, parents, winlayer.WithSync(!noSync))
 	bar.Stop()
 	if err != nil {
@@ -90,5 +91,5 @@ func (a *app) importLayer(ctx context.Context, file, layer string, parents []str
 	a.log.Debug("imported", logKeyLayer, abs, logKeyBytes, n, logKeyElapsed, elapsed)
 	return a.result(
 		fmt.Sprintf("imported %s into %s in %s", progress.Bytes(n), abs, seconds(elapsed)),
-		importResult{Layer: abs, Bytes: n, Seconds: elapsed.Seconds(), ReadBytes: bar.N(), Compression: format.String()})
+		importResult{Layer: abs, Bytes: n, Duration: newDuration(elapsed), ReadBytes: bar.N(), Compression: format.String()})
 }

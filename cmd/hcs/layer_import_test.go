@@ -78,7 +78,7 @@ func TestImportJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("output %q: %v", r.stdout, err)
 	}
-	want := importResult{Layer: layer, Bytes: size, Seconds: got.Seconds, ReadBytes: int64(len(data)), Compression: "gzip"}
+	want := importResult{Layer: layer, Bytes: size, Duration: got.Duration, ReadBytes: int64(len(data)), Compression: "gzip"}
 	if got != want || got.Seconds <= 0 {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -48,18 +48,22 @@ func main() {
 	fusefs.MaybeRunHelper()
 	// ... or the monitor of a container (hcs run, hcs container create).
 	compute.MaybeRunHelper()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// After the first signal the command cleans up and returns; restoring the
-		// default handling lets a second signal end the process at once.
-		<-ctx.Done()
-		stop()
-	}()
+	args := os.Args[1:]
+	worker := os.Getenv(workerEnv) != ""
+	if worker {
+		// This process is the worker of a long command (see supervise.go).
+		os.Unsetenv(workerEnv)
+		syscall.CloseOnExec(3)
+		workerPipe = os.NewFile(3, "staging")
+	} else if isLongCommand(args) {
+		os.Exit(supervise(args))
+	}
+	ctx, stop := workerSignals(worker)
 	// Writes to a closed pipe fail with EPIPE instead of killing the process, so that
 	// commands can report them, or end quietly as inspect does.
 	signal.Ignore(syscall.SIGPIPE)
 	a := newApp(os.Stdin, os.Stdout, os.Stderr)
-	code := a.execute(ctx, os.Args[1:])
+	code := a.execute(ctx, args)
 	stop()
 	os.Exit(code)
 }
@@ -187,6 +191,21 @@ func (a *app) result(text string, v any) error {
 	}
 	_, err := fmt.Fprintln(a.stdout, text)
 	return err
+}
+
+// warn writes each error joined in err to stderr as a warning, and returns
+// their messages.
+func (a *app) warn(err error) []string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var msgs []string
+	for _, e := range errs {
+		fmt.Fprintf(a.stderr, "hcs: warning: %v\n", e)
+		msgs = append(msgs, e.Error())
+	}
+	return msgs
 }
 
 // progress starts a progress line on stderr, drawn only when stderr is a terminal and

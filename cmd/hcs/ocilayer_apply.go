@@ -17,11 +17,11 @@ import (
 )
 
 type ociApplyResult struct {
-	Root        string  `json:"root"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	ReadBytes   int64   `json:"readBytes"`
-	Compression string  `json:"compression"`
+	Root  string `json:"root"`
+	Bytes int64  `json:"bytes"`
+	Duration
+	ReadBytes   int64  `json:"readBytes"`
+	Compression string `json:"compression"`
 }
 
 func (a *app) newOCILayerApplyCommand() *cobra.Command {
@@ -125,7 +125,7 @@ func (a *app) applyOCILayer(ctx context.Context, file, root string, opts []ocila
 	a.log.Debug("applied", logKeyRoot, abs, logKeyBytes, n, logKeyElapsed, elapsed)
 	return a.result(
 		fmt.Sprintf("applied %s to %s in %s", progress.Bytes(n), abs, seconds(elapsed)),
-		ociApplyResult{Root: abs, Bytes: n, Seconds: elapsed.Seconds(), ReadBytes: bar.N(), Compression: format.String()})
+		ociApplyResult{Root: abs, Bytes: n, Duration: newDuration(elapsed), ReadBytes: bar.N(), Compression: format.String()})
 }
 
 // logKeyRoot is the log key of an OCI layer root or upper directory.

@@ -16,11 +16,11 @@ import (
 )
 
 type ociDiffResult struct {
-	Upper       string  `json:"upper"`
-	File        string  `json:"file"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	Compression string  `json:"compression"`
+	Upper string `json:"upper"`
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	Duration
+	Compression string `json:"compression"`
 }
 
 func (a *app) newOCILayerDiffCommand() *cobra.Command {
@@ -82,7 +82,7 @@ func (a *app) diffToFile(ctx context.Context, upper, file string, format compres
 	a.log.Debug("diffed", logKeyRoot, abs, logKeyFile, file, logKeyBytes, n, logKeyElapsed, elapsed)
 	return a.result(
 		fmt.Sprintf("wrote %s to %s (%s) in %s", abs, file, progress.Bytes(n), seconds(elapsed)),
-		ociDiffResult{Upper: abs, File: file, Bytes: n, Seconds: elapsed.Seconds(), Compression: format.String()})
+		ociDiffResult{Upper: abs, File: absPath(file), Bytes: n, Duration: newDuration(elapsed), Compression: format.String()})
 }
 
 // diff writes upper to w as a layer tar compressed in format and returns the

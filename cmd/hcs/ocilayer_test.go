@@ -142,7 +142,7 @@ func TestOCIApplyTwoLayers(t *testing.T) {
 		t.Fatalf("output %q: %v", r.stdout, err)
 	}
 	want := ociApplyResult{Root: root, Bytes: int64(len("replaced") + len("z") + len("new")),
-		Seconds: got.Seconds, ReadBytes: got.ReadBytes, Compression: compress.Gzip.String()}
+		Duration: got.Duration, ReadBytes: got.ReadBytes, Compression: compress.Gzip.String()}
 	if got != want || got.ReadBytes <= 0 {
 		t.Errorf("result %+v, want %+v", got, want)
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,20 +12,20 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/internal/progress"
+	"github.com/hostcompute/hostcompute/internal/staging"
 )
 
 // writeFileAtomically writes file through a temporary sibling that is flushed, synced
 // and renamed into place only when write succeeds, so a failed or interrupted command
-// leaves neither a partial file nor a temporary one. kind names the temporary file
-// (".<file>.hcs-<kind>-<random>") and prefixes errors. It returns what write returns.
+// leaves neither a partial file nor a temporary one (the temporary file is named
+// after this process, see package staging). kind prefixes errors. It returns what write returns.
 func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (int64, error)) (n int64, err error) {
 	if st, err := os.Stat(file); err == nil && st.IsDir() {
 		return 0, fmt.Errorf("%s: %s is a directory", kind, file)
 	}
 	dir := filepath.Dir(file)
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := filepath.Join(dir, "."+filepath.Base(file)+".hcs-"+kind+"-"+hex.EncodeToString(rnd[:]))
+	a.stagingIn("staging", dir)
+	tmp := staging.Name(file)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
 		return 0, err

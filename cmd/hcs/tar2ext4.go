@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/staging"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/pkg/dmverity"
@@ -159,7 +159,7 @@ type tar2ext4Result struct {
 	Compat   bool         `json:"compat"`
 	VHD      bool         `json:"vhd"`
 	Verity   *verityJSON  `json:"dmVerity,omitempty"`
-	Elapsed  float64      `json:"elapsedSeconds"`
+	Duration
 }
 
 type verityJSON struct {
@@ -191,6 +191,7 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 	defer bar.Stop()
 	counted := bar.Reader(in)
 
+	a.stagingIn("staging", filepath.Dir(fl.output))
 	out, tmp, err := stageFile(fl.output)
 	if err != nil {
 		return fmt.Errorf("tar2ext4: %w", err)
@@ -204,7 +205,7 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 		}
 	}()
 
-	res := tar2ext4Result{File: fl.output, Compat: fl.compat, VHD: fl.vhd || fl.onlyVHD}
+	res := tar2ext4Result{File: absPath(fl.output), Compat: fl.compat, VHD: fl.vhd || fl.onlyVHD}
 	var rootHash []byte
 	if fl.onlyVHD {
 		// As hcsshim: the input is copied as it is, compressed or not.
@@ -281,7 +282,7 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 	}
 	syncDir(filepath.Dir(fl.output))
 	bar.Stop()
-	res.Elapsed = time.Since(start).Seconds()
+	res.Duration = newDuration(time.Since(start))
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "wrote %s: %d bytes", fl.output, res.Size)
@@ -307,9 +308,7 @@ func stageFile(path string) (*os.File, string, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return nil, "", fmt.Errorf("%s is a directory", path)
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".hcs-tar2ext4-"+hex.EncodeToString(rnd[:]))
+	tmp := staging.Name(path)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, "", err

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -78,41 +78,24 @@ func parseSize(s string) (int64, error) {
 	return n << shift, nil
 }
 
-// detectFormat tells a VHDX file (its file type identifier at offset 0) and a VHD
-// (a "conectix" footer at the end, or its copy at offset 0) from a raw image.
-func detectFormat(f *os.File) (string, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	head := make([]byte, 8)
-	if _, err := f.ReadAt(head, 0); err != nil && err != io.EOF {
-		return "", err
-	}
+// detectFormatPath tells the format of the disk at path from its content
+// (vhd.Probe): formatVHDX, formatVHD (also for a VHD whose footer is damaged:
+// pkg/vhd names the problem when it is opened) or formatRaw for a recognised
+// raw image. Anything else is an error matching vhd.ErrUnknownFormat that
+// says how to take the file as raw.
+func detectFormatPath(path string) (string, error) {
+	p, err := vhd.ProbeFile(path)
 	switch {
-	case bytes.Equal(head, []byte("vhdxfile")):
+	case p.Format == vhd.FormatVHDX:
 		return formatVHDX, nil
-	case bytes.Equal(head, []byte("conectix")):
+	case p.Format == vhd.FormatVHD:
 		return formatVHD, nil
-	}
-	if st.Size() >= vhd.FooterSize {
-		if _, err := f.ReadAt(head, st.Size()-vhd.FooterSize); err != nil {
-			return "", err
-		}
-		if bytes.Equal(head, []byte("conectix")) {
-			return formatVHD, nil
-		}
+	case errors.Is(err, vhd.ErrUnknownFormat):
+		return "", fmt.Errorf("%s: %w (for a raw disk image, give --format raw)", path, vhd.ErrUnknownFormat)
+	case err != nil:
+		return "", err
 	}
 	return formatRaw, nil
-}
-
-func detectFormatPath(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return detectFormat(f)
 }
 
 // virtualDisk is an open disk of any format.
@@ -130,28 +113,45 @@ type rawDisk struct {
 
 func (r rawDisk) Size() int64 { return r.size }
 
-// openDisk opens path read-only. A raw image is accepted only with allowRaw.
-func openDisk(path string, allowRaw bool) (virtualDisk, string, error) {
+// diskFormats are the values of a --format flag that names the format of an
+// existing disk; "" (auto) tells it from the content.
+var diskFormats = []string{"auto", formatRaw, formatVHD, formatVHDX}
+
+func checkDiskFormat(flag, v string) error {
+	if !slices.Contains(diskFormats, v) {
+		return usageErrorf("invalid --%s %q: want auto, raw, vhd or vhdx", flag, v)
+	}
+	return nil
+}
+
+// openDisk opens path read-only. choice is what the user said the format is:
+// "auto" (or "") tells it from the content, where a raw image is accepted only
+// when allowRaw and its content is recognised (a file system or partition
+// table); "raw" takes any regular file as a raw image; "vhd" and "vhdx" must
+// match the content.
+func openDisk(path, choice string, allowRaw bool) (virtualDisk, string, error) {
+	if choice == formatRaw {
+		return openRaw(path)
+	}
 	format, err := detectFormatPath(path)
 	if err != nil {
 		return nil, "", err
 	}
-	switch format {
-	case formatVHDX, formatVHD:
-		d, err := openVHD(path)
-		if err != nil {
-			return nil, "", err
-		}
-		return d, format, nil
+	if choice != "" && choice != "auto" && choice != format {
+		return nil, "", fmt.Errorf("%s: --format %s, but the file is %s: %w", path, choice, format, vhd.ErrInvalidFormat)
 	}
-	if !allowRaw {
-		// Let pkg/vhd name the problem with the footer.
-		d, err := openVHD(path)
-		if err == nil {
-			return d, formatVHD, nil
-		}
+	if format == formatRaw && allowRaw {
+		return openRaw(path)
+	}
+	// Anything else must be a VHD or VHDX; pkg/vhd names what is wrong with it.
+	d, err := openVHD(path)
+	if err != nil {
 		return nil, "", err
 	}
+	return d, d.Format().String(), nil
+}
+
+func openRaw(path string) (virtualDisk, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", err

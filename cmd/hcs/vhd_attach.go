@@ -1,14 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/host"
+	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
 func (a *app) newVHDAttachCommand() *cobra.Command {
 	var readOnly bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "attach [--read-only] DISK",
 		Short: "Attach a raw, VHD or VHDX disk as a loop block device",
@@ -20,18 +24,39 @@ without its footer). Dynamic and differencing VHDs and every VHDX are served
 through a raw view: a helper process (this program, in the background) serves
 the virtual disk as a file over FUSE, and the loop device is bound to that file.
 
+The format is told from the content: VHDX by its signature, VHD by its footer,
+a raw image by the file system or partition table it holds. Any other file (a
+blank one, say) is refused unless --format raw says it is a raw image; a VHD
+whose footer is cut short is refused as damaged (exit code 3), never taken for
+raw. --format vhd or vhdx refuses a file of another format.
+
 A disk is attached at most once (exit code 4 when it is attached already).
 Attachments left half-made by a killed command are cleaned up first. Needs root.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error { return checkDiskFormat("format", format) },
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			at, err := host.AttachDisk(cmd.Context(), args[0], host.AttachOptions{ReadOnly: readOnly})
+			path := args[0]
+			if format != formatRaw {
+				got, err := detectFormatPath(path)
+				if err != nil && !errors.Is(err, vhd.ErrInvalidFormat) {
+					return fmt.Errorf("attach: %w", err)
+				}
+				if err == nil && format != "auto" && got != format {
+					return fmt.Errorf("attach: %s: --format %s, but the file is %s: %w", path, format, got, vhd.ErrInvalidFormat)
+				}
+				if errors.Is(err, vhd.ErrUnknownFormat) {
+					return fmt.Errorf("attach: %w", err)
+				}
+			}
+			at, err := host.AttachDisk(cmd.Context(), path, host.AttachOptions{ReadOnly: readOnly, Raw: format == formatRaw})
 			if err != nil {
 				return err
 			}
-			return a.result(at.Device, at)
+			return a.result(at.Device, diskJSON(at))
 		}),
 	}
 	cmd.Flags().BoolVar(&readOnly, "read-only", false, "attach read-only; the disk file is not modified")
+	cmd.Flags().StringVar(&format, "format", "auto", "`FORMAT` of DISK: auto (from its content), raw, vhd or vhdx")
 	return cmd
 }
 
@@ -52,7 +77,7 @@ code 5.`,
 			if err := host.DetachDisk(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			return a.result(fmt.Sprintf("detached %s (%s)", at.Device, at.Disk), at)
+			return a.result(fmt.Sprintf("detached %s (%s)", at.Device, at.Disk), diskJSON(at))
 		}),
 	}
 }

@@ -33,7 +33,7 @@ VHDX whose log needs replaying),
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			d, format, err := openDisk(path, false)
+			d, format, err := openDisk(path, "auto", false)
 			if err != nil {
 				return fmt.Errorf("check: %w", err)
 			}

@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hostcompute/hostcompute/internal/staging"
 
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
@@ -45,6 +46,7 @@ const (
 
 // convertOptions are the flags of vhd convert that shape the new disk.
 type convertOptions struct {
+	format     string // of SRC: auto, raw, vhd or vhdx
 	target     string
 	parent     string
 	blockSize  int64
@@ -60,8 +62,13 @@ func (a *app) newVHDConvertCommand() *cobra.Command {
 		Long: `Copy the virtual disk of SRC into a new disk DST of the format given by --to:
 raw, vhd-fixed, vhd-dynamic, vhd-differencing, vhdx-fixed, vhdx-dynamic or
 vhdx-differencing. SRC is any disk that hcs vhd opens (VHD or VHDX of any type,
-read through its parents), or a raw image: a regular file that is neither VHD
-nor VHDX. Without --to a raw SRC becomes vhd-dynamic and a disk becomes raw.
+read through its parents), or a raw image. The format of SRC is told from its
+content: VHDX by its signature, VHD by its footer (a VHD whose footer is cut
+short is refused as damaged, exit code 3), a raw image by the file system or
+partition table it holds; any other file is refused unless --format raw says
+it is a raw image. Without --to the format follows DST's name: .vhdx makes
+vhdx-dynamic, .vhd vhd-dynamic, .img or .raw raw; for other names a raw SRC
+becomes vhd-dynamic and a disk becomes raw.
 
 A differencing target needs --parent, a disk of the target's format and of
 SRC's size; only what differs from the parent is written to DST. --block-size
@@ -74,11 +81,16 @@ into a VHD, fixed VHD or fixed or dynamic VHDX with copy_file_range, inside the
 kernel; writeback of DST starts during the copy. A raw SRC whose size is not a multiple of the sector size is padded
 with zeros. A progress line is drawn on a terminal.
 
-DST must not exist (exit code 4). The copy is written to DST.tmp-XXXXXXXX next
-to it and linked into place only when complete and synced, so a failure or an
-interruption leaves nothing behind.`,
+DST must not exist (exit code 4). The copy is written to a temporary file
+beside DST (.DST.hcs-tmp-PID-START-RANDOM, named after this process) and
+linked into place only when complete and synced, so a failure or an
+interruption leaves nothing behind; what a killed convert left is removed by
+the next convert or create in that folder.`,
 		Args: cobra.ExactArgs(2),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkDiskFormat("format", o.format); err != nil {
+				return err
+			}
 			if o.target != "" && !slices.Contains(convertTargets, o.target) {
 				return usageErrorf("invalid --to %q: want one of %s", o.target, strings.Join(convertTargets, ", "))
 			}
@@ -105,16 +117,25 @@ interruption leaves nothing behind.`,
 			if err := existing(dst); err != nil {
 				return fmt.Errorf("convert: %w", err)
 			}
-			in, format, err := openDisk(src, true)
+			in, format, err := openDisk(src, o.format, true)
 			if err != nil {
 				return fmt.Errorf("convert: %w", err)
 			}
 			defer in.Close()
 			opts := o
 			if opts.target == "" {
-				opts.target = targetRaw
-				if format == formatRaw {
+				switch vhd.FormatFromName(dst) {
+				case vhd.FormatVHDX:
+					opts.target = targetVHDXDynamic
+				case vhd.FormatVHD:
 					opts.target = targetVHDDynamic
+				case vhd.FormatRaw:
+					opts.target = targetRaw
+				default:
+					opts.target = targetRaw
+					if format == formatRaw {
+						opts.target = targetVHDDynamic
+					}
 				}
 			}
 			start := time.Now()
@@ -127,12 +148,14 @@ interruption leaves nothing behind.`,
 			}
 			elapsed := time.Since(start)
 			return a.result(fmt.Sprintf("converted %s (%s) to %s (%s): %d bytes, %d written in %s", src, format, dst, opts.target, size, written, seconds(elapsed)),
-				map[string]any{"source": src, "sourceFormat": format, "file": dst, "target": opts.target, "parent": opts.parent,
-					"virtualSize": size, "bytesWritten": written, "seconds": elapsed.Seconds()})
+				vhdConvertResult{Disk: Disk{File: absPath(dst), Format: targetFormat(opts.target), VirtualSize: size},
+					Type: targetType(opts.target), Source: absPath(src), SourceFormat: format, Parent: absPath(opts.parent),
+					BytesWritten: written, Duration: newDuration(elapsed)})
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.target, "to", "", "target `FORMAT`: "+strings.Join(convertTargets, ", "))
+	f.StringVar(&o.format, "format", "auto", "`FORMAT` of SRC: auto (from its content), raw, vhd or vhdx")
+	f.StringVar(&o.target, "to", "", "target `FORMAT`: "+strings.Join(convertTargets, ", ")+" (default from DST's name)")
 	f.StringVar(&o.parent, "parent", "", "parent `FILE` of a differencing target")
 	f.StringVar(&blockSize, "block-size", "", "block size of the new disk (default as hcs vhd create)")
 	f.IntVar(&o.sectorSize, "logical-sector-size", 0, "logical sector size of a VHDX target: 512 (default) or 4096")
@@ -159,11 +182,8 @@ func (w rawWriter) Close() error {
 // convert copies in to a new file dst of the target format and returns the virtual
 // size and the bytes written.
 func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst string, o convertOptions) (size, written int64, err error) {
-	var suffix [4]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return 0, 0, err
-	}
-	tmp := dst + ".tmp-" + hex.EncodeToString(suffix[:])
+	a.stagingIn("staging", filepath.Dir(dst))
+	tmp := staging.Name(dst)
 	out, parent, size, err := createTarget(tmp, in.Size(), o)
 	if err != nil {
 		return 0, 0, err
@@ -555,4 +575,26 @@ func (w *writeback) stop() {
 	close(w.req)
 	<-w.done
 	w.f.Close()
+}
+
+// vhdConvertResult is the -o json document of vhd convert.
+type vhdConvertResult struct {
+	Disk
+	Type         string `json:"type"`
+	Source       string `json:"source"`
+	SourceFormat string `json:"sourceFormat"`
+	Parent       string `json:"parent,omitempty"`
+	BytesWritten int64  `json:"bytesWritten"`
+	Duration
+}
+
+// targetFormat and targetType split a --to value: "vhdx-dynamic" is format vhdx,
+// type dynamic; "raw" is format raw, type fixed.
+func targetFormat(t string) string { f, _, _ := strings.Cut(t, "-"); return f }
+
+func targetType(t string) string {
+	if _, typ, ok := strings.Cut(t, "-"); ok {
+		return typ
+	}
+	return "fixed"
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/internal/staging"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -17,7 +20,8 @@ func (a *app) newVHDCreateCommand() *cobra.Command {
 		Short: "Create an empty virtual disk",
 		Long: `Create a new virtual disk at FILE, which must not exist (exit code 4).
 
---format is vhd (the default) or vhdx, --type fixed, dynamic (the default) or
+The format follows FILE's name: .vhdx makes a VHDX, .vhd a VHD; --format vhd or
+vhdx says otherwise, and is needed for other names. --type fixed, dynamic (the default) or
 differencing. A fixed VHD is created sparse; a fixed VHDX has every block
 allocated on the host. A dynamic disk has no block allocated. A differencing disk
 needs --parent (a disk of the same format), takes its size and sector size from
@@ -30,6 +34,16 @@ sector size: 512 bytes, or 4096 for a VHDX made with --logical-sector-size 4096
 fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if format == "" {
+				switch vhd.FormatFromName(args[0]) {
+				case vhd.FormatVHDX:
+					format = formatVHDX
+				case vhd.FormatVHD:
+					format = formatVHD
+				default:
+					return usageErrorf("cannot tell the format from the name %s: give --format vhd or --format vhdx", args[0])
+				}
+			}
 			switch typ {
 			case "fixed", "dynamic", "differencing":
 			default:
@@ -81,6 +95,13 @@ fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 			if err := existing(path); err != nil {
 				return fmt.Errorf("create: %w", err)
 			}
+			// The disk is made under a temporary name and linked into place when
+			// complete, so an interruption leaves nothing and a DST made meanwhile
+			// is not replaced (exit code 4).
+			a.stagingIn("staging", filepath.Dir(path))
+			final := path
+			path = staging.Name(final)
+			defer os.Remove(path)
 			if format == formatVHDX {
 				err = vhd.CreateVHDX(path, vhd.VHDXCreateOptions{Size: n, BlockSize: uint32(bs), Fixed: typ == "fixed",
 					Parent: parent, LogicalSectorSize: uint32(sectorSize)})
@@ -102,6 +123,13 @@ fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 					err = d.Close()
 				}
 			}
+			if err == nil {
+				err = cmd.Context().Err()
+			}
+			if err == nil {
+				err = commitFile(path, final)
+			}
+			path = final
 			if errors.Is(err, vhd.ErrInvalidOptions) {
 				return usageError{err}
 			}
@@ -109,7 +137,7 @@ fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 				return fmt.Errorf("create: %w", err)
 			}
 			return a.result(fmt.Sprintf("created %s %s disk %s of %d bytes", typ, format, path, n),
-				map[string]any{"file": path, "format": format, "type": typ, "virtualSize": n, "logicalSectorSize": sectorSize, "parent": parent})
+				vhdCreateResult{Disk: Disk{File: absPath(path), Format: format, VirtualSize: n}, Type: typ, LogicalSectorSize: sectorSize, Parent: absPath(parent)})
 		}),
 	}
 	f := cmd.Flags()
@@ -118,6 +146,35 @@ fixed or dynamic VHDX and 2M for a differencing VHDX.`,
 	f.StringVar(&blockSize, "block-size", "", "block size (default 2M for VHD and differencing VHDX, 32M for other VHDX)")
 	f.IntVar(&sectorSize, "logical-sector-size", 0, "logical sector size of a VHDX: 512 (default) or 4096")
 	f.StringVar(&parent, "parent", "", "parent `FILE` of a differencing disk")
-	f.StringVar(&format, "format", formatVHD, "file `FORMAT`: vhd or vhdx")
+	f.StringVar(&format, "format", "", "file `FORMAT`: vhd or vhdx (default from FILE's name)")
 	return cmd
+}
+
+// vhdCreateResult is the -o json document of vhd create.
+type vhdCreateResult struct {
+	Disk
+	Type              string `json:"type"`
+	LogicalSectorSize int    `json:"logicalSectorSize"`
+	Parent            string `json:"parent,omitempty"`
+}
+
+// commitFile syncs the complete file tmp and links it to final, which must
+// not exist (a file made there meanwhile gives an error matching fs.ErrExist),
+// then removes tmp and syncs the folder.
+func commitFile(tmp, final string) error {
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, final); err != nil {
+		return err
+	}
+	os.Remove(tmp)
+	syncDir(filepath.Dir(final))
+	return nil
 }

@@ -67,6 +67,9 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 		info.Allocated = sys.Blocks * 512
 	}
 	format, err := detectFormatPath(path)
+	if errors.Is(err, vhd.ErrUnknownFormat) {
+		format, err = formatVHD, nil // pkg/vhd names what is wrong with it
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -28,18 +28,15 @@ the old disk or a log replayed by the next writable open.`,
 			if err != nil {
 				return usageError{err}
 			}
-			format, err := detectFormatPath(path)
-			if err != nil {
+			if _, err := detectFormatPath(path); err != nil && !errors.Is(err, vhd.ErrUnknownFormat) {
 				return fmt.Errorf("resize: %w", err)
 			}
-			if format == formatRaw {
-				// Let pkg/vhd name what is wrong with the footer.
-				format = formatVHD
-			}
+			// pkg/vhd names what is wrong with anything but a VHD or VHDX.
 			d, err := vhd.Open(path, false)
 			if err != nil {
 				return fmt.Errorf("resize: %w", err)
 			}
+			format := d.Format().String()
 			old := d.Size()
 			err = d.Resize(size)
 			if cerr := d.Close(); err == nil {

@@ -132,7 +132,7 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 	for _, target := range []string{"vhd-dynamic", "vhd-fixed", "vhdx-dynamic", "vhdx-fixed"} {
 		disk := filepath.Join(dir, target)
 		back := filepath.Join(dir, target+".img")
-		r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", target, src, disk)
+		r := hcs(t, nil, "-o", "json", "vhd", "convert", "--format", "raw", "--to", target, src, disk)
 		wantCode(t, r, exitOK)
 		var res struct {
 			VirtualSize, BytesWritten int64
@@ -168,16 +168,16 @@ func TestVHDConvertRoundTrip(t *testing.T) {
 	wantDirNames(t, dir, names...)
 
 	// An existing destination is refused, unchanged.
-	wantCode(t, hcs(t, nil, "vhd", "convert", src, filepath.Join(dir, "vhd-fixed")), exitExists)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", src, filepath.Join(dir, "vhd-fixed")), exitExists)
 	// Options that cannot make a disk are usage errors and leave nothing.
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-differencing", src, filepath.Join(dir, "x")), exitUsage)
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--block-size", "3M", src, filepath.Join(dir, "x")), exitUsage)
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-differencing", "--parent", filepath.Join(dir, "vhd-dynamic"), src, filepath.Join(dir, "x")), exitUsage)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhdx-differencing", src, filepath.Join(dir, "x")), exitUsage)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhdx-dynamic", "--block-size", "3M", src, filepath.Join(dir, "x")), exitUsage)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhdx-differencing", "--parent", filepath.Join(dir, "vhd-dynamic"), src, filepath.Join(dir, "x")), exitUsage)
 	wantDirNames(t, dir, names...)
 
 	// 4096-byte sectors: the raw image is padded to a multiple of 4096.
 	x4k := filepath.Join(dir, "4k.vhdx")
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--logical-sector-size", "4096", src, x4k), exitOK)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhdx-dynamic", "--logical-sector-size", "4096", src, x4k), exitOK)
 	if info := vhdInfoJSON(t, x4k); info.SectorSize != 4096 || info.VirtualSize != 5<<20+4096 {
 		t.Errorf("4K VHDX: %+v", info)
 	}
@@ -283,7 +283,7 @@ func TestVHDConvertInterrupted(t *testing.T) {
 	src := writeFile(t, dir, "disk.img", bytes.Repeat([]byte{1}, 2<<20))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r := hcsContext(t, ctx, nil, "vhd", "convert", src, filepath.Join(dir, "disk.vhd"))
+	r := hcsContext(t, ctx, nil, "vhd", "convert", "--format", "raw", src, filepath.Join(dir, "disk.vhd"))
 	wantCode(t, r, exitInterrupted)
 	wantDirNames(t, dir, "disk.img")
 }
@@ -294,7 +294,7 @@ func TestVHDConvertProgress(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	a := newApp(strings.NewReader(""), &stdout, &stderr)
 	a.forceProgress = true
-	if code := a.execute(context.Background(), []string{"vhd", "convert", src, filepath.Join(dir, "disk.vhd")}); code != exitOK {
+	if code := a.execute(context.Background(), []string{"vhd", "convert", "--format", "raw", src, filepath.Join(dir, "disk.vhd")}); code != exitOK {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
 	}
 	if !strings.HasSuffix(stderr.String(), "\r\x1b[K") {
@@ -315,13 +315,13 @@ func TestVHDXDifferencingCLI(t *testing.T) {
 	}
 	src := writeFile(t, dir, "base.img", img)
 	base := filepath.Join(dir, "base.vhdx")
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhdx-dynamic", "--block-size", "1M", src, base), exitOK)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhdx-dynamic", "--block-size", "1M", src, base), exitOK)
 	changed := bytes.Clone(img)
 	copy(changed[5<<20+1000:], bytes.Repeat([]byte("new"), 1000))
 	clear(changed[1<<20 : 2<<20])
 	src2 := writeFile(t, dir, "changed.img", changed)
 	child := filepath.Join(dir, "child.vhdx")
-	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", "vhdx-differencing", "--parent", base, src2, child)
+	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--format", "raw", "--to", "vhdx-differencing", "--parent", base, src2, child)
 	wantCode(t, r, exitOK)
 	var res struct{ BytesWritten int64 }
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.BytesWritten != 2<<20 {
@@ -437,11 +437,11 @@ func TestVHDDifferencingConvert(t *testing.T) {
 		img[i] = byte(i*7 + 3)
 	}
 	base := filepath.Join(dir, "base.vhd")
-	wantCode(t, hcs(t, nil, "vhd", "convert", "--to", "vhd-dynamic", writeFile(t, dir, "base.img", img), base), exitOK)
+	wantCode(t, hcs(t, nil, "vhd", "convert", "--format", "raw", "--to", "vhd-dynamic", writeFile(t, dir, "base.img", img), base), exitOK)
 	changed := bytes.Clone(img)
 	copy(changed[2<<20+5:], "changed")
 	child := filepath.Join(dir, "child.vhd")
-	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--to", "vhd-differencing", "--parent", base, writeFile(t, dir, "changed.img", changed), child)
+	r := hcs(t, nil, "-o", "json", "vhd", "convert", "--format", "raw", "--to", "vhd-differencing", "--parent", base, writeFile(t, dir, "changed.img", changed), child)
 	wantCode(t, r, exitOK)
 	var res struct{ BytesWritten int64 }
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.BytesWritten != 1<<20 {

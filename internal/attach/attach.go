@@ -48,6 +48,10 @@ type Options struct {
 	// ReadOnly attaches a read-only device; the disk file is opened read-only
 	// and never modified.
 	ReadOnly bool
+	// Raw attaches the file as a raw image whatever it holds. Without it the
+	// format is told from the content (see Detect), and a file that is neither
+	// VHD, VHDX nor a recognised raw image is refused.
+	Raw bool
 }
 
 // Attachment describes an attached disk. It is the JSON record kept in the

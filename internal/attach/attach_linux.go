@@ -39,7 +39,12 @@ func Attach(ctx context.Context, path string, opts Options) (*Attachment, error)
 	if r, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = r
 	}
-	info, err := Detect(abs)
+	var info *Info
+	if opts.Raw {
+		info, err = detectRaw(abs)
+	} else {
+		info, err = Detect(abs)
+	}
 	if err != nil {
 		return nil, &Error{Op: "attach", Path: abs, Err: err}
 	}

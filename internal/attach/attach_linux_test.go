@@ -42,7 +42,7 @@ func crashChild(stage string) {
 			time.Sleep(time.Hour)
 		}
 	}
-	a, err := Attach(context.Background(), os.Getenv("ATTACH_TEST_DISK"), Options{})
+	a, err := Attach(context.Background(), os.Getenv("ATTACH_TEST_DISK"), Options{Raw: os.Getenv("ATTACH_TEST_RAW") != ""})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
@@ -242,7 +242,7 @@ func TestFormatMountWrite(t *testing.T) {
 				wantFormat = FormatVHDXFixed
 			}
 			disk := makeDisk(t, t.TempDir(), format)
-			a, err := Attach(ctx, disk, Options{})
+			a, err := Attach(ctx, disk, Options{Raw: format == FormatRaw})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -346,7 +346,7 @@ func TestReadOnly(t *testing.T) {
 		t.Run(string(format), func(t *testing.T) {
 			disk := makeDisk(t, t.TempDir(), format)
 			before := fileHash(t, disk)
-			a, err := Attach(ctx, disk, Options{ReadOnly: true})
+			a, err := Attach(ctx, disk, Options{ReadOnly: true, Raw: format == FormatRaw})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,6 +393,21 @@ func TestAttachErrors(t *testing.T) {
 	if _, err := Attach(ctx, bad, Options{}); !errors.Is(err, vhd.ErrInvalidFormat) {
 		t.Errorf("corrupt VHDX: %v", err)
 	}
+	// Content that is neither VHD, VHDX nor a recognised raw image is raw only
+	// when the caller says so.
+	blank := filepath.Join(dir, "blank.img")
+	os.WriteFile(blank, make([]byte, 1<<20), 0o644)
+	if _, err := Attach(ctx, blank, Options{}); !errors.Is(err, vhd.ErrUnknownFormat) {
+		t.Errorf("blank file without Raw: %v, want ErrUnknownFormat", err)
+	}
+	// A VHD whose footer is cut short is not a raw disk.
+	fixed := makeDisk(t, t.TempDir(), FormatVHDFixed)
+	if st, err := os.Stat(fixed); err == nil {
+		os.Truncate(fixed, st.Size()-100)
+	}
+	if _, err := Attach(ctx, fixed, Options{}); !errors.Is(err, vhd.ErrTruncated) {
+		t.Errorf("VHD with its footer cut short: %v, want ErrTruncated", err)
+	}
 	child := makeDisk(t, t.TempDir(), FormatVHDXDifferencing)
 	os.Remove(filepath.Join(filepath.Dir(child), "base.vhdx"))
 	if _, err := Attach(ctx, child, Options{}); !errors.Is(err, vhd.ErrParentNotFound) {
@@ -434,12 +449,15 @@ func TestCrashedCaller(t *testing.T) {
 				disk := makeDisk(t, t.TempDir(), format)
 				cmd := exec.Command(os.Args[0], "-test.run=^$")
 				cmd.Env = append(os.Environ(), "ATTACH_TEST_CRASH_AT="+stage, "ATTACH_TEST_DISK="+disk)
+				if format == FormatRaw {
+					cmd.Env = append(cmd.Env, "ATTACH_TEST_RAW=1")
+				}
 				out, _ := cmd.CombinedOutput()
 				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 					t.Fatalf("child did not die at %s: %s", stage, out)
 				}
 				// The next Attach of the same disk cleans up and works.
-				a, err := Attach(context.Background(), disk, Options{})
+				a, err := Attach(context.Background(), disk, Options{Raw: format == FormatRaw})
 				if err != nil {
 					t.Fatalf("attach after a crash at %s: %v", stage, err)
 				}
@@ -537,7 +555,7 @@ func TestGrow(t *testing.T) {
 	for _, format := range []Format{FormatRaw, FormatVHDFixed, FormatVHDDynamic, FormatVHDXFixed, FormatVHDXDynamic, FormatVHDXDifferencing} {
 		t.Run(string(format), func(t *testing.T) {
 			disk := makeDisk(t, t.TempDir(), format)
-			a, err := Attach(ctx, disk, Options{})
+			a, err := Attach(ctx, disk, Options{Raw: format == FormatRaw})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -571,11 +589,19 @@ func TestGrow(t *testing.T) {
 			if err := Detach(ctx, a.Device); err != nil {
 				t.Fatal(err)
 			}
-			info, err := Detect(disk)
+			detect, open := Detect, OpenDisk
+			if format == FormatRaw { // a blank raw image is raw by the caller's word
+				detect = detectRaw
+				open = func(p string, _ bool) (Disk, error) {
+					f, err := os.Open(p)
+					return &rawDisk{f, 2 * testSize}, err
+				}
+			}
+			info, err := detect(disk)
 			if err != nil || info.Size != 2*testSize || info.Format != format {
 				t.Fatalf("Detect after Grow: %+v, %v", info, err)
 			}
-			d, err := OpenDisk(disk, true)
+			d, err := open(disk, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -652,7 +678,7 @@ func TestDetachedBehindItsBack(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	disk := makeDisk(t, t.TempDir(), FormatRaw)
-	a, err := Attach(ctx, disk, Options{})
+	a, err := Attach(ctx, disk, Options{Raw: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,8 +36,11 @@ type Info struct {
 }
 
 // Detect reads the structures of the disk at path and reports its format and
-// virtual size. A file that is neither VHD nor VHDX is raw. Damaged VHD and
-// VHDX structures give package vhd's typed errors.
+// virtual size. The format is told from the content (vhd.Probe): a raw image
+// only when it holds a file system or partition table vhd.Probe recognises;
+// anything else gives an error matching vhd.ErrUnknownFormat (attach it with
+// Options.Raw). Damaged VHD and VHDX structures, a VHD footer cut short
+// included, give package vhd's typed errors.
 func Detect(path string) (*Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,6 +53,13 @@ func Detect(path string) (*Info, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("attach: %s is not a regular file", path)
+	}
+	probed, err := vhd.Probe(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("attach: %s: %w", path, err)
+	}
+	if probed.Format == vhd.FormatRaw {
+		return &Info{Format: FormatRaw, Size: fi.Size()}, nil
 	}
 	var head [8]byte
 	if _, err := f.ReadAt(head[:], 0); err != nil && !errors.Is(err, io.EOF) {
@@ -88,6 +98,18 @@ func Detect(path string) (*Info, error) {
 			}
 			return &Info{Format: format, Size: int64(footer.CurrentSize)}, nil
 		}
+	}
+	return &Info{Format: FormatRaw, Size: fi.Size()}, nil
+}
+
+// detectRaw describes the file at path as a raw image.
+func detectRaw(path string) (*Info, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("attach: %s is not a regular file", path)
 	}
 	return &Info{Format: FormatRaw, Size: fi.Size()}, nil
 }

@@ -24,11 +24,19 @@ type resizer interface {
 // to the new end; other formats grow through package vhd (Disk.Resize).
 // Differencing disks keep their parent's size: the error matches
 // ErrCannotGrow.
-func GrowFile(path string, size int64) (bool, error) {
+func GrowFile(path string, size int64) (bool, error) { return growFile(path, size, false) }
+
+// growFile is GrowFile; raw takes the file as a raw image whatever it holds
+// (an attachment made with Options.Raw).
+func growFile(path string, size int64, raw bool) (bool, error) {
 	if size <= 0 || size%512 != 0 {
 		return false, fmt.Errorf("attach: growing %s: size %d is not a positive multiple of 512", path, size)
 	}
-	info, err := Detect(path)
+	detect := Detect
+	if raw {
+		detect = detectRaw
+	}
+	info, err := detect(path)
 	if err != nil {
 		return false, err
 	}

@@ -58,7 +58,7 @@ func Grow(ctx context.Context, deviceOrDisk string, size int64) (*Attachment, er
 	default:
 		// The loop device covers [0, old size): the footer of a fixed VHD
 		// moves outside of it.
-		if _, err := GrowFile(a.Disk, size); err != nil {
+		if _, err := growFile(a.Disk, size, a.Format == FormatRaw); err != nil {
 			return fail(err)
 		}
 	}

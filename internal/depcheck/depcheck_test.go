@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 
 	"internal/mountinfo":  {},
 	"internal/atomicfile": {},
+	"internal/staging":    {},
 	"internal/state":      {"internal/atomicfile", "golang.org/x/sys/"},
 	"host":                {"pkg/", "internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 	"compute": {"pkg/", "internal/", "host", "layers", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/",

@@ -24,6 +24,8 @@ func (f Format) String() string {
 		return "vhd"
 	case FormatVHDX:
 		return "vhdx"
+	case FormatRaw:
+		return "raw"
 	}
 	return fmt.Sprintf("Format(%d)", int(f))
 }
