@@ -55,6 +55,10 @@ type ConvertedLayer struct {
 	// RootHash is the dm-verity root hash of an ext4 layer made with verity.
 	RootHash string `json:"rootHash,omitempty"`
 	Size     int64  `json:"size"`
+	// Warnings name the steps of a CIM layer's processing that Linux cannot
+	// do (wcim.IsWrittenWithLimits: delta hive merging, utility VM boot);
+	// the CIM itself is complete.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Convert converts every layer of the stored image n ahead of time into dir: to
@@ -143,7 +147,9 @@ func (s *Store) convertCIM(ctx context.Context, l LayerSummary, layer string, pa
 			return err
 		}
 		defer done()
-		if _, err := cimlayer.ImportCimLayerFromTar(ctx, vr, layer, parents); err != nil {
+		if _, err := cimlayer.ImportCimLayerFromTar(ctx, vr, layer, parents); wcim.IsWrittenWithLimits(err) {
+			cl.Warnings = append(cl.Warnings, err.Error())
+		} else if err != nil {
 			return err
 		}
 		if err := vr.drain(); err != nil {

@@ -17,14 +17,22 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
-// cimEntry is one listed file.
-type cimEntry struct {
-	Path          string    `json:"path"`
-	ID            uint32    `json:"id"`
-	Attributes    uint32    `json:"attributes"`
-	Size          int64     `json:"size"`
-	LastWriteTime time.Time `json:"lastWriteTime"`
-	Dir           bool      `json:"dir"`
+// cimEntry is the shared Entry of a CIM file record.
+func cimEntry(p string, fi *cimfs.FileInfo) Entry {
+	id := uint32(fi.ID)
+	e := Entry{Path: p, Size: fi.Size, Attributes: newAttributes(fi.Info.FileAttributes), Times: newTimes(fi.Info),
+		FileID: &id, NoDataStream: fi.NoDataStream, Type: typeFile}
+	switch {
+	case fi.ReparseTag == winfile.ReparseTagSymlink:
+		e.Type = typeSymlink
+	case fi.ReparseTag == winfile.ReparseTagMountPoint:
+		e.Type = typeJunction
+	case fi.ReparseTag != 0:
+		e.Type, e.ReparseTag = typeReparse, tagString(fi.ReparseTag)
+	case fi.IsDir():
+		e.Type = typeDir
+	}
+	return e
 }
 
 func (a *app) newCIMLsCommand() *cobra.Command {
@@ -35,7 +43,8 @@ func (a *app) newCIMLsCommand() *cobra.Command {
 		Long: `List the directory PATH (the root by default) of a CIM, in the image's own
 order (by upper-cased name). Paths use / or \ and are case-insensitive. -l adds
 attributes, size and last write time; -R lists subdirectories too. -o json gives
-an array of {"path", "id", "attributes", "size", "lastWriteTime", "dir"}.`,
+an array of entries (see README's JSON output: "path", "type", "size",
+"attributes", "attributeNames", the four times, "fileId").`,
 		Example: `  hcs cim ls /var/lib/hcs/snapshots/1 Files/Windows
   hcs cim ls -lR -o json base.cim`,
 		Args: cobra.RangeArgs(1, 2),
@@ -62,7 +71,7 @@ func (a *app) cimLs(ctx context.Context, arg, dir string, long, recursive bool) 
 	if err != nil {
 		return err
 	}
-	var out []cimEntry
+	var out []Entry
 	var text strings.Builder
 	seen := map[cimfs.FileID]bool{}
 	var walk func(id cimfs.FileID, prefix string) error
@@ -85,8 +94,7 @@ func (a *app) cimLs(ctx context.Context, arg, dir string, long, recursive bool) 
 				return err
 			}
 			p := path.Join(prefix, e.Name)
-			out = append(out, cimEntry{Path: p, ID: uint32(e.ID), Attributes: fi.Info.FileAttributes, Size: fi.Size,
-				LastWriteTime: fi.Info.LastWriteTime.Time(), Dir: fi.IsDir()})
+			out = append(out, cimEntry(p, fi))
 			name := e.Name
 			if recursive {
 				name = p
@@ -115,7 +123,7 @@ func (a *app) cimLs(ctx context.Context, arg, dir string, long, recursive bool) 
 		return err
 	}
 	if out == nil {
-		out = []cimEntry{}
+		out = []Entry{}
 	}
 	return a.result(strings.TrimSuffix(text.String(), "\n"), out)
 }
@@ -148,36 +156,13 @@ the alternate data stream STREAM instead.`,
 	}
 }
 
-type cimStream struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
-}
-
-type cimEA struct {
-	Name  string `json:"name"`
-	Flags uint8  `json:"flags"`
-	Value string `json:"value"` // base64
-}
-
+// cimStat is the shared Entry with what only a CIM record holds: whether this
+// layer added the file, and the binary values the entry shows decoded.
 type cimStat struct {
-	Path               string      `json:"path"`
-	ID                 uint32      `json:"id"`
-	Attributes         uint32      `json:"attributes"`
-	AttributeNames     string      `json:"attributeNames"`
-	Size               int64       `json:"size"`
-	CreationTime       time.Time   `json:"creationTime"`
-	LastWriteTime      time.Time   `json:"lastWriteTime"`
-	ChangeTime         time.Time   `json:"changeTime"`
-	LastAccessTime     time.Time   `json:"lastAccessTime"`
-	NoDataStream       bool        `json:"noDataStream,omitempty"`
-	Added              bool        `json:"added"`
-	SecurityDescriptor string      `json:"securityDescriptor,omitempty"` // SDDL
-	SDBase64           string      `json:"securityDescriptorBase64,omitempty"`
-	ExtendedAttributes []cimEA     `json:"extendedAttributes,omitempty"`
-	ReparseTag         uint32      `json:"reparseTag,omitempty"`
-	ReparseTarget      string      `json:"reparseTarget,omitempty"`
-	ReparseBase64      string      `json:"reparseBase64,omitempty"`
-	Streams            []cimStream `json:"streams,omitempty"`
+	Entry
+	Added         bool   `json:"added"`
+	SDBase64      string `json:"securityDescriptorBase64,omitempty"`
+	ReparseBase64 string `json:"reparseBase64,omitempty"`
 }
 
 func (a *app) newCIMStatCommand() *cobra.Command {
@@ -209,12 +194,9 @@ values in base64.`,
 }
 
 func statOf(p string, fi *cimfs.FileInfo) (*cimStat, error) {
-	st := &cimStat{Path: p, ID: uint32(fi.ID), Attributes: fi.Info.FileAttributes, AttributeNames: winfile.AttributeString(fi.Info.FileAttributes),
-		Size: fi.Size, CreationTime: fi.Info.CreationTime.Time(), LastWriteTime: fi.Info.LastWriteTime.Time(),
-		ChangeTime: fi.Info.ChangeTime.Time(), LastAccessTime: fi.Info.LastAccessTime.Time(),
-		NoDataStream: fi.NoDataStream, Added: fi.Added, ReparseTag: fi.ReparseTag}
+	st := &cimStat{Entry: cimEntry(strings.Trim(strings.ReplaceAll(p, `\`, "/"), "/"), fi), Added: fi.Added}
 	for _, s := range fi.Streams {
-		st.Streams = append(st.Streams, cimStream{Name: s.Name, Size: s.Size})
+		st.Streams = append(st.Streams, Stream{Name: s.Name, Size: s.Size})
 	}
 	sd, err := fi.SecurityDescriptor()
 	if err != nil {
@@ -236,7 +218,7 @@ func statOf(p string, fi *cimfs.FileInfo) (*cimStat, error) {
 			return nil, err
 		}
 		for _, e := range eas {
-			st.ExtendedAttributes = append(st.ExtendedAttributes, cimEA{Name: e.Name, Flags: e.Flags, Value: base64.StdEncoding.EncodeToString(e.Value)})
+			st.ExtendedAttributes = append(st.ExtendedAttributes, EA{Name: e.Name, Flags: e.Flags, Value: e.Value})
 		}
 	}
 	rp, err := fi.ReparseData()
@@ -246,7 +228,7 @@ func statOf(p string, fi *cimfs.FileInfo) (*cimStat, error) {
 	if rp != nil {
 		st.ReparseBase64 = base64.StdEncoding.EncodeToString(rp)
 		if d, err := winfile.DecodeReparsePoint(rp); err == nil && d.IsSymlinkOrMountPoint() {
-			st.ReparseTarget = d.Target()
+			st.Target = d.Target()
 		}
 	}
 	return st, nil
@@ -254,12 +236,9 @@ func statOf(p string, fi *cimfs.FileInfo) (*cimStat, error) {
 
 func (st *cimStat) text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "path:        %s\nid:          %d\nattributes:  %s\nsize:        %d\n", st.Path, st.ID, st.AttributeNames, st.Size)
-	for _, t := range []struct {
-		n string
-		t time.Time
-	}{{"created", st.CreationTime}, {"written", st.LastWriteTime}, {"changed", st.ChangeTime}, {"accessed", st.LastAccessTime}} {
-		fmt.Fprintf(&b, "%-12s %s\n", t.n+":", t.t.Format(time.RFC3339Nano))
+	fmt.Fprintf(&b, "path:        %s\nid:          %d\nattributes:  %s\nsize:        %d\n", st.Path, *st.FileID, winfile.AttributeString(st.Attributes.Attributes), st.Size)
+	for _, t := range [][2]string{{"created", st.CreationTime}, {"written", st.LastWriteTime}, {"changed", st.ChangeTime}, {"accessed", st.LastAccessTime}} {
+		fmt.Fprintf(&b, "%-12s %s\n", t[0]+":", t[1])
 	}
 	fmt.Fprintf(&b, "added:       %v\n", st.Added)
 	if st.NoDataStream {
@@ -269,10 +248,10 @@ func (st *cimStat) text() string {
 		fmt.Fprintf(&b, "security:    %s\n", st.SecurityDescriptor)
 	}
 	for _, e := range st.ExtendedAttributes {
-		fmt.Fprintf(&b, "ea:          %s (%s)\n", e.Name, e.Value)
+		fmt.Fprintf(&b, "ea:          %s (%s)\n", e.Name, base64.StdEncoding.EncodeToString(e.Value))
 	}
-	if st.ReparseTag != 0 {
-		fmt.Fprintf(&b, "reparse:     %#08x %s\n", st.ReparseTag, st.ReparseTarget)
+	if st.ReparseBase64 != "" {
+		fmt.Fprintf(&b, "reparse:     %s %s\n", st.Type, st.Target)
 	}
 	for _, s := range st.Streams {
 		fmt.Fprintf(&b, "stream:      %s (%d bytes)\n", s.Name, s.Size)

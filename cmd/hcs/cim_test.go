@@ -44,13 +44,13 @@ func TestCIM(t *testing.T) {
 	}
 	r = hcs(t, nil, "cim", "ls", "-lR", "-o", "json", layer, `files\`)
 	wantCode(t, r, exitOK)
-	var ents []cimEntry
+	var ents []Entry
 	if err := json.Unmarshal([]byte(r.stdout), &ents); err != nil || len(ents) < 50 {
 		t.Fatalf("ls json: %v (%d entries)", err, len(ents))
 	}
 	var file string
 	for _, e := range ents {
-		if !e.Dir && e.Size > 0 && !strings.Contains(e.Path, "l0") {
+		if e.Type != typeDir && e.Size > 0 && !strings.Contains(e.Path, "l0") {
 			file = e.Path
 			break
 		}

@@ -106,3 +106,38 @@ func absPath(p string) string {
 func diskJSON(at *host.Attachment) Disk {
 	return Disk{File: at.Disk, Format: string(at.Format), VirtualSize: at.Size, Device: at.Device, ReadOnly: at.ReadOnly}
 }
+
+// Entry is one file, directory, link or removal of a layer or image, as
+// layer inspect, cim ls and cim stat print it.
+type Entry struct {
+	// Path is the entry's layer-relative, '/'-separated name.
+	Path string `json:"path"`
+	// Type is file, dir, symlink, junction, link (a hard link to Target),
+	// whiteout (a removal of a parent's entry) or reparse (another reparse
+	// point, see ReparseTag).
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+	Attributes
+	Times
+	// FileID is the CIM file ID (hard links share one); absent for folders and tars.
+	FileID             *uint32  `json:"fileId,omitempty"`
+	NoDataStream       bool     `json:"noDataStream,omitempty"`
+	SecurityDescriptor string   `json:"securityDescriptor,omitempty"` // SDDL
+	ExtendedAttributes []EA     `json:"extendedAttributes,omitempty"`
+	Streams            []Stream `json:"streams,omitempty"`
+	Target             string   `json:"target,omitempty"`     // link, symlink and junction target
+	ReparseTag         string   `json:"reparseTag,omitempty"` // "0x%08x"
+}
+
+// EA is an extended attribute; Value is base64 in JSON.
+type EA struct {
+	Name  string `json:"name"`
+	Flags uint8  `json:"flags"`
+	Value []byte `json:"value"`
+}
+
+// Stream is an alternate data stream.
+type Stream struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,36 +34,11 @@ const (
 	typeReparse  = "reparse" // any other reparse point
 )
 
-// inspectEntry is the JSON form of one entry.
+// inspectEntry is the JSON form of one entry: the shared Entry, plus why a
+// security descriptor could not be shown as SDDL.
 type inspectEntry struct {
-	Type               string        `json:"type"`
-	Name               string        `json:"name"`
-	Size               int64         `json:"size"`
-	NoDataStream       bool          `json:"noDataStream,omitempty"`
-	Attributes         string        `json:"attributes,omitempty"`
-	FileAttributes     uint32        `json:"fileAttributes"`
-	Created            string        `json:"created,omitempty"`
-	Modified           string        `json:"modified,omitempty"`
-	Accessed           string        `json:"accessed,omitempty"`
-	Changed            string        `json:"changed,omitempty"`
-	SecurityDescriptor string        `json:"securityDescriptor,omitempty"` // SDDL
-	SDError            string        `json:"securityDescriptorError,omitempty"`
-	ExtendedAttributes []inspectEA   `json:"extendedAttributes,omitempty"`
-	Streams            []inspectStrm `json:"streams,omitempty"`
-	Target             string        `json:"target,omitempty"`
-	ReparseTag         string        `json:"reparseTag,omitempty"`
-}
-
-type inspectEA struct {
-	Name  string `json:"name"`
-	Size  int    `json:"size"`
-	Flags uint8  `json:"flags,omitempty"`
-	Value []byte `json:"value"` // base64
-}
-
-type inspectStrm struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
+	Entry
+	SDError string `json:"securityDescriptorError,omitempty"`
 }
 
 func (a *app) newLayerInspectCommand() *cobra.Command {
@@ -187,19 +161,17 @@ func (a *app) inspectTar(ctx context.Context, file string, fn func(*winlayer.Ent
 
 // describe converts an entry to its inspect form.
 func describe(e *winlayer.Entry) *inspectEntry {
-	d := &inspectEntry{Name: e.Name}
+	d := &inspectEntry{Entry: Entry{Path: e.Name}}
 	if e.Removed {
 		d.Type = typeWhiteout
+		d.Attributes = newAttributes(0)
+		d.Times = newTimes(winfile.BasicInfo{})
 		return d
 	}
 	d.Size = e.Size
 	d.NoDataStream = e.NoDataStream
-	d.FileAttributes = e.Info.FileAttributes
-	d.Attributes = winfile.AttributeString(e.Info.FileAttributes)
-	d.Created = formatTime(e.Info.CreationTime)
-	d.Modified = formatTime(e.Info.LastWriteTime)
-	d.Accessed = formatTime(e.Info.LastAccessTime)
-	d.Changed = formatTime(e.Info.ChangeTime)
+	d.Attributes = newAttributes(e.Info.FileAttributes)
+	d.Times = newTimes(e.Info)
 	if e.SecurityDescriptor != nil {
 		sddl, err := winfile.SDDL(e.SecurityDescriptor)
 		if err != nil {
@@ -208,10 +180,10 @@ func describe(e *winlayer.Entry) *inspectEntry {
 		d.SecurityDescriptor = sddl
 	}
 	for _, ea := range e.ExtendedAttributes {
-		d.ExtendedAttributes = append(d.ExtendedAttributes, inspectEA{Name: ea.Name, Size: len(ea.Value), Flags: ea.Flags, Value: ea.Value})
+		d.ExtendedAttributes = append(d.ExtendedAttributes, EA{Name: ea.Name, Flags: ea.Flags, Value: ea.Value})
 	}
 	for _, s := range e.Streams {
-		d.Streams = append(d.Streams, inspectStrm{Name: s.Name, Size: s.Size})
+		d.Streams = append(d.Streams, Stream{Name: s.Name, Size: s.Size})
 	}
 	switch {
 	case e.LinkTarget != "":
@@ -241,13 +213,6 @@ func describe(e *winlayer.Entry) *inspectEntry {
 }
 
 func tagString(tag uint32) string { return fmt.Sprintf("0x%08x", tag) }
-
-func formatTime(t winfile.Filetime) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Time().Format(time.RFC3339Nano)
-}
 
 // entryWriter prints entries as they come.
 type entryWriter interface {
@@ -338,14 +303,18 @@ func (t *tableEntries) write(e *winlayer.Entry) error {
 	}
 	var eas, streams []string
 	for _, ea := range d.ExtendedAttributes {
-		eas = append(eas, fmt.Sprintf("%s(%d)", ea.Name, ea.Size))
+		eas = append(eas, fmt.Sprintf("%s(%d)", ea.Name, len(ea.Value)))
 	}
 	for _, s := range d.Streams {
 		name := strings.TrimSuffix(strings.TrimPrefix(s.Name, ":"), ":$DATA")
 		streams = append(streams, fmt.Sprintf("%s:%d", name, s.Size))
 	}
 	// The name comes last, unpadded, as names vary most in length.
-	name := d.Name
+	name := d.Path
+	attrs, modified, created := winfile.AttributeString(d.Attributes.Attributes), d.LastWriteTime, d.CreationTime
+	if d.Type == typeWhiteout {
+		attrs, modified, created = "", "", ""
+	}
 	switch {
 	case d.Target != "":
 		name += " -> " + d.Target
@@ -353,7 +322,7 @@ func (t *tableEntries) write(e *winlayer.Entry) error {
 		name += " (reparse tag " + d.ReparseTag + ")"
 	}
 	_, err := fmt.Fprintln(t.tw, strings.Join([]string{
-		d.Type, size, cell(d.Attributes), cell(d.Modified), cell(d.Created), cell(sd),
+		d.Type, size, cell(attrs), cell(modified), cell(created), cell(sd),
 		cell(strings.Join(eas, ",")), cell(strings.Join(streams, ",")), cell(name),
 	}, "\t"))
 	return err

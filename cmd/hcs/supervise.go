@@ -140,7 +140,7 @@ func supervise(args []string) int {
 			if errors.As(err, &ee) {
 				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 					// Killed by someone else: its staging is a dead process's now.
-					fmt.Fprintf(os.Stderr, "hcs: the command's process was killed (%v); removing its temporary files\n", ws.Signal())
+					fmt.Fprintf(os.Stderr, "hcs: interrupted: the command's process ended by %v; removing its temporary files\n", ws.Signal())
 					cleanStaging(d)
 					return exitInterrupted
 				}
@@ -150,9 +150,7 @@ func supervise(args []string) int {
 				fmt.Fprintf(os.Stderr, "hcs: %v\n", err)
 				return exitFailure
 			}
-			if signalled > 0 {
-				return exitInterrupted
-			}
+			// Finished before it saw the signal: the result is complete.
 			return exitOK
 		}
 	}
