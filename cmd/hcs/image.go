@@ -49,6 +49,8 @@ or by a digest prefix of 12 hex digits or more.`,
 		a.newImageInspectCommand(f),
 		a.newImageRmCommand(f),
 		a.newImageTagCommand(f),
+		a.newImageConvertCommand(f),
+		a.newImageAppendCommand(f),
 	)
 	return cmd
 }

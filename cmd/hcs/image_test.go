@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -128,4 +129,39 @@ func TestImageCommands(t *testing.T) {
 	wantCode(t, hcs(t, nil, "image", "--root", root, "inspect", ref), exitNotFound)
 	wantCode(t, hcs(t, nil, "image", "--root", root, "pull", reg.Host+"/win/none:1"), exitNotFound)
 	wantCode(t, hcs(t, nil, "image", "--root", root, "pull", "--platform", "nope/x/y/z", ref), exitUsage)
+}
+
+func TestImageBuildAndConvert(t *testing.T) {
+	reg := testRegistry(t)
+	img := windowsImage(t)
+	ref := reg.Host + "/win/base:1"
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	wantCode(t, hcs(t, nil, "image", "--root", root, "pull", "-q", "--platform", "windows/amd64", ref), exitOK)
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello\n"), 0o644)
+	res := hcs(t, nil, "image", "--root", root, "append", "--base", ref, "--layer", dir, "-t", "built:1", "-o", "json")
+	wantCode(t, res, exitOK)
+	var built image.Summary
+	if err := json.Unmarshal([]byte(res.stdout), &built); err != nil || len(built.Layers) != 2 {
+		t.Fatalf("append: %v: %s", err, res.stdout)
+	}
+	res = hcs(t, nil, "image", "--root", root, "convert", "built:1", "--to", "cim", "-o", "json")
+	wantCode(t, res, exitOK)
+	var rep image.ConvertReport
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil || len(rep.Layers) != 2 {
+		t.Fatalf("convert: %v: %s", err, res.stdout)
+	}
+	for _, l := range rep.Layers {
+		if _, err := os.Stat(l.File); err != nil || l.SHA256 == "" {
+			t.Errorf("converted layer %+v: %v", l, err)
+		}
+	}
+	wantCode(t, hcs(t, nil, "image", "--root", root, "convert", "built:1", "--to", "ext4"), exitFailure)
+	wantCode(t, hcs(t, nil, "image", "--root", root, "convert", "built:1", "--to", "nope"), exitUsage)
+	wantCode(t, hcs(t, nil, "image", "--root", root, "push", "-q", "built:1", reg.Host+"/win/built:1"), exitOK)
 }
