@@ -128,18 +128,11 @@ func computeConfig(id string, c *ContainerConfig) (compute.Config, error) {
 		MemoryBytes: c.MemoryMaximumInMB << 20, IOPSMaximum: c.StorageIOPSMaximum, BandwidthMaximum: c.StorageBandwidthMaximum,
 	}
 	if len(c.EndpointList) > 0 {
-		ns, err := endpointNamespace(c.EndpointList)
-		if err != nil {
+		if err := joinEndpoints(&cfg, c.EndpointList); err != nil {
 			return cfg, err
 		}
-		cfg.NetNS, cfg.Endpoints = ns, c.EndpointList
 	}
 	return cfg, nil
-}
-
-// endpointNamespace returns the network namespace the endpoints share.
-func endpointNamespace(endpoints []string) (string, error) {
-	return "", fmt.Errorf("%w: EndpointList: joining HNS endpoints' network namespaces is not wired yet (endpoints %v)", compute.ErrUnsupported, endpoints)
 }
 
 // error wraps err, from package compute, in a *ContainerError whose Err is the
@@ -298,6 +291,7 @@ func (c *container) Statistics() (Statistics, error) {
 	if !s.Started.IsZero() {
 		st.Uptime100ns = uint64(s.Time.Sub(s.Started) / 100)
 	}
+	st.Network = endpointStatistics(c.c.Config().Endpoints)
 	return st, nil
 }
 
