@@ -120,13 +120,16 @@ func makeBaseAndDiff(ctx context.Context, base, diff string, opts ScratchOptions
 	if opts.Size == 0 {
 		opts.Size = DefaultScratchSizeGB << 30
 	}
-	o := basedisk.Options{Size: opts.Size, Label: opts.Label, Filesystem: host.Ext4}
+	fsys := host.Ext4
 	switch opts.Filesystem {
 	case FilesystemExt4:
 	case FilesystemNTFS:
-		o.Filesystem = host.NTFS
+		fsys = host.NTFS
 	default:
 		return fmt.Errorf("unknown file system %q (want ext4 or ntfs)", opts.Filesystem)
 	}
+	o := basedisk.Options{Size: opts.Size, Format: func(ctx context.Context, path string) error {
+		return host.FormatDiskFile(ctx, path, host.FormatOptions{Filesystem: fsys, Label: opts.Label, AssumeZeroed: true})
+	}}
 	return basedisk.MakeBaseAndDiff(ctx, base, diff, o, between)
 }

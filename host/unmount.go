@@ -2,6 +2,10 @@ package host
 
 import "github.com/hostcompute/hostcompute/internal/mount"
 
+// MaxLowerLayers is the largest number of lower layers one union can have
+// (the kernel's OVL_MAX_STACK).
+const MaxLowerLayers = mount.MaxLowerLayers
+
 // Errors of Unmount.
 var (
 	// ErrBusy: the file system is in use and stays mounted.

@@ -69,7 +69,7 @@ func ProcessBaseLayer(ctx context.Context, path string) error {
 	err := basedisk.MakeBaseAndDiff(ctx,
 		filepath.Join(path, basedisk.ContainerScratchTemplateBase),
 		filepath.Join(path, basedisk.ContainerScratchTemplate),
-		basedisk.Options{Size: BaseScratchTemplateSize, Filesystem: host.Ext4}, between)
+		basedisk.Options{Size: BaseScratchTemplateSize, Format: formatWith(host.Ext4, "")}, between)
 	if err != nil {
 		return fail(err)
 	}
@@ -102,9 +102,16 @@ func ProcessUtilityVMImage(ctx context.Context, path string) error {
 	err := basedisk.MakeBaseAndDiff(ctx,
 		filepath.Join(path, basedisk.UtilityVMTemplateBase),
 		filepath.Join(path, basedisk.UtilityVMTemplate),
-		basedisk.Options{Size: UtilityVMTemplateSize, Filesystem: host.NTFS}, nil)
+		basedisk.Options{Size: UtilityVMTemplateSize, Format: formatWith(host.NTFS, "")}, nil)
 	if err != nil {
 		return fail(err)
 	}
 	return fail(fmt.Errorf("template disks made with an empty volume; the system volume is not written: %w", ErrWindowsOnly))
+}
+
+// formatWith formats a new template disk with fsys, through the host engine.
+func formatWith(fsys host.Filesystem, label string) func(context.Context, string) error {
+	return func(ctx context.Context, path string) error {
+		return host.FormatDiskFile(ctx, path, host.FormatOptions{Filesystem: fsys, Label: label, AssumeZeroed: true})
+	}
 }

@@ -9,8 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostcompute/hostcompute/internal/cimview"
-	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/host"
 	wcim "github.com/hostcompute/hostcompute/wclayer/cim"
 )
 
@@ -103,7 +102,7 @@ func (a *app) cimMountTarget(ctx context.Context, arg, target string) error {
 	if rec, err := mountRecordAt(target); err == nil {
 		return fmt.Errorf("cim mount: %s: %s is mounted there: %w", target, rec.Source, fs.ErrExist)
 	}
-	rec, err := fusefs.Mount(ctx, fusefs.Request{Kind: cimview.Kind, Source: src, Mountpoint: target, ReadOnly: true})
+	rec, err := host.MountCIM(ctx, src, target, "", "")
 	if err != nil {
 		return fmt.Errorf("cim mount: %w", err)
 	}
@@ -111,13 +110,13 @@ func (a *app) cimMountTarget(ctx context.Context, arg, target string) error {
 }
 
 // mountRecordAt finds the CIM mount whose mount point is dir.
-func mountRecordAt(dir string) (*fusefs.Record, error) {
-	recs, err := fusefs.List()
+func mountRecordAt(dir string) (*host.FUSEMount, error) {
+	recs, err := host.Views()
 	if err != nil {
 		return nil, err
 	}
 	for i := range recs {
-		if recs[i].Kind == cimview.Kind && recs[i].Mountpoint == dir {
+		if recs[i].Kind == host.CIMKind && recs[i].Mountpoint == dir {
 			return &recs[i], nil
 		}
 	}
@@ -151,7 +150,7 @@ exit code 5.`,
 				if err != nil {
 					return fmt.Errorf("cim unmount: %w", err)
 				}
-				if err := fusefs.Unmount(ctx, rec.ID); err != nil {
+				if err := host.UnmountView(ctx, rec.ID); err != nil {
 					return fmt.Errorf("cim unmount: %w", err)
 				}
 				return a.result("unmounted "+abs, cimMountResult{CIM: rec.Source, Mountpoint: abs})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostcompute/hostcompute/internal/mount"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/layers"
 )
 
@@ -46,8 +46,8 @@ code 4); unmount it first.`,
 			if scratch == "" || target == "" {
 				return usageErrorf("--scratch and --target are required")
 			}
-			if len(args) > mount.MaxLowerLayers {
-				return usageErrorf("%d layers: a union holds at most %d", len(args), mount.MaxLowerLayers)
+			if len(args) > host.MaxLowerLayers {
+				return usageErrorf("%d layers: a union holds at most %d", len(args), host.MaxLowerLayers)
 			}
 			opts := []layers.Option{layers.WithLogger(a.log)}
 			if size != "" {
@@ -128,7 +128,7 @@ with nothing mounted gives exit code 5.`,
 
 func (a *app) layerUnmount(ctx context.Context, target string, lazy bool) error {
 	res, err := layers.UnmountAll(ctx, target, lazy)
-	if errors.Is(err, mount.ErrBusy) {
+	if errors.Is(err, host.ErrBusy) {
 		return fmt.Errorf("layer unmount: %w (stop what uses it, or give --lazy)", err)
 	}
 	if err != nil {

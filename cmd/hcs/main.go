@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/progress"
 )
 
@@ -45,7 +45,7 @@ const (
 func main() {
 	// A re-executed copy of this program serving a FUSE file system (the raw
 	// view of hcs vhd attach) never returns from here.
-	fusefs.MaybeRunHelper()
+	host.MaybeRunHelper()
 	// ... or the monitor of a container (hcs run, hcs container create).
 	compute.MaybeRunHelper()
 	args := os.Args[1:]

@@ -14,8 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hostcompute/hostcompute/internal/attach"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -47,9 +46,11 @@ const BlockSize = 1 << 20
 
 // Options describes the base disk MakeBaseAndDiff makes.
 type Options struct {
-	Size       int64 // virtual size in bytes, a positive multiple of 1 MiB
-	Filesystem diskfs.Filesystem
-	Label      string
+	Size int64 // virtual size in bytes, a positive multiple of 1 MiB
+	// Format makes the file system on the new disk file at path (the host
+	// engine's host.FormatDiskFile): this package makes disk files and
+	// attaches nothing itself.
+	Format func(ctx context.Context, path string) error
 }
 
 // hives maps the registry hives of a Windows image, in
@@ -102,14 +103,14 @@ func SetupHives(layerPath string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := writeFileSynced(filepath.Join(layerPath, LayoutFile), []byte(layoutContent)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(layerPath, LayoutFile), []byte(layoutContent), 0o644); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, hivesDir); err != nil {
 		os.Remove(filepath.Join(layerPath, LayoutFile))
 		return err
 	}
-	return syncDir(layerPath)
+	return atomicfile.SyncDir(layerPath)
 }
 
 // FindPath returns dir/elems... where each element is matched
@@ -138,40 +139,6 @@ func FindPath(dir string, elems ...string) (string, error) {
 		p = filepath.Join(p, found)
 	}
 	return p, nil
-}
-
-// writeFileSynced writes a new file through a synced temporary file.
-func writeFileSynced(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // MakeBaseAndDiff replaces base and diff with a new formatted dynamic VHDX and
@@ -209,7 +176,10 @@ func MakeBaseAndDiff(ctx context.Context, base, diff string, opts Options, betwe
 	if err := vhd.CreateVHDX(tmp, vhd.VHDXCreateOptions{Size: opts.Size, BlockSize: BlockSize}); err != nil {
 		return err
 	}
-	err = format(ctx, tmp, opts)
+	if opts.Format == nil {
+		return fmt.Errorf("basedisk: no formatter for %s", base)
+	}
+	err = opts.Format(ctx, tmp)
 	if err == nil {
 		err = renameSynced(tmp, base)
 	}
@@ -250,37 +220,4 @@ func removeDisk(path string) error {
 	return nil
 }
 
-func renameSynced(from, to string) error {
-	f, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(to))
-}
-
-// format attaches the new disk at path for the time of the call and makes
-// its file system (ext4 unless opts say NTFS).
-func format(ctx context.Context, path string, opts Options) (err error) {
-	a, err := attach.Attach(ctx, path, attach.Options{})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if derr := attach.Detach(context.Background(), a.Device); derr != nil && err == nil {
-			err = derr
-		}
-	}()
-	fsys := opts.Filesystem
-	if fsys == diskfs.None {
-		fsys = diskfs.Ext4
-	}
-	return diskfs.Format(ctx, a.Device, diskfs.FormatOptions{Filesystem: fsys, Label: opts.Label, AssumeZeroed: true})
-}
+func renameSynced(from, to string) error { return atomicfile.Rename(from, to) }

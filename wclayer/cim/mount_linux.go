@@ -8,14 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/hostcompute/hostcompute/internal/cimview"
-	"github.com/hostcompute/hostcompute/internal/fusefs"
+	"github.com/hostcompute/hostcompute/host"
 )
-
-// paramContainerID is the fusefs record parameter naming the container.
-const paramContainerID = "containerID"
 
 // MountCimLayer mounts the CIM at cimPath read-only for containerID and returns
 // the mount point (see DefaultMountDir; hcsshim returns the volume path). The
@@ -33,7 +27,7 @@ func MountCimLayer(ctx context.Context, cimPath, containerID string) (string, er
 		return fail(err)
 	}
 	id := mountID(containerID)
-	if rec, err := fusefs.Get(id); err == nil {
+	if rec, err := host.GetView(id); err == nil {
 		if sameFile(rec.Source, abs) {
 			return rec.Mountpoint, nil
 		}
@@ -41,21 +35,14 @@ func MountCimLayer(ctx context.Context, cimPath, containerID string) (string, er
 	}
 	// A mount of this container whose helper died (a crash) is cleaned first,
 	// so that its ID and mount point can be used again.
-	if _, err := fusefs.Cleanup(ctx); err != nil {
+	if _, err := host.CleanupViews(ctx); err != nil {
 		return fail(err)
 	}
 	mp := mountPoint(containerID)
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return fail(err)
 	}
-	rec, err := fusefs.Mount(ctx, fusefs.Request{
-		ID:         id,
-		Kind:       cimview.Kind,
-		Source:     abs,
-		Mountpoint: mp,
-		ReadOnly:   true,
-		Params:     map[string]string{paramContainerID: containerID},
-	})
+	rec, err := host.MountCIM(ctx, abs, mp, id, containerID)
 	if err != nil {
 		os.Remove(mp)
 		return fail(err)
@@ -65,14 +52,14 @@ func MountCimLayer(ctx context.Context, cimPath, containerID string) (string, er
 
 // UnmountCimLayer unmounts the CIM at cimPath mounted for containerID. It fails
 // with ErrNotMounted when that CIM is not mounted for the container, and with
-// fusefs.ErrBusy (mount kept) while files in it are open.
+// host.ErrViewBusy (mount kept) while files in it are open.
 func UnmountCimLayer(ctx context.Context, cimPath, containerID string) error {
 	fail := func(err error) error {
 		return &MountError{Op: "unmount", CimPath: cimPath, ContainerID: containerID, Err: err}
 	}
-	rec, err := fusefs.Get(mountID(containerID))
+	rec, err := host.GetView(mountID(containerID))
 	if err != nil {
-		if errors.Is(err, fusefs.ErrNotFound) {
+		if errors.Is(err, host.ErrViewNotFound) {
 			return fail(ErrNotMounted)
 		}
 		return fail(err)
@@ -80,7 +67,7 @@ func UnmountCimLayer(ctx context.Context, cimPath, containerID string) error {
 	if abs, err := filepath.Abs(cimPath); err != nil || !sameFile(rec.Source, abs) {
 		return fail(fmt.Errorf("%w: the container has %s mounted", ErrNotMounted, rec.Source))
 	}
-	if err := fusefs.Unmount(ctx, rec.ID); err != nil {
+	if err := host.UnmountView(ctx, rec.ID); err != nil {
 		return fail(err)
 	}
 	if err := os.Remove(rec.Mountpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -95,9 +82,9 @@ func GetCimMountPath(cimPath, containerID string) (string, error) {
 	fail := func(err error) (string, error) {
 		return "", &MountError{Op: "get mount path", CimPath: cimPath, ContainerID: containerID, Err: err}
 	}
-	rec, err := fusefs.Get(mountID(containerID))
+	rec, err := host.GetView(mountID(containerID))
 	if err != nil {
-		if errors.Is(err, fusefs.ErrNotFound) {
+		if errors.Is(err, host.ErrViewNotFound) {
 			return fail(ErrNotMounted)
 		}
 		return fail(err)
@@ -123,21 +110,21 @@ func CleanupContainerMounts(containerID string) error {
 		return &MountError{Op: "cleanup", ContainerID: containerID, Err: err}
 	}
 	id := mountID(containerID)
-	if rec, err := fusefs.Get(id); err == nil {
-		err := fusefs.Unmount(ctx, id)
-		if errors.Is(err, fusefs.ErrBusy) {
+	if rec, err := host.GetView(id); err == nil {
+		err := host.UnmountView(ctx, id)
+		if errors.Is(err, host.ErrViewBusy) {
 			// Detach it now; the helper exits when the last user goes.
 			if derr := detach(rec.Mountpoint); derr != nil {
 				return fail(errors.Join(err, derr))
 			}
 			err = nil
 		}
-		if err != nil && !errors.Is(err, fusefs.ErrNotFound) {
+		if err != nil && !errors.Is(err, host.ErrViewNotFound) {
 			return fail(err)
 		}
 	}
 	// Dead helpers' records and mounts, this container's among them.
-	if _, err := fusefs.Cleanup(ctx); err != nil {
+	if _, err := host.CleanupViews(ctx); err != nil {
 		return fail(err)
 	}
 	if err := os.Remove(mountPoint(containerID)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -146,10 +133,4 @@ func CleanupContainerMounts(containerID string) error {
 	return nil
 }
 
-func detach(mp string) error {
-	err := unix.Unmount(mp, unix.MNT_DETACH)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-		return nil // not mounted any more
-	}
-	return err
-}
+func detach(mp string) error { return host.UnmountDetach(mp) }
