@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/basedisk"
-	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
@@ -506,7 +506,7 @@ func (cw *CimLayerWriter) processBaseLayer(ctx context.Context) error {
 	base := filepath.Join(cw.path, basedisk.ContainerScratchTemplateBase)
 	diff := filepath.Join(cw.path, basedisk.ContainerScratchTemplate)
 	cw.hiveFiles = append(cw.hiveFiles, base, diff)
-	if err := basedisk.MakeBaseAndDiff(ctx, base, diff, basedisk.Options{Size: BaseScratchTemplateSize, Filesystem: diskfs.Ext4}, nil); err != nil {
+	if err := basedisk.MakeBaseAndDiff(ctx, base, diff, basedisk.Options{Size: BaseScratchTemplateSize, Format: formatExt4}, nil); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -550,4 +550,9 @@ func (cw *CimLayerWriter) abort() {
 		cw.w.Abort()
 		cw.removeDir()
 	}
+}
+
+// formatExt4 formats a new template disk with ext4, through the host engine.
+func formatExt4(ctx context.Context, path string) error {
+	return host.FormatDiskFile(ctx, path, host.FormatOptions{Filesystem: host.Ext4, AssumeZeroed: true})
 }
