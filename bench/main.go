@@ -42,6 +42,7 @@ var registry = []func(env *Env) []*Row{
 	cimRows,
 	cimTreeRows,
 	hnsRows,
+	imageRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,
