@@ -158,6 +158,11 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 	if err := fillFromResult(&e, res, n.Bridge); err != nil {
 		return undo(err)
 	}
+	if n.Type == TypeTransparent {
+		if err := pinBridgeMAC(n.Bridge); err != nil {
+			return undo(err)
+		}
+	}
 	if err := writeFileAtomic(e.ResolvConf, resolvConf(e.DNSServerList, e.DNSSuffix), false); err != nil {
 		return undo(err)
 	}

@@ -111,7 +111,7 @@ func addrOf(t *testing.T, e *Endpoint) netip.Addr {
 // namespaces, links, iptables rules and chains, address leases, libcni's cache.
 func assertGone(t *testing.T, s *Store, n *Network, p netip.Prefix, eps ...*Endpoint) {
 	t.Helper()
-	words := []string{n.ID, n.Bridge, strings.TrimSuffix(p.Addr().String(), ".0") + "."}
+	words := []string{n.ID, n.Bridge, strings.TrimSuffix(strings.TrimSuffix(p.Addr().String(), ".0")+".", "::.") + ":"}
 	for _, e := range eps {
 		words = append(words, e.ID)
 		if _, err := os.Lstat(e.NetNS); !errors.Is(err, os.ErrNotExist) {
@@ -127,7 +127,8 @@ func assertGone(t *testing.T, s *Store, n *Network, p netip.Prefix, eps ...*Endp
 	if cnitest.LinkExists(t, n.Bridge) {
 		t.Errorf("bridge %s left", n.Bridge)
 	}
-	for _, l := range cnitest.IPTablesMentions(t, false, words...) {
+	v6 := p.Addr().Is6()
+	for _, l := range cnitest.IPTablesMentions(t, v6, words...) {
 		t.Errorf("iptables rule or chain left: %s", l)
 	}
 	for _, dir := range []string{s.networksDir(), s.endpointsDir(), s.ipamDir(), filepath.Join(s.cacheDir())} {
@@ -378,4 +379,43 @@ func TestNamespaceGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, s2, n, p, e)
+}
+
+// TestIPv6Transparent: a transparent network (no gateway) on an IPv6 subnet; its
+// endpoints reach each other and nothing is left.
+func TestIPv6Transparent(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	v4 := cnitest.Subnet(t).Addr().As4()
+	p := netip.MustParsePrefix(fmt.Sprintf("fd00:231:%x::/64", v4[2]))
+	n, err := s.CreateNetwork(ctx, Network{Name: "v6-" + p.String(), Type: TypeTransparent, Subnets: []Subnet{{AddressPrefix: p.String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.DeleteNetwork(ctx, n.ID) })
+	a := testEndpoint(t, s, n, Endpoint{})
+	b := testEndpoint(t, s, n, Endpoint{})
+	if !p.Contains(addrOf(t, a)) || a.PrefixLength != 64 {
+		t.Errorf("endpoint a: %s/%d, want in %s", a.IPAddress, a.PrefixLength, p)
+	}
+	// IPv6 duplicate address detection may hold the address for a moment.
+	ok := false
+	for i := 0; i < 5 && !ok; i++ {
+		ok = cnitest.Ping(t, a.NetNS, addrOf(t, b), 2*time.Second)
+	}
+	if !ok {
+		t.Error("IPv6 endpoints do not reach each other")
+	}
+	for _, e := range []*Endpoint{a, b} {
+		if err := s.CheckEndpoint(ctx, e.ID); err != nil {
+			t.Errorf("CHECK: %v", err)
+		}
+		if err := s.DeleteEndpoint(ctx, e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s, n, p, a, b)
 }

@@ -100,6 +100,20 @@ func removeNetNS(path string) error {
 	return nil
 }
 
+// pinBridgeMAC sets the bridge's MAC address to the one it has, so that it stops
+// following the lowest MAC of its ports as endpoints come and go; CNI CHECK compares
+// it with the ADD results. (The bridge plugin does this itself only for gateways.)
+func pinBridgeMAC(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("bridge %s: setting its MAC address: %w", name, err)
+	}
+	return nil
+}
+
 // removeBridge deletes the Linux bridge of a network; a missing one is fine.
 func removeBridge(name string) error {
 	l, err := netlink.LinkByName(name)
