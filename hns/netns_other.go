@@ -18,4 +18,4 @@ func interfaceStats(path, ifc string) (Stats, error) {
 	return Stats{}, unsupportedf("interface counters (Linux only)")
 }
 func removeEndpointRules(containerID string, v6 bool) error { return nil }
-func pinBridgeMAC(name string) error { return nil }
+func pinBridgeMAC(name string) error                        { return nil }
