@@ -34,11 +34,15 @@ type LayerPather interface {
 type AppendSpec struct {
 	// Base names a stored Windows image.
 	Base string
-	// Layer is the new layer's content: an OCI Windows layer tar (entries under
+	// Layer is the new layer's content (unless FromKey is set): an OCI Windows layer tar (entries under
 	// Files/, Hives/, UtilityVM/; plain, gzip or zstd), taken as it is after
 	// checking; a plain tar of files (written as the layer's Files/); or a
 	// directory whose contents become the layer's Files/.
 	Layer string
+	// FromKey, instead of Layer, names an active layer of the layer store made
+	// over the base's top layer (a container's writable layer): its changes,
+	// exported by the store as a Windows layer tar, are the new layer (commit).
+	FromKey string
 	// Name is the new image's name in the store.
 	Name string
 	// Created is the new image's creation time (default: the base's), so the
@@ -88,7 +92,11 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := s.windowsLayerTar(ctx, tmp, spec.Layer, chain); err != nil {
+	if spec.FromKey != "" {
+		if err := s.layers.ExportLayer(ctx, spec.FromKey, tmp); err != nil {
+			return nil, fail("export the changes of "+spec.FromKey, err)
+		}
+	} else if err := s.windowsLayerTar(ctx, tmp, spec.Layer, chain); err != nil {
 		return nil, fail("make layer of "+spec.Layer, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -114,6 +122,9 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	by := spec.CreatedBy
 	if by == "" {
 		by = "hcs image append"
+		if spec.FromKey != "" {
+			by = "hcs image commit"
+		}
 	}
 	out, err := mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: lmt,
 		History: v1.History{Created: v1.Time{Time: created.UTC()}, CreatedBy: by}})
@@ -255,6 +266,13 @@ func (r stableTimes) Next() (*winlayer.Entry, error) {
 		e.Info.CreationTime = w
 	}
 	return e, nil
+}
+
+// Commit makes the image name of the base image and the changes of the active
+// layer key of the layer store (a container's writable layer over the base's top
+// layer): Append with AppendSpec.FromKey.
+func (s *Store) Commit(ctx context.Context, base, key, name string) (*Summary, error) {
+	return s.Append(ctx, AppendSpec{Base: base, FromKey: key, Name: name})
 }
 
 // isWindowsLayerTar says whether the tar's first entry is under Files/, Hives/ or

@@ -102,3 +102,57 @@ func TestAppendWindows(t *testing.T) {
 		t.Errorf("a Windows layer tar was changed by append (%s)", sum3.Layers[1].Digest)
 	}
 }
+
+// TestCommitWindows: a container's writable layer over a Windows image becomes the
+// new layer of an image.
+func TestCommitWindows(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	base := reg.Host + "/build/commit-base:1"
+	pushImage(t, base, buildImage(t, winPlatform, windowsLayers(t)[:1], types.OCIManifestSchema1))
+	s, ls := newStore(t)
+	sum, err := s.Pull(ctx, base, WithPlatform(winPlatform))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := ls.Prepare(ctx, "container-1", sum.Layers[0].ChainID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	mountAll(t, mounts, target)
+	os.MkdirAll(filepath.Join(target, "app"), 0o755)
+	os.WriteFile(filepath.Join(target, "app", "new.txt"), []byte("written in a container\n"), 0o644)
+	if err := os.Remove(filepath.Join(target, "Windows/System32/d0000/f00001.dll")); err != nil {
+		t.Fatal(err)
+	}
+	unmount(t, target)
+
+	got, err := s.Commit(ctx, base, "container-1", "committed:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Layers) != 2 || !got.Layers[1].Unpacked {
+		t.Fatalf("committed image %+v", got)
+	}
+	var buf bytes.Buffer
+	if err := s.ExportLayer(ctx, "committed:1", 1, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var added, removed bool
+	ociwclayer.ScanTar(ctx, bytes.NewReader(buf.Bytes()), func(e *winlayer.Entry) error {
+		switch {
+		case e.Name == "Files/app/new.txt":
+			added = true
+		case e.Removed && e.Name == "Files/Windows/System32/d0000/f00001.dll":
+			removed = true
+		}
+		return nil
+	})
+	if !added || !removed {
+		t.Errorf("committed layer: new file %v, removal %v; want both", added, removed)
+	}
+	if err := ls.Remove(ctx, "container-1"); err != nil {
+		t.Fatal(err)
+	}
+}

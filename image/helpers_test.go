@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -64,6 +65,32 @@ func (l *layerStore) keys(t *testing.T) []string {
 	return out
 }
 
+// mountAll performs the store's mounts at target.
+func mountAll(t *testing.T, mounts []store.Mount, target string) {
+	t.Helper()
+	for _, m := range mounts {
+		var flags uintptr
+		data := strings.Join(m.Options, ",")
+		if m.Type == "bind" {
+			flags = unix.MS_BIND | unix.MS_REC
+			if slices.Contains(m.Options, "ro") {
+				flags |= unix.MS_RDONLY
+			}
+			data = ""
+		}
+		if err := unix.Mount(m.Source, target, m.Type, flags, data); err != nil {
+			t.Fatalf("mount %v: %v", m, err)
+		}
+	}
+}
+
+func unmount(t *testing.T, target string) {
+	t.Helper()
+	if err := unix.Unmount(target, 0); err != nil {
+		t.Errorf("unmount %s: %v", target, err)
+	}
+}
+
 // viewRootfs mounts a read-only view of the layer key and returns its path,
 // unmounted and removed at the test's end.
 func (l *layerStore) viewRootfs(t *testing.T, key string) string {
@@ -75,21 +102,9 @@ func (l *layerStore) viewRootfs(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	target := t.TempDir()
-	for _, m := range mounts {
-		var flags uintptr = unix.MS_RDONLY
-		data := strings.Join(m.Options, ",")
-		if m.Type == "bind" {
-			flags |= unix.MS_BIND | unix.MS_REC
-			data = ""
-		}
-		if err := unix.Mount(m.Source, target, m.Type, flags, data); err != nil {
-			t.Fatalf("mount %v: %v", m, err)
-		}
-	}
+	mountAll(t, mounts, target)
 	t.Cleanup(func() {
-		if err := unix.Unmount(target, 0); err != nil {
-			t.Errorf("unmount %s: %v", target, err)
-		}
+		unmount(t, target)
 		if err := l.Remove(ctx, view); err != nil {
 			t.Errorf("remove view: %v", err)
 		}

@@ -51,6 +51,7 @@ or by a digest prefix of 12 hex digits or more.`,
 		a.newImageTagCommand(f),
 		a.newImageConvertCommand(f),
 		a.newImageAppendCommand(f),
+		a.newImageCommitCommand(f),
 	)
 	return cmd
 }

@@ -122,3 +122,39 @@ into the store; push the image with hcs image push.`,
 	}
 	return cmd
 }
+
+func (a *app) newImageCommitCommand(f *imageFlags) *cobra.Command {
+	var base, key, tag string
+	cmd := &cobra.Command{
+		Use:   "commit --base NAME --key KEY -t NEWNAME",
+		Short: "Make an image of a Windows base and the changes of a writable layer over it",
+		Long: `Make the image NEWNAME: the stored Windows image --base with one more layer,
+the changes of the layer store's active layer KEY (a container's writable layer
+prepared over the base's top layer, keyed by its chainID). The changes are read
+as a Windows layer: deletions become whiteouts, new files get the metadata Windows
+gives files a container creates, files changed from the base keep the base's
+metadata. The new layer is unpacked into the store; push the image with
+hcs image push.`,
+		Args: cobra.NoArgs,
+		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
+			s, closeFn, err := a.openImages(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			sum, err := s.Commit(cmd.Context(), base, key, tag)
+			if err != nil {
+				return err
+			}
+			return a.result(imageText("committed", sum), sum)
+		}),
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&base, "base", "", "the stored base image (`NAME`)")
+	fl.StringVar(&key, "key", "", "the active layer's `KEY` in the layer store")
+	fl.StringVarP(&tag, "tag", "t", "", "the new image's `NAME`")
+	for _, n := range []string{"base", "key", "tag"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
