@@ -46,16 +46,47 @@ CIM take either such a LAYERDIR or the path of a .cim file.`,
 	return cmd
 }
 
-// cimPath resolves a CIM argument: a .cim file, or a CIM layer folder.
-func cimPath(arg string) string {
-	if st, err := os.Stat(arg); err == nil && st.Mode().IsRegular() {
-		return arg
+// cimPath resolves a CIM argument: a .cim file, or a CIM layer folder. Its
+// errors name the argument as typed: a missing file, a folder that is not a
+// CIM layer (and the image it lacks).
+func cimPath(arg string) (string, error) {
+	st, err := os.Stat(arg)
+	switch {
+	case err == nil && st.Mode().IsRegular():
+		return arg, nil
+	case err == nil && st.IsDir():
+		p := wcim.GetCimPathFromLayer(arg)
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return "", &notCIMError{arg: arg, cim: p}
+		}
+		return p, nil
+	case err == nil:
+		return "", fmt.Errorf("%s is neither a .cim file nor a CIM layer folder: %w", arg, fs.ErrInvalid)
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("%s: no such CIM file or CIM layer folder: %w", arg, fs.ErrNotExist)
 	}
-	return wcim.GetCimPathFromLayer(arg)
+	return "", err
 }
 
+// notCIMError: a folder given as a CIM is not a CIM layer.
+type notCIMError struct{ arg, cim string }
+
+func (e *notCIMError) Error() string {
+	return fmt.Sprintf("%s is not a CIM layer: it has no image %s", e.arg, e.cim)
+}
+func (e *notCIMError) Unwrap() []error { return []error{wcim.ErrNotCimLayer, fs.ErrNotExist} }
+
+// openCIM opens the CIM named by arg; errors name arg.
 func openCIM(arg string) (*cimfs.Image, error) {
-	return cimfs.Open(cimPath(arg))
+	p, err := cimPath(arg)
+	if err != nil {
+		return nil, err
+	}
+	im, err := cimfs.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("CIM %s: %w", arg, err)
+	}
+	return im, nil
 }
 
 type cimCreateResult struct {
@@ -118,6 +149,9 @@ region and object ID files) and the time; -o json gives {"layer", "cim", "bytes"
 
 func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) (retErr error) {
 	start := time.Now()
+	if err := checkDestFolder(layer); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
 	var n int64
 	var warnings []string
 	source := folder

@@ -65,14 +65,11 @@ gives {"cim", "containerID", "volumeGUID", "mountpoint", "pid"}.`,
 
 // cimSource resolves and checks a CIM argument for mounting.
 func cimSource(arg string) (string, error) {
-	p, err := filepath.Abs(cimPath(arg))
+	p, err := cimPath(arg)
 	if err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("cim mount: %w", err)
 	}
-	return p, nil
+	return filepath.Abs(p)
 }
 
 func (a *app) cimMountContainer(ctx context.Context, arg, containerID string) error {
@@ -96,8 +93,14 @@ func (a *app) cimMountTarget(ctx context.Context, arg, target string) error {
 	if err != nil {
 		return err
 	}
+	typed := target
 	if target, err = filepath.Abs(target); err != nil {
 		return err
+	}
+	if st, err := os.Stat(target); err != nil {
+		return fmt.Errorf("cim mount: mount point %s: %w", typed, err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("cim mount: mount point %s is not a folder: %w", typed, fs.ErrInvalid)
 	}
 	if rec, err := mountRecordAt(target); err == nil {
 		return fmt.Errorf("cim mount: %s: %s is mounted there: %w", target, rec.Source, fs.ErrExist)
@@ -161,7 +164,7 @@ exit code 5.`,
 				}
 				return a.result("cleaned "+mp, cimMountResult{ContainerID: container, VolumeGUID: wcim.VolumeGUID(container).String(), Mountpoint: mp})
 			case target == "" && container == "" && len(args) == 2:
-				src, err := filepath.Abs(cimPath(args[0]))
+				src, err := cimSource(args[0])
 				if err != nil {
 					return err
 				}

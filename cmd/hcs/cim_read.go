@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -69,7 +70,10 @@ func (a *app) cimLs(ctx context.Context, arg, dir string, long, recursive bool) 
 	defer im.Close()
 	id, err := im.Lookup(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("CIM %s: %s: %w", arg, dir, err)
+	}
+	if fi, err := im.StatID(id); err == nil && !fi.IsDir() {
+		return fmt.Errorf("CIM %s: %s is not a directory: %w", arg, dir, fs.ErrInvalid)
 	}
 	var out []Entry
 	var text strings.Builder
@@ -143,9 +147,16 @@ the alternate data stream STREAM instead.`,
 				return err
 			}
 			defer im.Close()
-			f, err := im.Open(cimInnerPath(args[1]))
+			inner := cimInnerPath(args[1])
+			file, _, _ := strings.Cut(inner, ":")
+			if fi, err := im.Stat(file); err != nil {
+				return fmt.Errorf("CIM %s: %s: %w", args[0], args[1], err)
+			} else if fi.IsDir() {
+				return fmt.Errorf("CIM %s: %s is a directory: %w", args[0], args[1], fs.ErrInvalid)
+			}
+			f, err := im.Open(inner)
 			if err != nil {
-				return err
+				return fmt.Errorf("CIM %s: %s: %w", args[0], args[1], err)
 			}
 			bw := bufio.NewWriterSize(a.stdout, 256<<10)
 			if _, err := io.Copy(ctxWriter{cmd.Context(), bw}, f); err != nil {
@@ -182,7 +193,7 @@ values in base64.`,
 			defer im.Close()
 			fi, err := im.Stat(cimInnerPath(args[1]))
 			if err != nil {
-				return err
+				return fmt.Errorf("CIM %s: %s: %w", args[0], args[1], err)
 			}
 			st, err := statOf(args[1], fi)
 			if err != nil {
@@ -259,6 +270,12 @@ func (st *cimStat) text() string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
+// cimVerifyResult is the -o json document of cim verify.
+type cimVerifyResult struct {
+	CIM string `json:"cim"`
+	CheckResult
+}
+
 func (a *app) newCIMVerifyCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "verify CIM",
@@ -273,20 +290,31 @@ Exit code 0 when the image is sound, 3 when it is corrupt (the first problem is
 printed with its file, structure and offset), 5 when a file is missing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			p := cimPath(args[0])
+			p, err := cimPath(args[0])
+			if err != nil {
+				return err
+			}
 			im, err := cimfs.Open(p)
 			if err == nil {
 				err = im.Verify()
 				im.Close()
 			}
+			var problems []string
 			if err != nil {
-				var fe *cimfs.FormatError
-				if errors.As(err, &fe) && a.output == outputJSON {
-					a.result("", map[string]any{"cim": p, "ok": false, "error": err.Error(), "file": fe.File, "object": fe.Object, "offset": fe.Offset})
+				if !errors.Is(err, cimfs.ErrInvalidFormat) && !errors.As(err, new(*cimfs.FormatError)) {
+					return fmt.Errorf("CIM %s: %w", args[0], err)
 				}
-				return err
+				problems = []string{err.Error()}
 			}
-			return a.result("CIM "+p+" is sound", map[string]any{"cim": p, "ok": true})
+			res := cimVerifyResult{CIM: absPath(p), CheckResult: newCheckResult(problems)}
+			if len(problems) > 0 {
+				if a.output == outputJSON {
+					a.result("", res)
+					return reportedError{fmt.Errorf("CIM %s: %w", args[0], err)}
+				}
+				return fmt.Errorf("CIM %s: %w", args[0], err)
+			}
+			return a.result("CIM "+args[0]+" is sound", res)
 		}),
 	}
 }

@@ -77,6 +77,8 @@ var invalidInput = []error{
 	ext4.ErrConflict,
 	ext4.ErrXattr,
 	ext4.ErrUnsupported,
+	ext4.ErrTooLarge, // a tar whose files or tree exceed the image's limits (a tar bomb)
+	ocilayer.ErrTooLarge,
 	hns.ErrInvalid,
 	errStoreDamaged,
 	store.ErrCorrupt,

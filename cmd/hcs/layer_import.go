@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -62,6 +64,9 @@ readBytes being the size of the input as read (compressed).`,
 
 func (a *app) importLayer(ctx context.Context, file, layer string, parents []string, noSync bool) error {
 	start := time.Now()
+	if err := checkDestFolder(layer); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
 	in, err := a.openInput(file)
 	if err != nil {
 		return err
@@ -92,4 +97,14 @@ func (a *app) importLayer(ctx context.Context, file, layer string, parents []str
 	return a.result(
 		fmt.Sprintf("imported %s into %s in %s", progress.Bytes(n), abs, seconds(elapsed)),
 		importResult{Layer: abs, Bytes: n, Duration: newDuration(elapsed), ReadBytes: bar.N(), Compression: format.String()})
+}
+
+// checkDestFolder refuses a destination that exists and is not a folder,
+// naming it as typed (an error matching fs.ErrExist).
+func checkDestFolder(path string) error {
+	st, err := os.Lstat(path)
+	if err == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a folder: %w", path, fs.ErrExist)
+	}
+	return nil
 }

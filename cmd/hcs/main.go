@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,6 +94,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 // execute runs the command line args and returns the exit code. Errors are written
 // to stderr as "hcs: <message>".
 func (a *app) execute(ctx context.Context, args []string) int {
+	args = a.globalFlagsBefore(args, "tar2ext4")
 	root := a.newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
@@ -116,6 +119,36 @@ func (a *app) execute(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code
+}
+
+// globalFlagsBefore applies the global flags given before the command word
+// cmd and drops them from args: cmd parses its own flags (tar2ext4 keeps
+// hcsshim's single-dash flags, where -o names the image), so "hcs -o json
+// tar2ext4 ..." would otherwise lose them.
+func (a *app) globalFlagsBefore(args []string, cmd string) []string {
+	w := commandWords(args)
+	if len(w) == 0 || w[0] != cmd {
+		return args
+	}
+	i := slices.Index(args, cmd)
+	for j := 0; j < i; j++ {
+		switch f := args[j]; {
+		case (f == "-o" || f == "--output") && j+1 < i:
+			a.output = args[j+1]
+			j++
+		case strings.HasPrefix(f, "--output="):
+			a.output = strings.TrimPrefix(f, "--output=")
+		case strings.HasPrefix(f, "-o") && len(f) > 2:
+			a.output = strings.TrimPrefix(strings.TrimPrefix(f, "-o"), "=")
+		case f == "-q" || f == "--quiet":
+			a.quiet = true
+		case f == "--debug":
+			a.debug = true
+		default:
+			return args // something else: let cobra report it
+		}
+	}
+	return args[i:]
 }
 
 func (a *app) newRootCommand() *cobra.Command {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/internal/progress"
 	"github.com/hostcompute/hostcompute/internal/staging"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
@@ -100,10 +101,11 @@ func (a *app) runTar2Ext4(cmd *cobra.Command, args []string) error {
 	}
 	fs.StringVar(&fl.rootHash, "root-hash", "", "")
 	fs.StringVar(&fl.maxDiskSize, "max-disk-size", "", "")
-	fs.StringVar(&a.output, "output", outputText, "")
-	fs.BoolVar(&a.quiet, "q", false, "")
-	fs.BoolVar(&a.quiet, "quiet", false, "")
-	fs.BoolVar(&a.debug, "debug", false, "")
+	// Defaults are what global flags before "tar2ext4" said.
+	fs.StringVar(&a.output, "output", a.output, "")
+	fs.BoolVar(&a.quiet, "q", a.quiet, "")
+	fs.BoolVar(&a.quiet, "quiet", a.quiet, "")
+	fs.BoolVar(&a.debug, "debug", a.debug, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cmd.Help()
@@ -176,6 +178,9 @@ func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option
 	start := time.Now()
 	var in io.Reader = a.stdin
 	var total int64 = -1
+	if (fl.input == "" || fl.input == stdio) && progress.IsTerminal(a.stdin) {
+		return usageErrorf("refusing to read a tar from a terminal: give -i FILE or redirect standard input")
+	}
 	if fl.input != "" && fl.input != stdio {
 		f, err := os.Open(fl.input)
 		if err != nil {
