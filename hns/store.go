@@ -32,7 +32,9 @@ const (
 	DefaultNetNSDir = "/run/netns"           // $HOSTCOMPUTE_NETNS_DIR; where ip-netns(8) looks
 )
 
-// DefaultPluginDirs are searched for CNI plugins after $HOSTCOMPUTE_CNI_PATH.
+// DefaultPluginDirs are searched for CNI plugins after $HOSTCOMPUTE_CNI_PATH and
+// cni/<PluginsVersion> beside the running program (where `make` puts them for
+// bin/hcs).
 var DefaultPluginDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
 
 // Options configure a Store. Zero fields take their defaults.
@@ -58,6 +60,9 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.PluginDirs) == 0 {
 		if p := os.Getenv("HOSTCOMPUTE_CNI_PATH"); p != "" {
 			o.PluginDirs = filepath.SplitList(p)
+		}
+		if exe, err := os.Executable(); err == nil {
+			o.PluginDirs = append(o.PluginDirs, filepath.Join(filepath.Dir(exe), "cni", PluginsVersion))
 		}
 		o.PluginDirs = append(o.PluginDirs, DefaultPluginDirs...)
 	}

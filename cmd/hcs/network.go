@@ -12,8 +12,9 @@ import (
 
 const hnsStateHelp = `State is kept in $HOSTCOMPUTE_HNS_STATE_DIR (default /run/hostcompute/hns),
 namespaces are bound in $HOSTCOMPUTE_NETNS_DIR (default /run/netns, where
-"ip netns" looks), and the CNI plugins are looked for in $HOSTCOMPUTE_CNI_PATH
-(make deps builds them into bin/cni/` + hns.PluginsVersion + `), then /opt/cni/bin and
+"ip netns" looks), and the CNI plugins are looked for in $HOSTCOMPUTE_CNI_PATH,
+then in cni/` + hns.PluginsVersion + ` beside this program (make deps builds them into
+bin/cni/` + hns.PluginsVersion + `, beside make's bin/hcs), then /opt/cni/bin and
 /usr/lib/cni. Needs root.`
 
 func (a *app) newNetworkCommand() *cobra.Command {
