@@ -74,8 +74,9 @@ func TestLayerWriterReaderBackupStreams(t *testing.T) {
 			{h: winfile.StreamHeader{ID: winfile.StreamSecurityData, Attributes: winfile.StreamAttrContainsSecurity}, data: sd},
 			{h: winfile.StreamHeader{ID: winfile.StreamEAData}, data: eas},
 			{h: winfile.StreamHeader{ID: winfile.StreamData}, data: []byte("hello, layer")},
-			{h: winfile.StreamHeader{ID: winfile.StreamAlternateData, Name: ":Zone.Identifier:$DATA"}, data: []byte("[ZoneTransfer]\r\nZoneId=3")},
+			// Alternate streams in the order Windows lists them (upcased names sorted).
 			{h: winfile.StreamHeader{ID: winfile.StreamAlternateData, Name: ":big:$DATA"}, data: bytes.Repeat([]byte("ads"), 100000)},
+			{h: winfile.StreamHeader{ID: winfile.StreamAlternateData, Name: ":Zone.Identifier:$DATA"}, data: []byte("[ZoneTransfer]\r\nZoneId=3")},
 			{h: winfile.StreamHeader{ID: winfile.StreamObjectID}, data: objectID},
 		}},
 		{name: `Files\dir\nodata`, info: info(winfile.AttrArchive)},

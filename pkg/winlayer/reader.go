@@ -211,6 +211,10 @@ func (r *Reader) entry(dirFD int, base, name string) (e *Entry, implicit, isDir 
 	if rec != nil && e.LinkTarget == "" {
 		e.ParentLink = rec.parentLink
 	}
+	// Streams in the order Windows lists them (NTFS keeps a file's attributes
+	// sorted by upcased name), the order a CIM keeps them in: every form of a
+	// layer then reads back the same.
+	slices.SortStableFunc(e.Streams, func(a, b Stream) int { return strings.Compare(foldName(a.Name), foldName(b.Name)) })
 	return e, false, isDir, nil
 }
 

@@ -69,8 +69,9 @@ type ParentLookup func(name string) Kind
 //   - a hard link names a file (not a directory) added earlier in this layer or held
 //     by a parent and not removed by this layer (ErrLinkTarget);
 //   - alternate data streams follow their file or directory, each name once;
-//   - sizes are within what NTFS holds, security descriptors, extended attributes and
-//     reparse buffers decode.
+//   - sizes are within what NTFS holds (and, with SetFreeSpace, what the target
+//     filesystem has free); security descriptors, extended attributes and reparse
+//     buffers decode.
 //
 // A Validator is not safe for concurrent use. Its memory grows with the number of
 // names in the layer.
@@ -80,6 +81,25 @@ type Validator struct {
 	names   map[string]*vname // by folded name
 	cur     *vname            // the entry alternate streams attach to
 	streams map[string]bool   // folded stream names of cur
+	free    func() uint64     // free bytes where the data goes, or nil
+}
+
+// SetFreeSpace gives the Validator a way to learn how many bytes the layer's
+// target filesystem has free: a file or stream declaring more than that (from
+// 64 MiB on) is refused with ErrTooLarge before any of its data is read.
+func (v *Validator) SetFreeSpace(free func() uint64) { v.free = free }
+
+// checkSize applies the size rules to a file or stream of size bytes.
+func (v *Validator) checkSize(size int64) error {
+	if size < 0 || size > maxFileSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
+	}
+	if size > 64<<20 && v.free != nil {
+		if f := v.free(); uint64(size) > f {
+			return fmt.Errorf("%w: %d bytes but only %d free on the target filesystem", ErrTooLarge, size, f)
+		}
+	}
+	return nil
 }
 
 type vname struct {
@@ -172,8 +192,13 @@ func (v *Validator) create(name string, kind Kind) error {
 }
 
 // Add checks an entry (a file, directory or reparse point) and returns its cleaned
-// name.
+// name. It normalises one field of e: a reparse point without data has no data
+// stream (as Windows backs it up), whatever the form it came in says, since only a
+// backup stream can tell an empty data stream from none there.
 func (v *Validator) Add(e *Entry) (string, error) {
+	if len(e.Reparse) > 0 && e.Size == 0 && !e.IsDir() {
+		e.NoDataStream = true
+	}
 	v.cur = nil
 	name, err := CleanName(e.Name)
 	if err != nil {
@@ -182,8 +207,8 @@ func (v *Validator) Add(e *Entry) (string, error) {
 	if e.Removed || e.LinkTarget != "" {
 		return "", fmt.Errorf("%w: a removal or hard link given as an entry", ErrNotSupported)
 	}
-	if e.Size < 0 || e.Size > maxFileSize {
-		return "", fmt.Errorf("%w: %d bytes", ErrTooLarge, e.Size)
+	if err := v.checkSize(e.Size); err != nil {
+		return "", err
 	}
 	if e.IsDir() && e.Size != 0 {
 		return "", fmt.Errorf("%w: a directory with %d bytes of data", ErrSizeMismatch, e.Size)
@@ -224,8 +249,8 @@ func (v *Validator) AddStream(name string, size int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if size < 0 || size > maxFileSize {
-		return "", fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
+	if err := v.checkSize(size); err != nil {
+		return "", err
 	}
 	key := foldName(sname)
 	if v.streams[key] {

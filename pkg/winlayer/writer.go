@@ -156,6 +156,13 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	}
 	w.sds = map[string][]byte{}
 	w.v = NewValidator(len(absParents) == 0, w.parentKind)
+	w.v.SetFreeSpace(func() uint64 {
+		var sfs unix.Statfs_t
+		if unix.Fstatfs(w.rootFD, &sfs) != nil {
+			return ^uint64(0)
+		}
+		return sfs.Bavail * uint64(sfs.Bsize)
+	})
 	return w, nil
 }
 
@@ -381,15 +388,6 @@ func (w *Writer) Add(e *Entry) error {
 }
 
 func (w *Writer) add(name string, e *Entry) error {
-	if e.Size < 0 || e.Size > maxFileSize {
-		return fmt.Errorf("%w: %d bytes", ErrTooLarge, e.Size)
-	}
-	if e.Size > 64<<20 {
-		var sfs unix.Statfs_t
-		if unix.Fstatfs(w.rootFD, &sfs) == nil && uint64(e.Size) > sfs.Bavail*uint64(sfs.Bsize) {
-			return fmt.Errorf("%w: %d bytes but only %d free on the target filesystem", ErrTooLarge, e.Size, sfs.Bavail*uint64(sfs.Bsize))
-		}
-	}
 	if sd := e.SecurityDescriptor; len(sd) > 0 && w.sds[string(sd)] == nil {
 		if err := winfile.ValidateSecurityDescriptor(sd); err != nil {
 			return fmt.Errorf("security descriptor: %w", err)
@@ -863,7 +861,13 @@ func (w *Writer) findLinkTarget(target string) (string, int, *record, error) {
 // metadata, else one made from the file itself. It returns nil if the name is absent.
 func (w *Writer) parentRecord(parent string, fd int, name string) (*record, error) {
 	var st *unix.Stat_t
-	dfd, err := openDirBeneath(fd, parentOf(name))
+	var dfd int
+	var err error
+	if parentOf(name) == "" {
+		dfd, err = unix.Dup(fd)
+	} else {
+		dfd, err = openDirBeneath(fd, parentOf(name))
+	}
 	if err != nil {
 		return nil, nil
 	}

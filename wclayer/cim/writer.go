@@ -103,6 +103,7 @@ func NewCimLayerWriter(ctx context.Context, path string, parentLayerPaths []stri
 		return nil, err
 	}
 	cw.v = winlayer.NewValidator(len(parentLayerPaths) == 0, cw.parentKind)
+	cw.v.SetFreeSpace(func() uint64 { return freeSpace(dir) })
 	return cw, nil
 }
 
@@ -248,9 +249,9 @@ func (cw *CimLayerWriter) Add(name string, fileInfo *winfile.BasicInfo, fileSize
 		return cw.fail(cw.entryErr("add", name, err))
 	}
 	h := &cimfs.Header{Name: clean, Info: *fileInfo, Size: fileSize, SecurityDescriptor: securityDescriptor,
-		ExtendedAttributes: extendedAttributes, ReparseData: reparseData}
+		ExtendedAttributes: extendedAttributes, ReparseData: reparseData, NoDataStream: e.NoDataStream}
 	if h.Info.FileAttributes&winfile.AttrDirectory != 0 {
-		h.Size = 0
+		h.Size, h.NoDataStream = 0, false
 	}
 	if err := cw.w.Add(h); err != nil {
 		return cw.fail(err)
