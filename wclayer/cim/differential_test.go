@@ -441,7 +441,7 @@ func wpaths() []wpath {
 		}, folderRead},
 		{"CIM from tar", func(ctx context.Context, in []byte, layer string, parents []string) error {
 			_, err := ocicim.ImportCimLayerFromTar(ctx, bytes.NewReader(in), layer, parents)
-			return err
+			return writtenCIM(err)
 		}, cimRead},
 		{"LayerWriter", func(ctx context.Context, in []byte, layer string, parents []string) error {
 			lw, err := wclayer.NewLayerWriter(ctx, layer, parents)
@@ -464,9 +464,20 @@ func wpaths() []wpath {
 				cw.Abort()
 				return err
 			}
-			return cw.Close(ctx)
+			return writtenCIM(cw.Close(ctx))
 		}, cimRead},
 	}
+}
+
+// writtenCIM takes the errors a CIM layer's Close returns after writing the layer,
+// for base-layer steps without a Linux implementation (merging delta hives,
+// making a utility VM boot from the CIM), as success: the layer is what the test
+// compares.
+func writtenCIM(err error) error {
+	if errors.Is(err, wcim.ErrHiveMergeUnsupported) || errors.Is(err, wcim.ErrUtilityVMBootUnsupported) {
+		return nil
+	}
+	return err
 }
 
 // backupAdapter feeds decoded entries to hcsshim's LayerWriter as Win32 backup
