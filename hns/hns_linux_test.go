@@ -2,6 +2,7 @@ package hns
 
 import (
 	"bufio"
+	"crypto/sha512"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,6 +263,15 @@ func TestPortMappingFromLoopback(t *testing.T) {
 	if err := s.CheckEndpoint(ctx, e.ID); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
+	// The bandwidth plugin shapes egress on an ifb device named from the network and
+	// the container ID, with a token bucket filter.
+	sum := sha512.Sum512([]byte(n.ID + e.ID))
+	ifb := fmt.Sprintf("bwp%x", sum)[:15]
+	if !cnitest.LinkExists(t, ifb) {
+		t.Errorf("no ifb device %s for the QOS policy", ifb)
+	} else if out, err := exec.Command("tc", "qdisc", "show", "dev", ifb).CombinedOutput(); err != nil || !strings.Contains(string(out), "tbf") {
+		t.Errorf("tc qdisc show dev %s: %v\n%s", ifb, err, out)
+	}
 
 	www := t.TempDir()
 	body := "served from endpoint " + e.ID + "\n"
@@ -298,6 +309,9 @@ func TestPortMappingFromLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, s, n, p, e)
+	if cnitest.LinkExists(t, ifb) {
+		t.Errorf("ifb device %s left", ifb)
+	}
 	if l := cnitest.IPTablesMentions(t, false, fmt.Sprintf("--dport %d ", port)); len(l) > 0 {
 		t.Errorf("port mapping left: %q", l)
 	}
@@ -418,4 +432,85 @@ func TestIPv6Transparent(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, s, n, p, a, b)
+}
+
+// TestConcurrentEndpoints: endpoints made at once on one network get distinct
+// addresses and MACs from the network's pool, in order.
+func TestConcurrentEndpoints(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	p := cnitest.Subnet(t)
+	n, err := s.CreateNetwork(ctx, Network{
+		Name: "pool-" + p.String(), Type: TypeL2Bridge, Subnets: []Subnet{{AddressPrefix: p.String()}},
+		MacPools: []MacPool{{StartMacAddress: "00-15-5D-31-00-FE", EndMacAddress: "00-15-5D-31-01-10"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.DeleteNetwork(ctx, n.ID) })
+	const count = 4
+	eps := make([]*Endpoint, count)
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i := range count {
+		wg.Go(func() { eps[i], errs[i] = s.CreateEndpoint(ctx, Endpoint{VirtualNetwork: n.Name}) })
+	}
+	wg.Wait()
+	seenIP, seenMAC := map[string]bool{}, map[string]bool{}
+	for i := range count {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		seenIP[eps[i].IPAddress.String()] = true
+		seenMAC[eps[i].MacAddress] = true
+		if !strings.HasPrefix(eps[i].MacAddress, "00:15:5d:31:0") {
+			t.Errorf("MAC %s is not from the pool", eps[i].MacAddress)
+		}
+	}
+	if len(seenIP) != count || len(seenMAC) != count {
+		t.Errorf("addresses %v, MACs %v: want %d distinct", seenIP, seenMAC, count)
+	}
+	if !seenMAC["00:15:5d:31:00:fe"] || !seenMAC["00:15:5d:31:01:01"] {
+		t.Errorf("MACs %v: want the pool's first four, across the byte boundary", seenMAC)
+	}
+	for _, e := range eps {
+		if err := s.DeleteEndpoint(ctx, e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s, n, p, eps...)
+}
+
+// TestCrashDeletingNetwork: a network whose removal was cut short (its record says
+// "deleting", its bridge is still there) is removed at the next open.
+func TestCrashDeletingNetwork(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	n, p := testNetwork(t, s, TypeNAT)
+	e := testEndpoint(t, s, n, Endpoint{})
+	if err := s.DeleteEndpoint(ctx, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !cnitest.LinkExists(t, n.Bridge) {
+		t.Fatalf("bridge %s missing after the endpoint went", n.Bridge)
+	}
+	r, err := s.findNetwork(n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.State = stateDeleting
+	if err := writeRecord(s.networkFile(n.ID), r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Network(ctx, n.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a network being deleted is found: %v", err)
+	}
+	s2, err := Open(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s2, n, p, e)
 }
