@@ -2,8 +2,8 @@ package hns
 
 import (
 	"bufio"
-	"crypto/sha512"
 	"context"
+	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
