@@ -25,8 +25,11 @@ const ScratchDisk = "sandbox.vhdx"
 // the call. A disk already as large keeps its size; its file system is still
 // grown to fill it, which finishes an expansion that a crash interrupted.
 //
-// Raw images and fixed VHDs grow here; other formats grow where package vhd
-// can resize them, and otherwise give an error matching errors.ErrUnsupported.
+// Every scratch disk the project makes grows: raw images, fixed VHDs, dynamic
+// VHDX, and a differencing VHDX such as a copy of a base layer's blank.vhdx
+// (as containerd makes Windows scratch disks), which grows past its parent
+// (the parent is not touched; what lies past its end reads as zeros). A
+// differencing VHD gives an error matching errors.ErrUnsupported.
 func ExpandScratchSize(ctx context.Context, path string, size uint64) (err error) {
 	disk := path
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {

@@ -22,8 +22,9 @@ type resizer interface {
 // is left alone. The disk must not be attached: use Grow for an attached
 // disk. Raw files are extended sparsely; fixed VHDs get their footer moved
 // to the new end; other formats grow through package vhd (Disk.Resize).
-// Differencing disks keep their parent's size: the error matches
-// ErrCannotGrow.
+// A differencing VHDX grows past its parent (what it does not hold reads
+// through to the parent, and as zeros past the parent's end); a differencing
+// VHD cannot grow: the error matches ErrCannotGrow.
 func GrowFile(path string, size int64) (bool, error) { return growFile(path, size, false) }
 
 // growFile is GrowFile; raw takes the file as a raw image whatever it holds

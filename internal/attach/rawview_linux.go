@@ -98,7 +98,7 @@ func (f *rawFile) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetA
 		}
 		if err := r.Resize(int64(sz)); err != nil {
 			if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, vhd.ErrUnsupported) {
-				return syscall.EOPNOTSUPP // differencing disks keep their parent's size
+				return syscall.EOPNOTSUPP // a differencing VHD keeps its parent's size
 			}
 			return errnoOf(err)
 		}

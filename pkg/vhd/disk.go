@@ -241,8 +241,15 @@ func (d *Disk) Resize(size int64) error {
 	if size <= 0 || size%d.sector != 0 {
 		return fmt.Errorf("%w: size %d is not a positive multiple of %d", ErrInvalidOptions, size, d.sector)
 	}
-	if d.typ == Differencing {
-		return fmt.Errorf("%w: resizing a differencing disk (it has its parent's size)", ErrUnsupported)
+	if d.typ == Differencing && (d.vhdx == nil || size < d.size) {
+		// A differencing VHDX grows: its new blocks are "not present",
+		// read through to the parent, which reads zeros past its own end.
+		// Shrinking one, or resizing a differencing VHD, is not done.
+		what := "shrinking a differencing VHDX"
+		if d.vhdx == nil {
+			what = "resizing a differencing VHD (it has its parent's size)"
+		}
+		return fmt.Errorf("%w: %s", ErrUnsupported, what)
 	}
 	if size == d.size {
 		return nil

@@ -204,7 +204,7 @@ func (x *vhdxFile) resize(size int64) error {
 			return err
 		}
 	}
-	entries := vhdxBATEntries(size, x.bs, x.chunk, false)
+	entries := vhdxBATEntries(size, x.bs, x.chunk, x.info.HasParent)
 	bat := make([]uint64, entries)
 	copy(bat, x.bat)
 	oldEntries := int64(len(x.bat))

@@ -226,7 +226,10 @@ func (x *vhdxFile) openParent(depth int) (*Disk, error) {
 			parent.Close()
 			return nil, fmt.Errorf("%w: %s has DataWriteGuid %v, the child's parent_linkage is %s", ErrParentMismatch, p, got, want[0])
 		}
-		if parent.size != x.d.size || parent.sector != x.d.sector {
+		// A child is made with its parent's size and may have grown since
+		// (Disk.Resize): sectors past the parent's end read as zeros. A
+		// child smaller than its parent is not one this package made.
+		if parent.size > x.d.size || parent.sector != x.d.sector {
 			parent.Close()
 			return nil, fmt.Errorf("%w: parent %s has size %d and sector size %d, the child %d and %d", ErrParentMismatch, p, parent.size, parent.sector, x.d.size, x.d.sector)
 		}
