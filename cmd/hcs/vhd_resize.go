@@ -12,12 +12,13 @@ import (
 func (a *app) newVHDResizeCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "resize FILE SIZE",
-		Short: "Grow or shrink a fixed or dynamic disk in place",
+		Short: "Grow or shrink a disk in place (a differencing VHDX only grows)",
 		Long: `Change the virtual size of the VHD or VHDX disk FILE to SIZE, a multiple of
 its logical sector size. Growing keeps every byte and adds space that reads as
 zeros; the file system inside is not resized. Shrinking is refused (exit code 1,
 nothing changed) unless everything past the new end is unallocated or zeros.
-A differencing disk has its parent's size and cannot be resized.
+A differencing VHDX grows past its parent's size (what lies past the parent's
+end reads as zeros) and never shrinks; a differencing VHD cannot be resized.
 
 A VHDX switches to its new size through its log, so that a crash leaves either
 the old disk or a log replayed by the next writable open.`,

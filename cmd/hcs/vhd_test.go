@@ -337,13 +337,19 @@ func TestVHDXDifferencingCLI(t *testing.T) {
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, changed) {
 		t.Errorf("child reads differently (%v)", err)
 	}
-	// A third level made with create, then resize refuses a differencing disk.
+	// A third level made with create: resize grows a differencing VHDX past
+	// its parent and refuses to shrink it.
 	top := filepath.Join(dir, "top.vhdx")
 	wantCode(t, hcs(t, nil, "vhd", "create", "--format", "vhdx", "--type", "differencing", "--parent", child, top), exitOK)
 	if info := vhdInfoJSON(t, top); info.Parent != child || info.BlockSize != 2<<20 {
 		t.Errorf("top info %+v", info)
 	}
-	wantCode(t, hcs(t, nil, "vhd", "resize", top, "16M"), exitFailure)
+	wantCode(t, hcs(t, nil, "vhd", "resize", top, "16M"), exitOK)
+	if info := vhdInfoJSON(t, top); info.VirtualSize != 16<<20 || info.Type != "differencing" {
+		t.Errorf("top after growing: %+v", info)
+	}
+	wantCode(t, hcs(t, nil, "vhd", "check", top), exitOK)
+	wantCode(t, hcs(t, nil, "vhd", "resize", top, "4M"), exitFailure)
 }
 
 func TestVHDResizeCLI(t *testing.T) {
