@@ -29,10 +29,11 @@
 //
 // # State and crash safety
 //
-// State lives under one directory (default /run/hostcompute/hns, or
-// $HOSTCOMPUTE_HNS_STATE_DIR): one JSON record per network and endpoint, each written
-// by staging, fsync and rename; host-local's address leases and libcni's result cache
-// live beside them. Every change holds an exclusive flock on the directory's lock file.
+// State lives under one directory, hns/ under the project's state root
+// (internal/state: /run/hostcompute, or $HOSTCOMPUTE_STATE_DIR), or
+// $HOSTCOMPUTE_HNS_STATE_DIR: one versioned JSON record per network and endpoint,
+// written as internal/state writes records (stage, fsync, rename, fsync of the
+// directory); host-local's address leases and libcni's result cache live beside them. Every change holds an exclusive flock on the directory's lock file.
 // An endpoint record is written, marked "creating", before its namespace is made and
 // ADD runs; [Open] finds records left in that state by a process that died (the lock
 // is free, so their creator is gone), runs CNI DEL for them and removes their

@@ -163,7 +163,7 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 			return undo(err)
 		}
 	}
-	if err := writeFileAtomic(e.ResolvConf, resolvConf(e.DNSServerList, e.DNSSuffix), false); err != nil {
+	if err := writeFileVolatile(e.ResolvConf, resolvConf(e.DNSServerList, e.DNSSuffix)); err != nil {
 		return undo(err)
 	}
 	rec.Endpoint = e

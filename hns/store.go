@@ -2,8 +2,6 @@ package hns
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +14,8 @@ import (
 	"sync"
 
 	"github.com/containernetworking/cni/libcni"
-	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/state"
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
 
@@ -28,9 +26,13 @@ const PluginsVersion = "v1.10.0"
 
 // Defaults of Options, each overridden by an environment variable.
 const (
-	DefaultStateDir = "/run/hostcompute/hns" // $HOSTCOMPUTE_HNS_STATE_DIR
+	DefaultStateDir = "/run/hostcompute/hns" // state.Dir("hns"); $HOSTCOMPUTE_HNS_STATE_DIR
 	DefaultNetNSDir = "/run/netns"           // $HOSTCOMPUTE_NETNS_DIR; where ip-netns(8) looks
 )
+
+// stateName is the network service's directory under the project's state root
+// (internal/state: /run/hostcompute, or $HOSTCOMPUTE_STATE_DIR).
+const stateName = "hns"
 
 // DefaultPluginDirs are searched for CNI plugins after $HOSTCOMPUTE_CNI_PATH and
 // cni/<PluginsVersion> beside the running program (where `make` puts them for
@@ -52,7 +54,7 @@ type Options struct {
 // withDefaults fills the zero fields of o from the environment and the defaults.
 func (o Options) withDefaults() (Options, error) {
 	if o.StateDir == "" {
-		o.StateDir = envOr("HOSTCOMPUTE_HNS_STATE_DIR", DefaultStateDir)
+		o.StateDir = envOr("HOSTCOMPUTE_HNS_STATE_DIR", state.Dir(stateName))
 	}
 	if o.NetNSDir == "" {
 		o.NetNSDir = envOr("HOSTCOMPUTE_NETNS_DIR", DefaultNetNSDir)
@@ -104,13 +106,13 @@ const (
 const recordVersion = 1
 
 type networkRecord struct {
-	Version int
+	Version int `json:"version"`
 	State   string
 	Network Network
 }
 
 type endpointRecord struct {
-	Version  int
+	Version  int `json:"version"`
 	State    string
 	Endpoint Endpoint
 	// The CNI invocation, kept so that DEL gets exactly what ADD got.
@@ -189,67 +191,51 @@ func (s *Store) netnsPath(id string) string {
 	return filepath.Join(s.opts.NetNSDir, "hcs-"+id)
 }
 
-// writeFileAtomic writes data to path through a staged sibling: write, fsync (when
-// durable), rename, fsync of the directory (when durable). A crash leaves the old file
-// or the new one.
-func writeFileAtomic(path string, data []byte, durable bool) error {
-	dir := filepath.Dir(path)
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".tmp-"+filepath.Base(path)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeFileVolatile replaces path with data through a temporary sibling renamed over
+// it, without syncing: a process crash leaves the old file or the new one. It is for
+// what need not survive a machine crash (see writeRecordSync); everything else goes
+// through internal/atomicfile.
+func writeFileVolatile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return err
+		os.Remove(f.Name())
 	}
-	if !durable {
-		return nil
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		return err
-	}
-	return nil
+	return err
 }
 
-// writeRecord writes a record atomically and durably.
-func writeRecord(path string, v any) error { return writeRecordSync(path, v, true) }
+// writeRecord writes a record atomically and durably (internal/state).
+func writeRecord(path string, v any) error { return state.WriteRecord(path, v) }
 
 // writeRecordSync writes a record atomically, and durably if durable is set. Marks of
 // a change in progress need not be durable: a process crash cannot tear a rename, and
 // after a machine crash the namespaces they guard are gone, so the next open removes
 // the endpoint whatever its record says (see recover).
 func writeRecordSync(path string, v any, durable bool) error {
-	b, err := json.MarshalIndent(v, "", "\t")
+	if durable {
+		return writeRecord(path, v)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), durable)
+	return writeFileVolatile(path, append(b, '\n'))
 }
 
 func readRecord(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("hns: corrupt record %s: %w", path, err)
-	}
-	return nil
+	return state.ReadRecord(path, recordVersion, v)
 }
 
 // removeFile removes path; a missing file is fine. The removal is not synced: one
@@ -262,7 +248,7 @@ func removeFile(path string) error {
 	return nil
 }
 
-// recordFiles lists the records of dir (staged files left by a crash are removed).
+// recordFiles lists the records of dir.
 func recordFiles(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -271,10 +257,7 @@ func recordFiles(dir string) ([]string, error) {
 	var files []string
 	for _, e := range ents {
 		name := e.Name()
-		switch {
-		case strings.HasPrefix(name, ".tmp-"):
-			os.Remove(filepath.Join(dir, name))
-		case strings.HasSuffix(name, ".json"):
+		if !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") {
 			files = append(files, filepath.Join(dir, name))
 		}
 	}
@@ -327,6 +310,14 @@ func (s *Store) recover(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	// Temporary files of writes a dead process did not finish (every writer holds
+	// the lock, so none is in progress).
+	for _, dir := range []string{s.networksDir(), s.endpointsDir()} {
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
 	eps, err := s.endpointRecords()
 	if err != nil {
 		return err
@@ -372,19 +363,9 @@ func newID() string {
 
 // lock takes the exclusive lock of the state directory; unlock releases it.
 func (s *Store) lock() (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(s.opts.StateDir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := state.LockFile(filepath.Join(s.opts.StateDir, "lock"))
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
-	}
-	return func() { f.Close() }, nil
+	return func() { l.Close() }, nil
 }

@@ -36,7 +36,7 @@ var allowed = map[string][]string{
 
 	// The network engine: libcni and the plugins' namespace helpers, netlink and
 	// iptables; of the project's own packages only the mount executor and GUIDs.
-	"hns": {"pkg/guid", "internal/mount", "internal/loop", "internal/diskfs", "internal/mountinfo", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
+	"hns": {"pkg/guid", "internal/mount", "internal/loop", "internal/diskfs", "internal/mountinfo", "internal/state", "internal/atomicfile", "golang.org/x/sys/", "github.com/containernetworking/cni/", "github.com/containernetworking/plugins/pkg/ns", "github.com/coreos/go-iptables/", "github.com/vishvananda/", "go.opentelemetry.io/otel/", "github.com/cespare/xxhash/"},
 	// Images: go-containerregistry and what it brings (the Docker config file
 	// keychain, stargz and tar-split for its layer types).
 	"image": {"pkg/", "internal/", "store", "host", "golang.org/x/sys/", "golang.org/x/sync/", "go.etcd.io/bbolt/",
