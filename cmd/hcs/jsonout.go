@@ -102,6 +102,14 @@ func absPath(p string) string {
 	return p
 }
 
+func absPaths(ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = absPath(p)
+	}
+	return out
+}
+
 // diskJSON describes an attachment.
 func diskJSON(at *host.Attachment) Disk {
 	return Disk{File: at.Disk, Format: string(at.Format), VirtualSize: at.Size, Device: at.Device, ReadOnly: at.ReadOnly}
@@ -120,7 +128,7 @@ type Entry struct {
 	Attributes
 	Times
 	// FileID is the CIM file ID (hard links share one); absent for folders and tars.
-	FileID             *uint32  `json:"fileId,omitempty"`
+	FileID             *uint32  `json:"fileID,omitempty"`
 	NoDataStream       bool     `json:"noDataStream,omitempty"`
 	SecurityDescriptor string   `json:"securityDescriptor,omitempty"` // SDDL
 	ExtendedAttributes []EA     `json:"extendedAttributes,omitempty"`

@@ -35,7 +35,7 @@ Exit code 0 when the layer is sound, 3 when problems are found (each printed),
 			if len(problems) > 0 {
 				text = strings.Join(lines, "\n")
 			}
-			if err := a.result(text, map[string]any{"layer": args[0], "problems": lines}); err != nil {
+			if err := a.result(text, layerCheckResult{Layer: absPath(args[0]), CheckResult: newCheckResult(lines)}); err != nil {
 				return err
 			}
 			if len(problems) > 0 {
@@ -44,4 +44,10 @@ Exit code 0 when the layer is sound, 3 when problems are found (each printed),
 			return nil
 		}),
 	}
+}
+
+// layerCheckResult is the -o json document of layer check.
+type layerCheckResult struct {
+	Layer string `json:"layer"`
+	CheckResult
 }

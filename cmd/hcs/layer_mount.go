@@ -93,7 +93,7 @@ func (a *app) layerMount(ctx context.Context, id, scratch, target string, args [
 	// hcs layer unmount finds them again in the mount table.
 	a.log.Debug("mounted", "target", target, "layers", len(args), logKeyElapsed, time.Since(start))
 	return a.result(fmt.Sprintf("rootfs:  %s\nscratch: %s", rootfs, scratchPath),
-		layerMountResult{Target: target, Rootfs: rootfs, Scratch: scratchPath, Layers: args})
+		layerMountResult{Target: absPath(target), Rootfs: absPath(rootfs), Scratch: absPath(scratchPath), Layers: absPaths(args)})
 }
 
 // layerUnmountResult is what hcs layer unmount prints with -o json.

@@ -94,8 +94,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 // execute runs the command line args and returns the exit code. Errors are written
 // to stderr as "hcs: <message>".
 func (a *app) execute(ctx context.Context, args []string) int {
+	root := a.newRootCommand() // sets the flags' defaults
 	args = a.globalFlagsBefore(args, "tar2ext4")
-	root := a.newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)

@@ -60,10 +60,7 @@ VHDX whose log needs replaying),
 			if len(problems) > 0 {
 				text = strings.Join(problems, "\n")
 			}
-			if problems == nil {
-				problems = []string{}
-			}
-			if err := a.result(text, map[string]any{"file": path, "format": format, "virtualSize": d.Size(), "problems": problems}); err != nil {
+			if err := a.result(text, vhdCheckResult{Disk: Disk{File: absPath(path), Format: format, VirtualSize: d.Size(), ReadOnly: true}, CheckResult: newCheckResult(problems)}); err != nil {
 				return err
 			}
 			if len(problems) > 0 {
@@ -152,4 +149,10 @@ func checkReadAll(cmd *cobra.Command, d virtualDisk, add func(int64), problem fu
 		add(n)
 	}
 	return nil
+}
+
+// vhdCheckResult is the -o json document of vhd check.
+type vhdCheckResult struct {
+	Disk
+	CheckResult
 }

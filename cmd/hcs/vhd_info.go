@@ -19,9 +19,9 @@ type vhdInfo struct {
 	Type           string `json:"type"`
 	VirtualSize    int64  `json:"virtualSize"`
 	BlockSize      int64  `json:"blockSize,omitempty"`
-	UniqueID       string `json:"uniqueId"`
+	UniqueID       string `json:"uniqueID"`
 	Parent         string `json:"parent,omitempty"`
-	ParentUniqueID string `json:"parentUniqueId,omitempty"`
+	ParentUniqueID string `json:"parentUniqueID,omitempty"`
 	Creator        string `json:"creator"`
 	SectorSize     int    `json:"logicalSectorSize"`
 	PhysicalSector int    `json:"physicalSectorSize,omitempty"`
@@ -62,7 +62,7 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &vhdInfo{File: path, FileSize: st.Size()}
+	info := &vhdInfo{File: absPath(path), FileSize: st.Size()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		info.Allocated = sys.Blocks * 512
 	}
@@ -97,7 +97,7 @@ func readVHDInfo(path string) (*vhdInfo, error) {
 		}
 	}
 	if p := d.Parent(); p != nil {
-		info.Parent = p.Path()
+		info.Parent = absPath(p.Path())
 	}
 	return info, nil
 }
@@ -113,7 +113,7 @@ func readVHDXInfo(path string, info *vhdInfo) (*vhdInfo, error) {
 		x = d.VHDXInfo()
 		info.Log = "empty"
 		if p := d.Parent(); p != nil {
-			info.Parent = p.Path()
+			info.Parent = absPath(p.Path())
 		}
 	case errors.Is(err, vhd.ErrLogReplayNeeded):
 		f, err := os.Open(path)

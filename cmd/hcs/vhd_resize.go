@@ -50,7 +50,13 @@ the old disk or a log replayed by the next writable open.`,
 				return fmt.Errorf("resize: %w", err)
 			}
 			return a.result(fmt.Sprintf("resized %s disk %s from %d to %d bytes", format, path, old, size),
-				map[string]any{"file": path, "format": format, "oldSize": old, "virtualSize": size})
+				vhdResizeResult{Disk: Disk{File: absPath(path), Format: format, VirtualSize: size}, OldSize: old})
 		}),
 	}
+}
+
+// vhdResizeResult is the -o json document of vhd resize.
+type vhdResizeResult struct {
+	Disk
+	OldSize int64 `json:"oldSize"`
 }
