@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
-	"github.com/hostcompute/hostcompute/internal/basedisk"
 	"os"
 	"path/filepath"
+
+	"github.com/hostcompute/hostcompute/host"
+	"github.com/hostcompute/hostcompute/internal/basedisk"
 )
 
 // DefaultScratchSizeGB is the size of the scratch disks the Host Compute

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/hostcompute/hostcompute/host"
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 	"github.com/hostcompute/hostcompute/wclayer"
 )
@@ -81,27 +82,7 @@ func writeLayerChain(layer string, parents []string) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(layer, winlayer.LayerChainFile)
-	tmp := filepath.Join(layer, "."+winlayer.LayerChainFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(layer)
+	return atomicfile.WriteFile(filepath.Join(layer, winlayer.LayerChainFile), data, 0o644)
 }
 
 // AttachLayerStorageFilter makes the writable layer at layerPath usable as a

@@ -3,8 +3,10 @@ package computestorage
 import (
 	"context"
 	"fmt"
-	"github.com/hostcompute/hostcompute/internal/basedisk"
 	"os"
+
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
+	"github.com/hostcompute/hostcompute/internal/basedisk"
 )
 
 // ErrWindowsOnly is returned for the steps of base-layer setup that edit a
@@ -75,11 +77,4 @@ func setupBaseOS(ctx context.Context, layerPath string, options OsLayerOptions) 
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

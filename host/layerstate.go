@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/hostcompute/hostcompute/internal/state"
-
 	"github.com/hostcompute/hostcompute/pkg/guid"
 )
 

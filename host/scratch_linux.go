@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
 
@@ -78,10 +79,7 @@ func createScratch(ctx context.Context, path string, size int64) error {
 		return fmt.Errorf("renaming into place: %w", err)
 	}
 	ok = true
-	if df, err := os.Open(dir); err == nil {
-		df.Sync()
-		df.Close()
-	}
+	atomicfile.SyncDir(dir)
 	return nil
 }
 

@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/hostcompute/hostcompute/host"
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -110,13 +111,13 @@ func CreateScratchLayerWithOptions(ctx context.Context, path string, parentLayer
 	if err := makeScratchDisk(ctx, filepath.Join(stage, ScratchDisk), o); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(stage); err != nil {
+	if err := atomicfile.SyncDir(stage); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(stage, abs); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(filepath.Dir(abs)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(abs)); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -169,19 +170,7 @@ func makeScratchDisk(ctx context.Context, disk string, o scratchOptions) (err er
 	if err := formatDisk(ctx, tmp, o.fsys); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, disk); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(disk))
+	return atomicfile.Rename(tmp, disk)
 }
 
 // formatDisk attaches disk for the time of the call and formats it.
@@ -196,15 +185,6 @@ func formatDisk(ctx context.Context, disk string, fsys host.Filesystem) (err err
 		}
 	}()
 	return host.FormatDevice(ctx, a.Device, host.FormatOptions{Filesystem: fsys, AssumeZeroed: true})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // scratchDisk returns the scratch disk of the layer folder path, or "" for a

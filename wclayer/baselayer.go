@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/basedisk"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/host"
 	"os"
 	"path/filepath"
+
+	"github.com/hostcompute/hostcompute/host"
 )
 
 // ScratchDisk is the name of a writable layer's disk in its folder.

@@ -3,7 +3,6 @@ package wclayer
 import (
 	"context"
 	"errors"
-	"github.com/hostcompute/hostcompute/host"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/attach"
 	"github.com/hostcompute/hostcompute/internal/diskfs"
 	"github.com/hostcompute/hostcompute/pkg/vhd"

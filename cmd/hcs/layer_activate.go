@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/hostcompute/hostcompute/host"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 	"github.com/hostcompute/hostcompute/wclayer"
 )

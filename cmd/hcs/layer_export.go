@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/internal/progress"
 	"github.com/hostcompute/hostcompute/wclayer"
@@ -107,9 +107,4 @@ func (a *app) export(ctx context.Context, w io.Writer, layer string, format comp
 
 // syncDir flushes a directory so that a rename in it survives a crash. Failures are
 // ignored: the file itself is already on stable storage.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
+func syncDir(dir string) { _ = atomicfile.SyncDir(dir) }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/compute"
 	"io"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hostcompute/hostcompute/compute"
 	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/progress"
 )

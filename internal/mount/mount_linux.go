@@ -8,8 +8,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/mountinfo"
 )
 
 // MountOverlay mounts the union o at target, an existing directory: a plan of
