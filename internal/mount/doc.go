@@ -1,7 +1,32 @@
 // Package mount mounts and unmounts the file systems that layer stacks are made of:
-// overlayfs unions, ext4 file systems on block devices and bind mounts. What is
-// mounted is read from the kernel's table with internal/mountinfo, never kept in
+// overlayfs unions, ext4 and NTFS file systems on block devices and bind mounts. What
+// is mounted is read from the kernel's table with internal/mountinfo, never kept in
 // memory across processes.
+//
+// # Plans and the one executor
+//
+// A mount is data: a Mount value (Type, Source, Target, Options) is one serialized
+// system call, as containerd's mount.Mount is, and a Plan is a list of them —
+// directories to make, a file bound to a loop device, a device formatted, file
+// systems and unions mounted. Planning does nothing and needs no privileges; an
+// Executor applies a plan step by step and returns its Undo, which takes it down
+// in reverse order. When a step fails, what the steps before it did is undone
+// before Apply returns, so a failed plan leaves nothing; Executor.Hook lets tests
+// fail any step. Step types the package does not run itself (the host engine's
+// disk attachments through FUSE raw views, its CIM views) are Handlers of the
+// Executor, so that they are steps of the same plans.
+//
+// This package, with its loop-device driver internal/loop, is the only non-test
+// code of the project that calls mount(2), umount(2), the new mount API or loop
+// ioctls; internal/depcheck checks it.
+//
+// # Read-only ext4
+//
+// A read-only ext4 step is always mounted with "noload": a read-only disk must not
+// be written, and replaying a journal writes the device (and fails outright on a
+// loop device attached read-only). A journal that needs recovery is therefore not
+// replayed on a read-only mount; mount the disk writable once to recover it. Layer
+// images made by this project have no journal.
 //
 // # Overlay unions
 //
