@@ -204,3 +204,53 @@ func TestPlanWithoutRoot(t *testing.T) {
 		t.Errorf("a missing layer: %v", err)
 	}
 }
+
+// TestUnapply takes an applied plan down from the plan alone, as another
+// process would after the one that applied it died, and again (nothing left
+// to do).
+func TestUnapply(t *testing.T) {
+	root := needHost(t)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "scratch.vhdx")
+	if err := vhd.CreateVHDX(disk, vhd.VHDXCreateOptions{Size: 64 << 20, BlockSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "raw.img")
+	if err := os.WriteFile(raw, make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cim := smallCIM(t, dir)
+	mnt := filepath.Join(dir, "m")
+	plan := Plan{
+		MkdirStep(mnt), // Unapply removes a step's directory, not the parents it made
+		DiskStep(disk, "scratch", false, false),
+		FormatStep("@scratch", "ext4", "", true),
+		MkdirStep(filepath.Join(mnt, "disk")),
+		FilesystemMount(mount.TypeExt4, "@scratch", filepath.Join(mnt, "disk"), false),
+		mount.LoopStep(raw, "raw", mount.LoopOptions{}),
+		FormatStep("@raw", "ext4", "", true),
+		MkdirStep(filepath.Join(mnt, "raw")),
+		FilesystemMount(mount.TypeExt4, "@raw", filepath.Join(mnt, "raw"), true),
+		MkdirStep(filepath.Join(mnt, "cim")),
+		CIMStep(cim, filepath.Join(mnt, "cim"), "unapply-test", ""),
+		MkdirStep(filepath.Join(mnt, "view")),
+		BindMount(filepath.Join(mnt, "cim"), filepath.Join(mnt, "view"), true),
+	}
+	ctx := context.Background()
+	if _, err := Apply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	// The undo is dropped, as by a process that exited.
+	if err := Unapply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	if l := leftovers(t, root, dir); len(l) > 0 {
+		t.Errorf("left after Unapply: %q", l)
+	}
+	if _, err := os.Stat(mnt); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left: %v", mnt, err)
+	}
+	if err := Unapply(ctx, plan); err != nil {
+		t.Errorf("Unapply of a plan already undone: %v", err)
+	}
+}
