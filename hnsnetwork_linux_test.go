@@ -107,6 +107,12 @@ func TestHNSRequests(t *testing.T) {
 	if _, err := HNSEndpointRequest("POST", "", `{"VirtualNetwork":"`+n.Id+`","Policies":[{"Type":"VSID","VSID":1}]}`); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("VSID policy: %v", err)
 	}
+	if _, err := HNSEndpointRequest("POST", "", `{"VirtualNetwork":"`+n.Id+`","VirtualNetworkName":"other"}`); !errors.Is(err, hns.ErrInvalid) {
+		t.Errorf("VirtualNetwork and VirtualNetworkName naming different networks: %v, want ErrInvalid", err)
+	}
+	if _, err := HNSEndpointRequest("POST", "", `{"VirtualNetwork":"`+n.Id+`","IPAddress":"10.0.0.1"}`); !errors.Is(err, hns.ErrInvalid) {
+		t.Errorf("IPAddress outside the subnets: %v, want ErrInvalid", err)
+	}
 	if _, err := HNSEndpointRequest("GET", "nothing", ""); !IsNotExist(err) {
 		t.Errorf("GET of a missing endpoint: %v, want IsNotExist", err)
 	}

@@ -80,7 +80,12 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 		return nil, err
 	}
 	n := &nr.Network
-	if e.IPAddress != nil {
+	if e.VirtualNetwork != "" && e.VirtualNetworkName != "" && e.VirtualNetworkName != n.Name {
+		return nil, invalidf("VirtualNetwork %s is network %q, not VirtualNetworkName %q", e.VirtualNetwork, n.Name, e.VirtualNetworkName)
+	}
+	if len(e.IPAddress) == 0 {
+		e.IPAddress = nil
+	} else {
 		a, ok := netip.AddrFromSlice(e.IPAddress)
 		if !ok || !inSubnets(a.Unmap(), n.Subnets) {
 			return nil, invalidf("IPAddress %s is not in a subnet of network %q", e.IPAddress, n.Name)
