@@ -10,7 +10,7 @@ export PATH := $(GODIR):/usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 
-.PHONY: all build deps test vet fmt-check fuzz demo bench clean
+.PHONY: all build deps test vet fmt-check cross fuzz demo bench clean
 
 all: build
 
@@ -28,9 +28,18 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# The test suite: vet, formatting, then every package's tests (fuzz seed corpora run as
-# ordinary tests). Root-only tests run here; they skip with a reason elsewhere.
-test: deps fmt-check vet
+# The format packages build (and vet) for other systems too: OS calls live in small
+# per-OS files, with portable fallbacks or errors.ErrUnsupported elsewhere.
+cross:
+	GOOS=darwin $(GO) build ./pkg/...
+	GOOS=windows $(GO) build ./pkg/...
+	GOOS=darwin $(GO) vet ./pkg/...
+	GOOS=windows $(GO) vet ./pkg/...
+
+# The test suite: vet, formatting, the other systems' builds of the format packages,
+# then every package's tests (fuzz seed corpora run as ordinary tests). Root-only tests
+# run here; they skip with a reason elsewhere.
+test: deps fmt-check vet cross
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Runs every fuzz target for FUZZTIME each (default 30s).

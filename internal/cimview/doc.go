@@ -79,3 +79,6 @@
 // for the operation that reached it (the helper logs the reader's error,
 // naming the object and offset); the rest of the tree stays readable.
 package cimview
+
+// Kind is the fusefs kind that serves a CIM: Request.Source is the .cim file.
+const Kind = "cim"

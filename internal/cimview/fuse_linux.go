@@ -15,9 +15,6 @@ import (
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
-// Kind is the fusefs kind that serves a CIM: Request.Source is the .cim file.
-const Kind = "cim"
-
 func init() {
 	fusefs.Register(Kind, openFS)
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -41,7 +39,7 @@ func MakeWhiteoutLayer(dir string, names []string) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := mkWhiteout(p); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("whiteout %s: %w", n, err)
 		}
 	}

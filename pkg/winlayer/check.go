@@ -1,3 +1,5 @@
+//go:build unix
+
 package winlayer
 
 import (
@@ -10,14 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Problem is one inconsistency found by Check.
-type Problem struct {
-	Entry  string // layer-relative name, or a file under hcsmeta/
-	Reason string
-}
-
-func (p Problem) String() string { return p.Entry + ": " + p.Reason }
 
 // Check verifies a layer's invariants: every metadata record has its file, of the right
 // kind; every alternate data stream has its content file with the recorded size; every

@@ -27,14 +27,15 @@ func openDirBeneath(rootFD int, dir string) (int, error) {
 	return -1, err
 }
 
-func lstatAt(dirFD int, base string) (*unix.Stat_t, error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirFD, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, err
-	}
-	return &st, nil
-}
+// syncFS flushes the file system holding fd to stable storage.
+func syncFS(fd int) error { return unix.Syncfs(fd) }
 
-func isDirMode(m uint32) bool     { return m&unix.S_IFMT == unix.S_IFDIR }
-func isSymlinkMode(m uint32) bool { return m&unix.S_IFMT == unix.S_IFLNK }
-func isRegMode(m uint32) bool     { return m&unix.S_IFMT == unix.S_IFREG }
+// freeBytes returns the bytes free for unprivileged use on the file system
+// holding fd.
+func freeBytes(fd int) (uint64, bool) {
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(fd, &sfs) != nil {
+		return 0, false
+	}
+	return sfs.Bavail * uint64(sfs.Bsize), true
+}

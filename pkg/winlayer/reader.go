@@ -1,3 +1,5 @@
+//go:build unix
+
 package winlayer
 
 import (
@@ -40,8 +42,6 @@ type Reader struct {
 	cur      *Entry
 	err      error
 }
-
-type fileKey struct{ dev, ino uint64 }
 
 type frame struct {
 	fd        int // the directory, open: names are looked up relative to it

@@ -1,3 +1,5 @@
+//go:build unix
+
 package winlayer
 
 import (
@@ -17,32 +19,6 @@ import (
 
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
-
-// Names inside a layer folder besides Files/, Hives/ and UtilityVM/.
-const (
-	MetaDir           = "hcsmeta"          // this package's metadata
-	metaDB            = "hcsmeta/layer.db" // per-entry Windows metadata
-	streamsDir        = "hcsmeta/streams"  // alternate data stream contents, one file each
-	LayerChainFile    = "layerchain.json"  // parent folders, immediate parent first
-	TombstonesFile    = "tombstones.txt"   // deletions relative to Files, for Windows tools
-	stagingMarker     = ".hcs-staging-"
-	destroyingMarker  = ".hcs-destroying-"
-	tombstonesVersion = "\uFEFFVersion 1.0"
-)
-
-// Option configures a Writer.
-type Option func(*options) error
-
-type options struct {
-	sync bool
-}
-
-// WithSync sets whether Close flushes the layer to stable storage before making it
-// visible (default true). Without it a machine crash soon after Close may leave a
-// visible layer with missing data; a process crash is still safe.
-func WithSync(sync bool) Option {
-	return func(o *options) error { o.sync = sync; return nil }
-}
 
 // Writer builds a new layer folder. Entries are written into a staging folder beside
 // the destination, which Close renames into place: until then no layer is visible, and
@@ -157,11 +133,11 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	w.sds = map[string][]byte{}
 	w.v = NewValidator(len(absParents) == 0, w.parentKind)
 	w.v.SetFreeSpace(func() uint64 {
-		var sfs unix.Statfs_t
-		if unix.Fstatfs(w.rootFD, &sfs) != nil {
+		free, ok := freeBytes(w.rootFD)
+		if !ok {
 			return ^uint64(0)
 		}
-		return sfs.Bavail * uint64(sfs.Bsize)
+		return free
 	})
 	return w, nil
 }
@@ -474,10 +450,6 @@ func (w *Writer) add(name string, e *Entry) error {
 	return nil
 }
 
-// maxFileSize is the largest file NTFS can hold (16 TiB - 64 KiB with 4 KiB clusters is
-// the common limit; 256 TiB with 64 KiB clusters). Larger sizes are rejected at once.
-const maxFileSize = 256 << 40
-
 // AddStream starts an alternate data stream of the current entry, named as Windows
 // reports it (":name:$DATA"; a bare "name" is completed to that form). size bytes follow
 // through Write.
@@ -505,21 +477,6 @@ func (w *Writer) AddStream(name string, size int64, attributes uint32) error {
 	w.cur.file, w.cur.size, w.cur.written, w.cur.end = f, size, 0, 0
 	w.cur.sparse, w.cur.isStream, w.cur.random = sparse, true, false
 	return nil
-}
-
-// canonicalStreamName returns ":name:$DATA" for "name", ":name" or ":name:$DATA".
-func canonicalStreamName(n string) (string, error) {
-	n = strings.TrimPrefix(n, ":")
-	if i := strings.LastIndexByte(n, ':'); i >= 0 {
-		if !strings.EqualFold(n[i+1:], "$DATA") {
-			return "", fmt.Errorf("%w: stream type %q is not $DATA", ErrInvalidName, n[i+1:])
-		}
-		n = n[:i]
-	}
-	if n == "" || len(n) > 255 || strings.ContainsAny(n, "/\\:\x00") {
-		return "", fmt.Errorf("%w: stream name %q", ErrInvalidName, n)
-	}
-	return ":" + n + ":$DATA", nil
 }
 
 // Write appends data to the current entry's data or stream.
@@ -1049,7 +1006,7 @@ func (w *Writer) commit() error {
 	}
 	w.store = nil
 	if w.opts.sync {
-		if err := unix.Syncfs(w.rootFD); err != nil {
+		if err := syncFS(w.rootFD); err != nil {
 			return err
 		}
 	}
