@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hostcompute/hostcompute/internal/registrytest"
@@ -184,6 +185,39 @@ func TestHostileLayers(t *testing.T) {
 				t.Errorf("written outside the layer: %v", ents)
 			}
 			t.Log(err)
+		})
+	}
+}
+
+// TestWrongDiffID: a config whose diffID does not match the layer's content.
+func TestWrongDiffID(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	for _, c := range []struct {
+		name string
+		p    v1.Platform
+		ls   [][]byte
+	}{{"linux", linuxPlatform, linuxLayers(t)[:1]}, {"windows", winPlatform, windowsLayers(t)[:1]}} {
+		t.Run(c.name, func(t *testing.T) {
+			img := buildImage(t, c.p, c.ls, types.OCIManifestSchema1)
+			cf, _ := img.ConfigFile()
+			cf = cf.DeepCopy()
+			cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+			img, err := mutate.ConfigFile(img, cf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls, _ := img.Layers()
+			bad, _ := ls[0].Digest()
+			ref := reg.Host + "/bad/diffid-" + c.name + ":1"
+			pushImage(t, ref, img)
+			s, fl := newStore(t)
+			before := snapshot(t, s.root)
+			_, err = s.Pull(ctx, ref, WithPlatform(c.p))
+			wantFailure(t, err, ErrDigestMismatch, before, snapshot(t, s.root), ref, bad.String())
+			if k := fl.keys(t); len(k) != 0 {
+				t.Errorf("layers left: %v", k)
+			}
 		})
 	}
 }

@@ -30,6 +30,11 @@ type Layers interface {
 	RemoveLayer(ctx context.Context, key string) error
 }
 
+// diffIDChecker is the optional ability of a Layers store to check the diffID
+// itself in ImportLayer, failing with an error matching ErrDigestMismatch before
+// anything is visible; the puller then does not hash the layer a second time.
+type diffIDChecker interface{ ChecksDiffID() bool }
+
 // ChainIDs returns the chain IDs of diffIDs (OCI image-spec): the first is the
 // first diffID, each next one the digest of "<previous chainID> <diffID>".
 func ChainIDs(diffIDs []v1.Hash) []v1.Hash {

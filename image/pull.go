@@ -311,6 +311,16 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 		return p.errorf("unpack layer", l.Digest, err)
 	}
 	defer zr.Close()
+	if c, ok := p.s.layers.(diffIDChecker); ok && c.ChecksDiffID() {
+		if err := p.s.layers.ImportLayer(ctx, key, parent, osName, diffIDs[i].String(), zr); err != nil {
+			return p.errorf("unpack layer", l.Digest, err)
+		}
+		p.mu.Lock()
+		p.imported = append(p.imported, key)
+		p.mu.Unlock()
+		ls.Unpacked, ls.Note = true, "unpacked"
+		return nil
+	}
 	vr := newVerifyReader(zr, diffIDs[i])
 	if err := p.s.layers.ImportLayer(ctx, key, parent, osName, diffIDs[i].String(), vr); err != nil {
 		return p.errorf("unpack layer", l.Digest, err)

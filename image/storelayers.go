@@ -46,8 +46,16 @@ func (l storeLayers) ImportLayer(ctx context.Context, key, parent, osName, diffI
 	}
 	_, err := l.s.Import(ctx, key, parent, r, store.WithFormat(format), store.WithDiffID(diffID),
 		store.WithLabels(map[string]string{LabelDiffID: diffID}))
+	if errors.Is(err, store.ErrInvalidArgument) && strings.Contains(err.Error(), "diff ID") {
+		// The store hashed the tar and refused it before anything was visible.
+		return fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
 	return err
 }
+
+// ChecksDiffID says that ImportLayer itself refuses a tar whose digest is not
+// diffID (the store hashes what it imports), so the puller need not hash it again.
+func (storeLayers) ChecksDiffID() bool { return true }
 
 func (l storeLayers) ExportLayer(ctx context.Context, key string, w io.Writer) error {
 	return l.s.Export(ctx, w, key)
