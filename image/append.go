@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -32,7 +33,7 @@ type LayerPather interface {
 
 // AppendSpec says what Append builds.
 type AppendSpec struct {
-	// Base names a stored Windows image.
+	// Base names a stored Windows image, or is Scratch.
 	Base string
 	// Layer is the new layer's content (unless FromKey is set): an OCI Windows layer tar (entries under
 	// Files/, Hives/, UtilityVM/; plain, gzip or zstd), taken as it is after
@@ -43,6 +44,9 @@ type AppendSpec struct {
 	// over the base's top layer (a container's writable layer): its changes,
 	// exported by the store as a Windows layer tar, are the new layer (commit).
 	FromKey string
+	// Platform is the OS, architecture, os.version and os.features of an image
+	// built on Scratch (os must be windows); other bases give their own.
+	Platform v1.Platform
 	// Name is the new image's name in the store.
 	Name string
 	// Created is the new image's creation time (default: the base's), so the
@@ -64,8 +68,16 @@ type AppendSpec struct {
 // spec.Name and its new layer unpacked, so it can be pushed, saved or converted.
 func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	fail := func(op string, err error) error { return &Error{Image: spec.Base, Op: op, Err: err} }
-	d, img, _, err := s.taggable(spec.Base)
-	if err != nil {
+	var (
+		d   v1.Descriptor
+		img v1.Image
+		err error
+	)
+	if spec.Base == Scratch {
+		if img, err = scratchImage(spec.Platform); err != nil {
+			return nil, fail("append", err)
+		}
+	} else if d, img, _, err = s.taggable(spec.Base); err != nil {
 		return nil, err
 	}
 	if img == nil {
@@ -186,7 +198,11 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		if err := s.layers.ImportLayer(ctx, key, chain[len(chain)-1].String(), "windows", diffID.String(), bufio.NewReaderSize(tmp, 1<<20)); err != nil {
+		parent := ""
+		if len(chain) > 0 {
+			parent = chain[len(chain)-1].String()
+		}
+		if err := s.layers.ImportLayer(ctx, key, parent, "windows", diffID.String(), bufio.NewReaderSize(tmp, 1<<20)); err != nil {
 			return nil, fail("unpack layer "+ld.String(), err)
 		}
 	}
@@ -266,6 +282,27 @@ func (r stableTimes) Next() (*winlayer.Entry, error) {
 		e.Info.CreationTime = w
 	}
 	return e, nil
+}
+
+// Scratch as AppendSpec.Base builds an image from no base: its first layer is the
+// one appended (a Windows base layer tar, typically).
+const Scratch = "scratch"
+
+// scratchImage is an empty OCI image for p, created at the Unix epoch.
+func scratchImage(p v1.Platform) (v1.Image, error) {
+	if p.OS != "windows" {
+		return nil, fmt.Errorf("%w: building on scratch needs a windows platform (give os.version), not %q", ErrUnsupported, p.String())
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion, cf.OSFeatures = p.OS, p.Architecture, p.Variant, p.OSVersion, p.OSFeatures
+	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	cf.RootFS.Type = "layers"
+	return mutate.ConfigFile(img, cf)
 }
 
 // Commit makes the image name of the base image and the changes of the active

@@ -156,3 +156,43 @@ func TestCommitWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAppendScratch builds a whole Windows image from layer tars, without a base.
+func TestAppendScratch(t *testing.T) {
+	ctx := context.Background()
+	layers := windowsLayers(t)
+	dir := t.TempDir()
+	var paths []string
+	for i, l := range layers {
+		p := filepath.Join(dir, "layer"+string(rune('0'+i))+".tar")
+		os.WriteFile(p, l, 0o644)
+		paths = append(paths, p)
+	}
+	build := func() (*Store, *Summary) {
+		s, _ := newStore(t)
+		if _, err := s.Append(ctx, AppendSpec{Base: Scratch, Platform: winPlatform, Layer: paths[0], Name: "win/base:1"}); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := s.Append(ctx, AppendSpec{Base: "win/base:1", Layer: paths[1], Name: "win/app:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, sum
+	}
+	s, sum := build()
+	if _, again := build(); again.Digest != sum.Digest {
+		t.Errorf("two builds: %s and %s", sum.Digest, again.Digest)
+	}
+	for i := range layers {
+		var buf bytes.Buffer
+		if err := s.ExportLayer(ctx, "win/app:1", i, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), layers[i]) {
+			t.Errorf("layer %d differs from its tar", i)
+		}
+	}
+	if _, err := s.Append(ctx, AppendSpec{Base: Scratch, Platform: linuxPlatform, Layer: paths[0], Name: "x"}); err == nil {
+		t.Error("a Linux image built on scratch")
+	}
+}

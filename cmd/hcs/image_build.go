@@ -72,7 +72,7 @@ diffID, chainID, the converted file, its sha256 and size, and the root hash.`,
 
 func (a *app) newImageAppendCommand(f *imageFlags) *cobra.Command {
 	var spec image.AppendSpec
-	var created string
+	var created, platform string
 	cmd := &cobra.Command{
 		Use:   "append --base NAME --layer TAR|DIR -t NEWNAME",
 		Short: "Build a Windows image on Linux: a stored base plus one layer made from a directory or a tar",
@@ -82,6 +82,10 @@ written as a proper Windows layer (Files/ and Hives/, MSWINDOWS.* records) from:
   a directory     its contents become the layer's Files/
   a plain tar     its files become the layer's Files/
   a Windows layer tar (entries under Files/, Hives/, UtilityVM/)  taken as it is
+
+--base scratch builds an image from no base (its first layer is the appended one,
+typically a Windows base layer tar); --platform then gives os, architecture,
+os.version and os.features.
 
 New files and directories get what Windows gives files a container creates: the
 ARCHIVE or DIRECTORY attribute and the security descriptor inherited from their
@@ -99,6 +103,15 @@ into the store; push the image with hcs image push.`,
 				}
 				spec.Created = t
 			}
+			if platform != "" {
+				p, err := image.ParsePlatform(platform)
+				if err != nil {
+					return usageError{err}
+				}
+				spec.Platform = p
+			} else if spec.Base == image.Scratch {
+				return usageErrorf("--base scratch needs --platform windows/ARCH:OSVERSION")
+			}
 			s, closeFn, err := a.openImages(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -112,7 +125,8 @@ into the store; push the image with hcs image push.`,
 		}),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&spec.Base, "base", "", "the stored base image (`NAME`)")
+	fl.StringVar(&spec.Base, "base", "", "the stored base image (`NAME`), or scratch")
+	fl.StringVar(&platform, "platform", "", "with --base scratch: the image's `OS/ARCH:OSVERSION`, e.g. windows/amd64:10.0.20348.2113")
 	fl.StringVar(&spec.Layer, "layer", "", "the new layer's content: a `TAR` or DIR")
 	fl.StringVarP(&spec.Name, "tag", "t", "", "the new image's `NAME`")
 	fl.StringVar(&created, "created", "", "the image's creation `TIME` (RFC 3339)")
