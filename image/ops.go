@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -220,6 +219,10 @@ func (s *Store) GC(ctx context.Context) error {
 			continue
 		}
 		h := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
+		// Only small blobs can be configs; layers are not read.
+		if info, err := e.Info(); err != nil || info.Size() > maxManifest {
+			continue
+		}
 		if b, err := s.content.readBlob(h); err == nil {
 			if cf, err := v1.ParseConfigFile(bytes.NewReader(b)); err == nil && cf.RootFS.Type == "layers" {
 				for _, c := range slices.Backward(ChainIDs(cf.RootFS.DiffIDs)) {
@@ -421,4 +424,3 @@ func (s *Store) ExportLayer(ctx context.Context, n string, i int, w interface{ W
 	return s.layers.ExportLayer(ctx, sum.Layers[i].ChainID, w)
 }
 
-var _ = errors.New

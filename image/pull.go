@@ -306,10 +306,13 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 		return p.errorf("unpack layer", l.Digest, err)
 	}
 	defer f.Close()
-	zr, err := compress.NewReader(f)
+	dr, err := compress.NewReader(f)
 	if err != nil {
 		return p.errorf("unpack layer", l.Digest, err)
 	}
+	defer dr.Close()
+	// Decompress on another core while the layer is applied.
+	zr := newReadAhead(dr, 4, 1<<20)
 	defer zr.Close()
 	if c, ok := p.s.layers.(diffIDChecker); ok && c.ChecksDiffID() {
 		if err := p.s.layers.ImportLayer(ctx, key, parent, osName, diffIDs[i].String(), zr); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -116,11 +117,16 @@ func TestPullDedupe(t *testing.T) {
 	}
 }
 
-type countProgress struct{ fetched, exists int }
+type countProgress struct {
+	mu              sync.Mutex
+	fetched, exists int
+}
 
 func (p *countProgress) Start(string, string, int64) {}
 func (p *countProgress) Add(string, int64)           {}
 func (p *countProgress) Done(id, note string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch note {
 	case "fetched":
 		p.fetched++

@@ -153,6 +153,39 @@ else
   say "Skipping the Linux layer part: it needs root, loop devices, runc and busybox (make demo installs them)"
 fi
 
+if [ "$(id -u)" = 0 ] && command -v docker-registry >/dev/null; then
+  say "Images: the layers as a Windows image built on Linux, pushed to a registry, pulled back, converted to CIMs"
+  port=$((20000 + RANDOM % 20000))
+  mkdir -p "$work/registry"
+  printf 'version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
+    "$work/registry/storage" "$port" > "$work/registry/config.yml"
+  docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+  regpid=$!
+  trap 'kill "$regpid" 2>/dev/null; wait "$regpid" 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  echo "  docker-registry (pid $regpid) on 127.0.0.1:$port"
+  img="127.0.0.1:$port/demo/app:1"
+  top="$work/child.tar.gz"; [ -f "$work/build.tar" ] && top="$work/build.tar"
+  "$hcs" image --root "$work/store" append -q --base scratch --platform windows/amd64:10.0.20348.2113 --layer "$work/base.tar" -t demo/base:1
+  "$hcs" image --root "$work/store" append --base demo/base:1 --layer "$top" -t "$img" | sed 's/^/  /'
+  built=$("$hcs" image --root "$work/store" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1)
+  "$hcs" image --root "$work/store" push -q "$img"
+  "$hcs" image --root "$work/pulled" pull --platform windows/amd64 "$img" | sed 's/^/  /'
+  pulled=$("$hcs" image --root "$work/pulled" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1)
+  "$hcs" image --root "$work/pulled" convert "$img" --to cim --dir "$work/image-cims" | sed 's/^/  /'
+  "$hcs" image --root "$work/pulled" save "$img" "oci:$work/image-layout:app"
+  if [ -n "$built" ] && [ "$built" = "$pulled" ]; then
+    echo "  pulled back with the digest it was built with: ${built#*:}"
+    note "ok  image: Windows image built on Linux, pushed to docker-registry, pulled back with the same digest, converted to CIMs, saved as an OCI layout"
+  else
+    echo "  the pulled image's digest ($pulled) differs from the built one ($built)" >&2; ok=0
+  fi
+  kill "$regpid"; wait "$regpid" 2>/dev/null || true
+  trap 'rm -rf "$work"' EXIT
+else
+  say "Skipping the image part: it needs root and docker-registry (make demo installs it)"
+fi
+
 say "Summary"
 printf '  %s\n' "${summary[@]}"
 [ $ok = 1 ] || echo "  FAILED: see the messages above" >&2
