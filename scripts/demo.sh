@@ -168,14 +168,14 @@ if [ "$(id -u)" = 0 ] && command -v docker-registry >/dev/null; then
   top="$work/child.tar.gz"; [ -f "$work/build.tar" ] && top="$work/build.tar"
   "$hcs" image --root "$work/store" append -q --base scratch --platform windows/amd64:10.0.20348.2113 --layer "$work/base.tar" -t demo/base:1
   "$hcs" image --root "$work/store" append --base demo/base:1 --layer "$top" -t "$img" | sed 's/^/  /'
-  built=$("$hcs" image --root "$work/store" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1)
+  built=$("$hcs" image --root "$work/store" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1 | cut -d'"' -f4)
   "$hcs" image --root "$work/store" push -q "$img"
   "$hcs" image --root "$work/pulled" pull --platform windows/amd64 "$img" | sed 's/^/  /'
-  pulled=$("$hcs" image --root "$work/pulled" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1)
+  pulled=$("$hcs" image --root "$work/pulled" inspect -o json "$img" | grep -o '"digest":"sha256:[0-9a-f]*"' | head -n 1 | cut -d'"' -f4)
   "$hcs" image --root "$work/pulled" convert "$img" --to cim --dir "$work/image-cims" | sed 's/^/  /'
-  "$hcs" image --root "$work/pulled" save "$img" "oci:$work/image-layout:app"
+  "$hcs" image --root "$work/pulled" save "$img" "oci:$work/image-layout:app" | sed 's/^/  /'
   if [ -n "$built" ] && [ "$built" = "$pulled" ]; then
-    echo "  pulled back with the digest it was built with: ${built#*:}"
+    echo "  pulled back with the digest it was built with: $built"
     note "ok  image: Windows image built on Linux, pushed to docker-registry, pulled back with the same digest, converted to CIMs, saved as an OCI layout"
   else
     echo "  the pulled image's digest ($pulled) differs from the built one ($built)" >&2; ok=0
