@@ -3,6 +3,7 @@ package hostcompute
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -37,6 +38,14 @@ func decodeRequest(what, request string, v any) error {
 		return fmt.Errorf("%w: %s request has no body", hns.ErrInvalid, what)
 	}
 	if err := json.Unmarshal([]byte(request), v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return fmt.Errorf("%w: %s request, at byte %d: %v", hns.ErrInvalid, what, syn.Offset, err)
+		case errors.As(err, &typ):
+			return fmt.Errorf("%w: %s request, field %s at byte %d: %v", hns.ErrInvalid, what, typ.Field, typ.Offset, err)
+		}
 		return fmt.Errorf("%w: %s request: %v", hns.ErrInvalid, what, err)
 	}
 	var fields map[string]json.RawMessage

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/hostcompute/hostcompute/internal/cnitest"
 	"github.com/hostcompute/hostcompute/internal/proctest"
 )
@@ -513,4 +515,31 @@ func TestCrashDeletingNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, s2, n, p, e)
+}
+
+// TestSubnetOverlapsHostRoute: a network on a subnet the host routes elsewhere is
+// refused, naming the route.
+func TestSubnetOverlapsHostRoute(t *testing.T) {
+	s := testStore(t)
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst string
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones > 0 && ones < 31 {
+			dst = r.Dst.String()
+			break
+		}
+	}
+	if dst == "" {
+		t.Skip("the host has no IPv4 route to overlap")
+	}
+	_, err = s.CreateNetwork(context.Background(), Network{Name: "overlap", Type: TypeNAT, Subnets: []Subnet{{AddressPrefix: dst}}})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "host's route") {
+		t.Errorf("network on the host's route %s: %v, want ErrInvalid naming the route", dst, err)
+	}
 }

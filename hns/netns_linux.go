@@ -114,6 +114,45 @@ func pinBridgeMAC(name string) error {
 	return nil
 }
 
+// routeOverlap returns an error matching ErrInvalid if a route of the host (other
+// than a default route) overlaps p: a bridge on p would take traffic the host sends
+// elsewhere.
+func routeOverlap(p netip.Prefix) error {
+	family := netlink.FAMILY_V4
+	if p.Addr().Is6() {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := netlink.RouteList(nil, family)
+	if err != nil {
+		return fmt.Errorf("listing routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP)
+		if !ok || ones == 0 {
+			continue
+		}
+		rp := netip.PrefixFrom(a.Unmap(), ones)
+		if a.Is4In6() || a.Is4() {
+			rp = netip.PrefixFrom(a.Unmap(), min(ones, 32))
+		}
+		if rp.Addr().IsLinkLocalUnicast() || rp.Addr().IsMulticast() {
+			continue
+		}
+		if rp.Overlaps(p) {
+			dev := ""
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				dev = " dev " + l.Attrs().Name
+			}
+			return invalidf("subnet %s overlaps the host's route to %s%s", p, rp, dev)
+		}
+	}
+	return nil
+}
+
 // removeBridge deletes the Linux bridge of a network; a missing one is fine.
 func removeBridge(name string) error {
 	l, err := netlink.LinkByName(name)

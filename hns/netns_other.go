@@ -19,3 +19,4 @@ func interfaceStats(path, ifc string) (Stats, error) {
 }
 func removeEndpointRules(containerID string, v6 bool) error { return nil }
 func pinBridgeMAC(name string) error                        { return nil }
+func routeOverlap(p netip.Prefix) error                     { return nil }

@@ -39,6 +39,11 @@ func (s *Store) CreateNetwork(ctx context.Context, n Network) (*Network, error) 
 			return fail(fmt.Errorf("%w with network %q (%s)", err, r.Network.Name, r.Network.ID))
 		}
 	}
+	for _, p := range subnetPrefixes(n.Subnets) {
+		if err := routeOverlap(p); err != nil {
+			return fail(err)
+		}
+	}
 	n.ID = newID()
 	n.Bridge = bridgeName(n.ID)
 	conf, err := s.conflist(&n)
