@@ -206,13 +206,16 @@ const (
 )
 
 // entryAttrs maps a tar header to inode attributes; mode gets typ as its type.
-func entryAttrs(hdr *tar.Header, typ uint16, link string) *attrs {
+func entryAttrs(hdr *tar.Header, typ uint16, link string, compat bool) *attrs {
 	t := func(tm interface {
 		Unix() int64
 		Nanosecond() int
 		IsZero() bool
 	}) uint64 {
-		return fsTime(tm.Unix(), int64(tm.Nanosecond()), tm.IsZero())
+		if compat {
+			return fsTime(tm.Unix(), int64(tm.Nanosecond()), tm.IsZero())
+		}
+		return fsTimeNative(tm.Unix(), int64(tm.Nanosecond()), tm.IsZero())
 	}
 	a := &attrs{
 		mode:     uint16(hdr.Mode)&^typeMask | typ,

@@ -44,7 +44,7 @@ func (w *writer) addCompat(ctx context.Context, hdr *tar.Header, name, link stri
 	case tar.TypeFifo:
 		typ = sIFIFO
 	}
-	return w.compatCreate(ctx, name, entryAttrs(hdr, typ, link), data)
+	return w.compatCreate(ctx, name, entryAttrs(hdr, typ, link, true), data)
 }
 
 // compatLookup finds the directory that holds name, the inode at name (nil if none)

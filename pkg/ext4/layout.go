@@ -105,6 +105,23 @@ func fsTime(sec int64, nsec int64, zero bool) uint64 {
 	return uint64(sec) | uint64(nsec)<<34
 }
 
+// fsTimeNative encodes a time as ext4 does: the low 32 bits of the seconds, two
+// epoch bits extending them to 34 bits of signed range, and the nanoseconds above.
+// fsTime, compactext4's encoding, corrupts times before 1970.
+func fsTimeNative(sec int64, nsec int64, zero bool) uint64 {
+	if zero {
+		return 0
+	}
+	if sec < -0x80000000 {
+		return 0x80000000
+	}
+	if sec > 0x37fffffff {
+		return 0x37fffffff
+	}
+	epoch := uint64((sec-int64(int32(sec)))>>32) & 3
+	return uint64(uint32(sec)) | epoch<<32 | uint64(nsec)<<34
+}
+
 // fsTimeDecode is compactext4's inverse of fsTime; compatibility mode round-trips
 // times through it where compactext4 does (implied directories, opaque whiteouts).
 func fsTimeDecode(t uint64) (sec, nsec int64, zero bool) {

@@ -66,7 +66,7 @@ func (w *writer) addNative(ctx context.Context, hdr *tar.Header, name, link stri
 		w.noteEntry("link", clean, target, nil)
 		return w.nativeLink(target, clean)
 	}
-	a := entryAttrs(hdr, typ, link)
+	a := entryAttrs(hdr, typ, link, false)
 	libarchiveXattrs(hdr, a.xattrs)
 	w.noteEntry("entry", clean, link, a)
 	return w.nativeCreate(ctx, clean, a, data)
@@ -156,6 +156,18 @@ func (w *writer) parents(clean string) (*inode, string, error) {
 		}
 		rest = r
 		ch := d.children[c]
+		if ch != nil && ch.whiteout {
+			// The layer removed c from the lower layers and now writes below it:
+			// in overlay form that is an opaque directory.
+			if err := w.replaceable(d, c); err != nil {
+				return nil, "", err
+			}
+			ch = nil
+			if err := w.opaqueImplied(d, c); err != nil {
+				return nil, "", err
+			}
+			ch = d.children[c]
+		}
 		if ch == nil {
 			if d.links >= maxLinks {
 				return nil, "", fmt.Errorf("%w: directory has too many subdirectories", ErrTooLarge)
@@ -168,6 +180,18 @@ func (w *writer) parents(clean string) (*inode, string, error) {
 		}
 		d = ch
 	}
+}
+
+// opaqueImplied makes c in d an implied directory that hides the lower layers'
+// entries (it replaces a whiteout of the same layer).
+func (w *writer) opaqueImplied(d *inode, c string) error {
+	if d.links >= maxLinks {
+		return fmt.Errorf("%w: directory has too many subdirectories", ErrTooLarge)
+	}
+	ch := w.newInode(sIFDIR | 0o755)
+	ch.implied, ch.opaque = true, true
+	w.linkChild(d, c, ch)
+	return w.restoreXattrs(ch, map[string][]byte{})
 }
 
 // lookup finds the inode at clean, or nil.
@@ -202,13 +226,19 @@ func (w *writer) nativeCreate(ctx context.Context, clean string, a *attrs, data 
 	if err != nil {
 		return err
 	}
+	opaque := false
 	if existing := dir.children[base]; existing != nil {
 		if existing.isDir() && isDir {
 			return w.updateDir(existing, a)
 		}
+		// A directory where the layer put a whiteout hides the lower layers' one.
+		opaque = isDir && existing.whiteout
 		if err := w.replaceable(dir, base); err != nil {
 			return err
 		}
+	}
+	if opaque {
+		a.xattrs["trusted.overlay.opaque"] = []byte("y")
 	}
 	if isDir && dir.links >= maxLinks {
 		return fmt.Errorf("%w: directory has too many subdirectories", ErrTooLarge)
@@ -304,6 +334,7 @@ func (w *writer) nativeWhiteout(clean string) error {
 		}
 	}
 	n := w.newInode(sIFCHR)
+	n.whiteout = true
 	w.linkChild(dir, base, n)
 	return nil
 }

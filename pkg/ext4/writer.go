@@ -36,6 +36,7 @@ type inode struct {
 	// Native mode only.
 	implied  bool     // a directory no tar entry has described (yet)
 	opaque   bool     // carries trusted.overlay.opaque
+	whiteout bool     // an overlay whiteout this layer made (a 0:0 character device)
 	owned    []extent // physical blocks owned, freed when the inode is removed
 	eaInodes []*inode // inodes holding this inode's large attribute values
 }

@@ -111,10 +111,11 @@ const DefaultMaxFileSize = 128 << 30
 // Validator before it changes anything, and acts on its verdict.
 //
 //   - Names: leading slashes are dropped (as GNU tar does) and the name is cleaned; a
-//     name that leaves the root ("../x") is ErrInsecurePath, an empty one or one
-//     holding NUL is ErrInvalidEntry. The root itself may only be a directory.
+//     name that leaves the root ("../x") is ErrInsecurePath, an empty one, one
+//     holding NUL or a component over 255 bytes is ErrInvalidEntry. The root itself may only be a directory.
 //   - Types: regular files (GNU sparse and contiguous ones too), directories,
-//     symlinks, hard links, devices and fifos; others are ErrUnsupported.
+//     symlinks (with a target: Linux cannot make an empty one), hard links, devices
+//     and fifos; others are ErrUnsupported.
 //   - Whiteouts: ".wh..wh..opq" makes its directory opaque; other ".wh..wh." names are
 //     AUFS bookkeeping and ignored; ".wh.NAME" removes NAME, which must be a plain
 //     name (".wh.", ".wh.." and ".wh..." are ErrInvalidEntry or ErrInsecurePath); it
@@ -171,6 +172,11 @@ func CleanName(name string) (string, error) {
 	if n == ".." || strings.HasPrefix(n, "../") {
 		return "", fmt.Errorf("%w: %q leaves the root", ErrInsecurePath, name)
 	}
+	for c := range strings.SplitSeq(n, "/") {
+		if len(c) > 255 {
+			return "", fmt.Errorf("%w: name component of %d bytes (Linux allows 255)", ErrInvalidEntry, len(c))
+		}
+	}
 	return n, nil
 }
 
@@ -209,6 +215,9 @@ func (v *Validator) Check(e *Entry) (Checked, error) {
 		if strings.HasPrefix(x, "trusted.overlay.") || strings.HasPrefix(x, "user.overlay.") {
 			return Checked{}, fmt.Errorf("%w: extended attribute %s belongs to overlayfs; a layer hides lower entries with whiteout entries", ErrInvalidEntry, x)
 		}
+	}
+	if e.Type == TypeSymlink && (e.Linkname == "" || strings.IndexByte(e.Linkname, 0) >= 0) {
+		return Checked{}, fmt.Errorf("%w: symlink with an empty target (Linux cannot make one)", ErrInvalidEntry)
 	}
 	if e.Type == TypeReg && (e.Size < 0 || e.Size > v.maxFileSize) {
 		return Checked{}, fmt.Errorf("%w: file of %d bytes (at most %d)", ErrTooLarge, e.Size, v.maxFileSize)
