@@ -66,6 +66,7 @@ func TestInterrupts(t *testing.T) {
 			return []string{"vhd", "create", "--type", "fixed", "--size", "256M", out + ".vhdx"}
 		}},
 		{"tar2ext4", func(out string) []string { return []string{"tar2ext4", "-i", linuxTar, "-o", out, "-vhd"} }},
+		{"ocilayer apply", func(out string) []string { return []string{"ocilayer", "apply", "-f", linuxTar, out} }},
 		{"ocilayer diff", func(out string) []string {
 			return []string{"ocilayer", "diff", "-f", out, filepath.Join(layer, "Files")}
 		}},

@@ -101,6 +101,7 @@ func (a *app) applyOCILayer(ctx context.Context, file, root string, opts []ocila
 		if err := os.MkdirAll(filepath.Dir(filepath.Clean(root)), 0o755); err != nil {
 			return err
 		}
+		a.stagingIn("ocilayer", filepath.Dir(absPath(root)))
 	}
 
 	bar := a.progress("apply", in.size)

@@ -30,7 +30,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -169,6 +171,8 @@ func cleanStaging(dirs []string) {
 			winlayer.CleanStale(dir)
 		case "cimfs":
 			cimfs.CleanStale(dir)
+		case "ocilayer":
+			cleanOCIStaging(dir)
 		case "emptydir":
 			empty = append(empty, dir)
 		}
@@ -177,6 +181,25 @@ func cleanStaging(dirs []string) {
 	// nothing was committed into them (innermost first).
 	for i := len(empty) - 1; i >= 0; i-- {
 		os.Remove(empty[i])
+	}
+}
+
+// ociStagingPrefix starts the folder ocilayer.ApplyNew stages in, followed by
+// its process ID and a dash.
+const ociStagingPrefix = ".ocilayer-staging-"
+
+// cleanOCIStaging removes the ocilayer.ApplyNew staging folders in dir whose
+// process is gone (the next ApplyNew there does the same).
+func cleanOCIStaging(dir string) {
+	m, _ := filepath.Glob(filepath.Join(dir, ociStagingPrefix+"*"))
+	for _, p := range m {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(p), ociStagingPrefix), "-", 2)[0])
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(p)
+		}
 	}
 }
 
@@ -202,6 +225,8 @@ func (a *app) stagingIn(kind, dir string) {
 		winlayer.CleanStale(dir)
 	case "cimfs":
 		cimfs.CleanStale(dir)
+	case "ocilayer":
+		cleanOCIStaging(dir)
 	}
 	for _, p := range removed {
 		a.log.Debug("removed a dead process's temporary file", logKeyFile, p)
