@@ -145,8 +145,7 @@ func TestJSONSchema(t *testing.T) {
 		{"ocilayer", "diff", "-f", "upper.tar", "upper"},
 	}
 	if os.Geteuid() == 0 {
-		t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-		t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+		t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 		// undo detaches each attachment with vhd detach -o json, and checks that.
 		verbs = append(verbs, []string{"vhd", "attach", "--read-only", "--format", "raw", "disk.img"})
 	} else {

@@ -66,8 +66,7 @@ func TestCloseBaseLayer(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the template disks are formatted through loop devices and FUSE: needs root")
 	}
-	t.Setenv("HOSTCOMPUTE_ATTACH_STATE_DIR", t.TempDir())
-	t.Setenv("HOSTCOMPUTE_FUSE_STATE_DIR", t.TempDir())
+	t.Setenv("HOSTCOMPUTE_STATE_DIR", t.TempDir())
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base")
 	if err := writeOSLayer(t, base, nil, nil); err != nil {
