@@ -116,12 +116,29 @@ func Subnet(t testing.TB) netip.Prefix {
 				break
 			}
 		}
-		if free {
+		if free && reserve(t, p) {
 			return p
 		}
 	}
 	t.Fatal("no free /24 in 10.231.0.0/16")
 	return netip.Prefix{}
+}
+
+// reserve takes an flock on a file naming p, held until the test ends, so that
+// tests running at once in other processes do not pick the same subnet before either
+// has a route on it. A test that dies releases it with its process.
+func reserve(t testing.TB, p netip.Prefix) bool {
+	name := filepath.Join(os.TempDir(), "hostcompute-cnitest-"+strings.ReplaceAll(p.String(), "/", "_")+".lock")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	t.Cleanup(func() { os.Remove(name); f.Close() })
+	return true
 }
 
 // InNetNS runs busybox with args inside the network namespace at netns and returns
