@@ -94,6 +94,15 @@ func TestProcessBaseLayer(t *testing.T) {
 		t.Fatalf("ProcessUtilityVMImage: %v, want ErrWindowsOnly naming %s", err, uvm)
 	}
 	checkTemplate(t, filepath.Join(uvm, "SystemTemplateBase.vhdx"), filepath.Join(uvm, "SystemTemplate.vhdx"), 10<<30, diskfs.NTFS)
+
+	// A base layer without registry hives is no Windows OS image: the disks
+	// are made, and the error says what was not.
+	plain := filepath.Join(t.TempDir(), "plain")
+	importTar(t, plain, sampletar.Options{Seed: 22, Files: 3, Bytes: 4 << 10}, nil)
+	if err := ProcessBaseLayer(ctx, plain); !errors.Is(err, ErrNoHives) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), plain) {
+		t.Errorf("ProcessBaseLayer without hives: %v, want ErrNoHives naming %s", err, plain)
+	}
+	checkTemplate(t, filepath.Join(plain, "blank-base.vhdx"), filepath.Join(plain, "blank.vhdx"), 20<<30, diskfs.Ext4)
 	if as, _ := attach.List(); len(as) > 0 {
 		t.Errorf("attachments left: %+v", as)
 	}

@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/sampletar"
 )
 
 // openPTY opens a pseudo-terminal and returns its terminal side.
@@ -124,4 +126,26 @@ func TestMessagesNameTheRightThing(t *testing.T) {
 			t.Errorf("%v with a terminal on standard input: exit %d: %s", args, code, stderr.String())
 		}
 	}
+}
+
+// TestCIMCreateWarnings: a child CIM layer with delta hives is written, and
+// hcs says what Linux could not do (hive merging) as a warning, exit code 0.
+func TestCIMCreateWarnings(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	wantCode(t, hcs(t, bytes.NewReader(sampleTar(t)), "cim", "create", base), exitOK)
+	var child bytes.Buffer
+	if err := sampletar.Write(&child, sampletar.Options{Seed: 2, Files: 20, Bytes: 64 << 10, Hives: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := hcs(t, bytes.NewReader(child.Bytes()), "-o", "json", "cim", "create", "--parent", base, filepath.Join(dir, "child"))
+	wantCode(t, r, exitOK)
+	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "delta registry hives") {
+		t.Errorf("no warning: %q", r.stderr)
+	}
+	var res cimCreateResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res.Warnings) != 1 {
+		t.Errorf("-o json: %v: %s", err, r.stdout)
+	}
+	wantCode(t, hcs(t, nil, "cim", "verify", filepath.Join(dir, "child")), exitOK)
 }
