@@ -43,6 +43,7 @@ var registry = []func(env *Env) []*Row{
 	cimTreeRows,
 	hnsRows,
 	imageRows,
+	storeRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,

@@ -1,0 +1,149 @@
+// Command storeview makes one store layer and mounts it, or opens a store, for
+// bench's store rows, and prints how long that took, so that the rows can report
+// the operation apart from process start-up, which both sides pay alike.
+//
+// Usage:
+//
+//	storeview -mode ours -op prepare|view -store DIR -parent KEY -key KEY -target DIR
+//	storeview -mode peer -op prepare|view -lowers FILE -upper DIR -work DIR -target DIR
+//	storeview -mode ours|peer -op open -store DIR
+//
+// Mode ours times store.Prepare (or View) of key over parent plus mounting the
+// returned mounts at target through the host engine's executor; the mount is
+// left in place. Mode peer times a bare mount(2) of the same lower directories
+// (listed in FILE, topmost first): an overlay with an option string (relative
+// paths after chdir to their common parent when absolute ones overflow a page),
+// or for a view of one layer a read-only bind mount. For -op open, ours times
+// store.Open (which reconciles the store) and peer opening meta.db read-only with
+// bbolt and decoding every record's key, the least any open that looks at the
+// records does.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/store"
+)
+
+const pageSize = 4096
+
+func main() {
+	mode := flag.String("mode", "", "ours or peer")
+	op := flag.String("op", "", "prepare, view or open")
+	root := flag.String("store", "", "store root")
+	parent := flag.String("parent", "", "parent key")
+	key := flag.String("key", "", "key of the new layer")
+	target := flag.String("target", "", "mount point")
+	lowersFile := flag.String("lowers", "", "file listing the lower directories, topmost first")
+	upper := flag.String("upper", "", "upper directory (peer prepare)")
+	work := flag.String("work", "", "work directory (peer prepare)")
+	flag.Parse()
+	took, paths, err := run(*mode, *op, *root, *parent, *key, *target, *lowersFile, *upper, *work)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "storeview: %s %s: %v\n", *mode, *op, err)
+		os.Exit(1)
+	}
+	fmt.Printf("op_ns=%d paths=%s\n", took.Nanoseconds(), paths)
+}
+
+func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (time.Duration, string, error) {
+	ctx := context.Background()
+	switch mode + " " + op {
+	case "ours open":
+		start := time.Now()
+		s, err := store.Open(ctx, root)
+		took := time.Since(start)
+		if err == nil {
+			s.Close()
+		}
+		return took, "-", err
+	case "peer open":
+		start := time.Now()
+		db, err := bolt.Open(filepath.Join(root, "meta.db"), 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			return 0, "", err
+		}
+		n := 0
+		err = db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("v1")).Bucket([]byte("layers")).ForEach(func(k, v []byte) error {
+				var r struct{ Key string }
+				n++
+				return json.Unmarshal(v, &r)
+			})
+		})
+		db.Close()
+		return time.Since(start), fmt.Sprint(n), err
+	case "ours prepare", "ours view":
+		s, err := store.Open(ctx, root)
+		if err != nil {
+			return 0, "", err
+		}
+		defer s.Close()
+		start := time.Now()
+		var ms []store.Mount
+		if op == "prepare" {
+			ms, err = s.Prepare(ctx, key, parent)
+		} else {
+			ms, err = s.View(ctx, key, parent)
+		}
+		if err == nil {
+			_, err = store.MountAll(ctx, ms, target)
+		}
+		return time.Since(start), "lowerdir+", err
+	case "peer prepare", "peer view":
+		b, err := os.ReadFile(lowersFile)
+		if err != nil {
+			return 0, "", err
+		}
+		lowers := strings.Fields(string(b))
+		if op == "view" && len(lowers) == 1 {
+			start := time.Now()
+			err := unix.Mount(lowers[0], target, "", unix.MS_BIND, "")
+			if err == nil {
+				err = unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+			}
+			return time.Since(start), "absolute", err
+		}
+		opts := func(ls []string) string {
+			o := "lowerdir=" + strings.Join(ls, ":")
+			if op == "prepare" {
+				o += ",upperdir=" + upper + ",workdir=" + work
+			}
+			return o
+		}
+		data, paths := opts(lowers), "absolute"
+		if len(data) >= pageSize {
+			// The layers are <store>/layers/<id>/fs: relative to layers/.
+			base := filepath.Dir(filepath.Dir(lowers[0]))
+			rel := make([]string, len(lowers))
+			for i, l := range lowers {
+				rel[i] = strings.TrimPrefix(l, base+"/")
+			}
+			if err := os.Chdir(base); err != nil {
+				return 0, "", err
+			}
+			data, paths = opts(rel), "relative"
+		}
+		if len(data) >= pageSize {
+			return 0, "", fmt.Errorf("option string of %d bytes does not fit in a page even with relative paths", len(data))
+		}
+		flags := uintptr(0)
+		if op == "view" {
+			flags = unix.MS_RDONLY
+		}
+		start := time.Now()
+		err = unix.Mount("bench", target, "overlay", flags, data)
+		return time.Since(start), paths, err
+	}
+	return 0, "", fmt.Errorf("want -mode ours|peer and -op prepare|view|open")
+}
