@@ -77,9 +77,9 @@
 // held by its Undo, which the layers package returns as its ResourceCloser.
 // Nothing about a stack is recorded by the engine: a caller that keeps the
 // plan (the store does) takes it down from another process with Unapply;
-// otherwise UnmountAll finds it again from the kernel's tables (mountinfo, the loop devices' sysfs attributes and the
-// attachment records) and takes it down, also after the process that
-// mounted it died.
+// otherwise UnmountAll finds it again from the kernel's tables (mountinfo,
+// the loop devices' sysfs attributes and the attachment records) and takes
+// it down, also after the process that mounted it died.
 //
 // # State
 //
