@@ -62,11 +62,7 @@ func commitRow(changes sampletar.Options) *Row {
 			if err := env.needGNUTar(ctx); err != nil {
 				return Setup{}, err
 			}
-			stateEnv = []string{
-				"HOSTCOMPUTE_ATTACH_STATE_DIR=" + filepath.Join(dir, "state", "attach"),
-				"HOSTCOMPUTE_FUSE_STATE_DIR=" + filepath.Join(dir, "state", "fuse"),
-				"HOSTCOMPUTE_LAYER_STATE_DIR=" + filepath.Join(dir, "state", "layers"),
-			}
+			stateEnv = []string{"HOSTCOMPUTE_STATE_DIR=" + filepath.Join(dir, "state")}
 			in, err := env.sampleTar(ctx, changes)
 			if err != nil {
 				return Setup{}, err

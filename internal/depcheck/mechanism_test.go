@@ -157,3 +157,41 @@ func moduleRoot(t *testing.T) string {
 		dir = parent
 	}
 }
+
+// TestOneStateRoot fails if a source file (tests included) still names one
+// of the environment variables that steered the host state before it had
+// one root: $HOSTCOMPUTE_STATE_DIR replaces them all.
+func TestOneStateRoot(t *testing.T) {
+	var old []string
+	for _, v := range []string{"ATTACH_STATE_DIR", "FUSE_STATE_DIR", "LAYER_STATE_DIR", "MOUNT_DIR", "CIM_MOUNT_DIR"} {
+		old = append(old, "HOSTCOMPUTE_"+v)
+	}
+	root := moduleRoot(t)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, ".md") && !strings.HasSuffix(p, ".sh") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, v := range old {
+			if strings.Contains(string(b), v) {
+				t.Errorf("%s names $%s: use $HOSTCOMPUTE_STATE_DIR (internal/state), the one state root", p, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
