@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/hostcompute/hostcompute/pkg/vhd"
 )
@@ -29,7 +30,11 @@ func attachRows(env *Env) []*Row {
 // attachScript attaches disk, runs dd with the device as $D, and detaches:
 // attach and detach (the raw view's helper start and exit) are timed too.
 func attachScript(env *Env, ctx context.Context, stateDir, disk, readOnly, dd string) *exec.Cmd {
-	script := fmt.Sprintf(`set -e; D=$(%q vhd attach %s %q); %s; %q vhd detach "$D" >/dev/null`, env.HCS, readOnly, disk, dd, env.HCS)
+	format := "auto"
+	if strings.HasSuffix(disk, ".raw") {
+		format = "raw" // random data: raw only when we say so
+	}
+	script := fmt.Sprintf(`set -e; D=$(%q vhd attach --format %s %s %q); %s; %q vhd detach "$D" >/dev/null`, env.HCS, format, readOnly, disk, dd, env.HCS)
 	cmd := env.command(ctx, "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "HOSTCOMPUTE_STATE_DIR="+stateDir)
 	return cmd

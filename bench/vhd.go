@@ -116,7 +116,7 @@ func vhdConvertRow(size int64) *Row {
 			Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
 				out := filepath.Join(dir, "out.vhdx")
 				return &Run{
-					Cmds:  []*exec.Cmd{env.command(ctx, env.HCS, "vhd", "convert", "--to", "vhdx-dynamic", raw, out)},
+					Cmds:  []*exec.Cmd{env.command(ctx, env.HCS, "vhd", "convert", "--format", "raw", "--to", "vhdx-dynamic", raw, out)},
 					Check: check(ctx, out, &oursAlloc, &oursSame, &oursCheck),
 				}, nil
 			},
