@@ -324,11 +324,13 @@ func (s *Store) recover(ctx context.Context) error {
 	}
 	for _, r := range eps {
 		if r.State == stateReady {
-			if isNetNS(r.Endpoint.NetNS) {
+			// Only a missing namespace file means the namespace is gone (a reboot,
+			// ip netns delete): a file that is not a namespace here may be one in
+			// another mount namespace, where the endpoint still works.
+			if _, err := os.Lstat(r.Endpoint.NetNS); !errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			// The namespace is gone (a reboot, or someone unmounted it): the endpoint
-			// cannot work; DEL releases its address and rules.
+			// The endpoint cannot work; DEL releases its address and rules.
 			s.opts.Logger.Debug("removing endpoint whose namespace is gone", "endpoint", r.Endpoint.ID, "netns", r.Endpoint.NetNS)
 		} else {
 			s.opts.Logger.Debug("removing endpoint left by a dead process", "endpoint", r.Endpoint.ID, "state", r.State)
