@@ -113,6 +113,14 @@ func InheritSecurityDescriptor(parent []byte, isDir bool, owner, group SID) ([]b
 	for _, a := range aces {
 		size += len(a)
 	}
+	if size > 0xFFFF || len(aces) > 0xFFFF {
+		return nil, formatErr(sdStructureName, int64(daclOff), "the inherited DACL would be %d bytes, more than an ACL holds", size)
+	}
+	for _, a := range aces {
+		if len(a) > 0xFFFF {
+			return nil, formatErr(sdStructureName, int64(daclOff), "an inherited ACE would be %d bytes, more than an ACE holds", len(a))
+		}
+	}
 	b := make([]byte, sdHeaderSize, sdHeaderSize+size+len(ownerB)+len(groupB))
 	b[0] = 1
 	binary.LittleEndian.PutUint16(b[2:], outControl)
