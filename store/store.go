@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +108,11 @@ func Open(ctx context.Context, root string, opts ...OpenOption) (*Store, error) 
 	}
 	if r, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = r
+	}
+	if strings.ContainsAny(abs, ":,") {
+		// Overlay mount options separate lower directories with ':' and
+		// options with ','.
+		return nil, opErr("open", "", classf(ErrInvalidArgument, "store root %s holds ':' or ',', which overlay mount options cannot carry", abs))
 	}
 	s := &Store{root: abs, log: o.log, lockTO: o.lockTimeout}
 	for _, d := range []string{abs, s.path(layersDir), s.path(stagingDir), s.path(trashDir)} {

@@ -462,3 +462,13 @@ func TestCheckRepair(t *testing.T) {
 	}
 	_ = unix.Getpid
 }
+
+func TestOpenRefusesOverlaySyntax(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "a:b")
+	if _, err := store.Open(context.Background(), root); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("open of %s: %v, want ErrInvalidArgument", root, err)
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Errorf("the refused open made %s", root)
+	}
+}
