@@ -36,8 +36,9 @@ const exitCodesHelp = `Exit codes:
   0    success
   1    other failure (I/O, permissions, ...)
   2    usage error: unknown command or flag, wrong number of arguments
-  3    invalid input: a malformed or unsafe tar, or a corrupt layer
-  4    the destination already exists
+  3    invalid input: a malformed or unsafe tar, a corrupt layer or disk, a
+       file that is not the format it must be, an input over a limit
+  4    the destination already exists, or another command is writing it
   5    not found: a missing file or layer, or a folder that is not a layer
   130  interrupted by SIGINT or SIGTERM`
 

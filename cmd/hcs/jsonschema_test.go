@@ -200,3 +200,14 @@ func undo(t *testing.T, args []string) {
 		checkJSON(t, "vhd detach", v, "vhd detach")
 	}
 }
+
+// TestJSONTimes: a zero FILETIME is 1601-01-01, not left out; times keep
+// their 100 ns.
+func TestJSONTimes(t *testing.T) {
+	if got := fileTimeJSON(0); got != "1601-01-01T00:00:00Z" {
+		t.Errorf("FILETIME 0 = %s", got)
+	}
+	if got := fileTimeJSON(133_000_000_000_000_001); got != "2022-06-18T04:26:40.0000001Z" {
+		t.Errorf("FILETIME with 100 ns = %s", got)
+	}
+}
