@@ -2,7 +2,9 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -15,9 +17,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hostcompute/hostcompute/internal/registrytest"
@@ -221,3 +226,103 @@ func TestWrongDiffID(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignLayer: a non-distributable layer is fetched from the URL its
+// descriptor names only when asked, and verified like any blob.
+func TestForeignLayer(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	layers := windowsLayers(t)
+	img := buildImage(t, winPlatform, layers[1:], types.DockerManifestSchema2)
+	base := buildImage(t, winPlatform, layers[:1], types.DockerManifestSchema2)
+	bl, _ := base.Layers()
+	blob, _ := bl[0].Compressed()
+	body, _ := io.ReadAll(blob)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.ServeContent(w, r, "layer", time.Time{}, bytes.NewReader(body))
+	}))
+	defer srv.Close()
+	// The base layer as a foreign layer below the image's own.
+	img, err := mutate.Append(base, mutate.Addendum{Layer: mustLayers(t, img)[0], MediaType: types.DockerLayer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := img.Manifest()
+	m = m.DeepCopy()
+	m.Layers[0].MediaType = types.DockerForeignLayer
+	m.Layers[0].URLs = []string{srv.URL + "/layer"}
+	foreign := &rawImage{Image: img, manifest: m}
+	ref := reg.Host + "/foreign/app:1"
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, foreign); err != nil {
+		t.Fatal(err)
+	}
+
+	s, fl := newStore(t)
+	_, err = s.Pull(ctx, ref, WithPlatform(winPlatform))
+	if !errors.Is(err, ErrForeignLayer) || hits.Load() != 0 {
+		t.Fatalf("pull without foreign layers: %v (%d requests to the URL)", err, hits.Load())
+	}
+	if k := fl.keys(t); len(k) != 0 {
+		t.Errorf("layers left: %v", k)
+	}
+	sum, err := s.Pull(ctx, ref, WithPlatform(winPlatform), WithForeignLayers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() == 0 || !sum.Layers[0].Unpacked {
+		t.Errorf("the foreign layer was not fetched from its URL: %+v", sum.Layers[0])
+	}
+}
+
+func mustLayers(t *testing.T, img v1.Image) []v1.Layer {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+// rawImage is img with its manifest replaced (media types and URLs of layers).
+type rawImage struct {
+	v1.Image
+	manifest *v1.Manifest
+}
+
+func (r *rawImage) Manifest() (*v1.Manifest, error) { return r.manifest, nil }
+func (r *rawImage) RawManifest() ([]byte, error)    { return json.Marshal(r.manifest) }
+func (r *rawImage) Digest() (v1.Hash, error) {
+	b, _ := r.RawManifest()
+	h, _, err := v1.SHA256(bytes.NewReader(b))
+	return h, err
+}
+func (r *rawImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := r.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range r.manifest.Layers {
+		if d.Digest == h && d.MediaType == types.DockerForeignLayer {
+			return &foreignLayer{Layer: l}, nil
+		}
+	}
+	return l, nil
+}
+func (r *rawImage) Layers() ([]v1.Layer, error) {
+	var out []v1.Layer
+	for _, d := range r.manifest.Layers {
+		l, err := r.LayerByDigest(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+type foreignLayer struct{ v1.Layer }
+
+func (foreignLayer) MediaType() (types.MediaType, error) { return types.DockerForeignLayer, nil }

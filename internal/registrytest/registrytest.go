@@ -1,6 +1,7 @@
 // Package registrytest runs a real OCI registry for tests and benchmarks: Debian's
 // docker-registry (the CNCF distribution registry, 2.8) on 127.0.0.1 at a free
 // port, with its own configuration file and storage directory, stopped by PID.
+// Manifests may name foreign (non-distributable) layers at URLs on 127.0.0.1.
 package registrytest
 
 import (
@@ -76,6 +77,11 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https?://127\.0\.0\.1[:/]
 http:
   addr: %s
 `, storage, host)
