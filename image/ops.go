@@ -423,4 +423,3 @@ func (s *Store) ExportLayer(ctx context.Context, n string, i int, w interface{ W
 	}
 	return s.layers.ExportLayer(ctx, sum.Layers[i].ChainID, w)
 }
-
