@@ -183,9 +183,12 @@ func (a *app) newImageInspectCommand(f *imageFlags) *cobra.Command {
 				return err
 			}
 			var b strings.Builder
+			layers := sum.Layers
+			sum.Layers = nil
 			b.WriteString(imageText("image", sum))
+			sum.Layers = layers
 			for _, l := range sum.Layers {
-				fmt.Fprintf(&b, "\n  %s diffID %s chainID %s unpacked %v", shortHex(l.Digest), l.DiffID, l.ChainID, l.Unpacked)
+				fmt.Fprintf(&b, "\n  layer %s diffID %s chainID %s unpacked %v", l.Digest, l.DiffID, l.ChainID, l.Unpacked)
 			}
 			return a.result(b.String(), sum)
 		}),
