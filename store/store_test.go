@@ -472,3 +472,77 @@ func TestOpenRefusesOverlaySyntax(t *testing.T) {
 		t.Errorf("the refused open made %s", root)
 	}
 }
+
+// TestWindowsUnionTombstones: a view over a Windows child layer that removes a
+// file of its parent does not show it.
+func TestWindowsUnionTombstones(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	var base bytes.Buffer
+	if err := sampletar.Write(&base, sampletar.Options{Seed: 11, Files: 20, Bytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	// A file of the base that the child does not write again.
+	var plain bytes.Buffer
+	if err := sampletar.Write(&plain, sampletar.Options{Seed: 12, Files: 5, Bytes: 8 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	inChild := map[string]bool{}
+	for _, n := range tarNames(t, plain.Bytes()) {
+		inChild[n] = true
+	}
+	gone := ""
+	tr := tar.NewReader(bytes.NewReader(base.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatal("no regular file under Files/ in the base that the child lacks")
+		}
+		if h.Typeflag == tar.TypeReg && strings.HasPrefix(h.Name, "Files/") && !inChild[h.Name] {
+			gone = h.Name
+			break
+		}
+	}
+	var child bytes.Buffer
+	if err := sampletar.Write(&child, sampletar.Options{Seed: 12, Files: 5, Bytes: 8 << 10, Whiteouts: []string{gone}}); err != nil {
+		t.Fatal(err)
+	}
+	w := store.WithFormat(store.FormatWindowsFolder)
+	if _, err := s.Import(ctx, "b", "", &base, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, "c", "b", &child, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, "l", "b", bytes.NewReader(makeTar(t, tarEntry{name: "x", typ: tar.TypeReg}))); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("a Linux layer over a Windows parent: %v, want ErrInvalidArgument", err)
+	}
+	ms, err := s.View(ctx, "v", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	undo, err := store.MountAll(ctx, ms, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gerr := os.Lstat(filepath.Join(mnt, strings.TrimPrefix(gone, "Files/")))
+	ents, _ := os.ReadDir(mnt)
+	if err := undo.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(gerr, fs.ErrNotExist) {
+		t.Errorf("the union shows %s, which the child removes (%v)", gone, gerr)
+	}
+	if len(ents) == 0 {
+		t.Error("the union is empty")
+	}
+	for _, k := range []string{"v", "c", "b"} {
+		if err := s.Remove(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertClean(t, root)
+}

@@ -153,11 +153,10 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 		}
 		out = rec.Info
 		return nil
-	}, nil)
+	}, st.settled)
 	if err != nil {
 		return Info{}, err
 	}
-	st.done = true
 	return out, nil
 }
 
@@ -247,6 +246,15 @@ func (s *Store) stage(ctx context.Context) (*staging, error) {
 	return x, nil
 }
 
+// settled marks the staged directory as a layer (its record is committed) and
+// drops its flock at once, still under the store's lock, so that the new layer
+// can be removed right away.
+func (x *staging) settled() {
+	x.done = true
+	x.lock.Close()
+	x.lock = nil
+}
+
 // close removes the staging directory unless it became a layer, and drops the
 // mount record of its union, if any.
 func (x *staging) close() {
@@ -260,7 +268,9 @@ func (x *staging) close() {
 			x.s.log.Warn("deleting a mount record", "path", merged, "error", err)
 		}
 	}
-	x.lock.Close()
+	if x.lock != nil {
+		x.lock.Close()
+	}
 }
 
 func syncFS(dir string) error {
@@ -417,7 +427,7 @@ func (s *Store) commitWindows(ctx context.Context, name, key string, id uint64, 
 		old = s.layerDir(r.ID)
 		return putRecord(tx, c)
 	}, func() {
-		st.done = true
+		st.settled()
 		trash := filepath.Join(s.root, trashDir, fmt.Sprintf("%d-%s", id, randomName()))
 		if err := os.Rename(old, trash); err == nil {
 			old = trash
