@@ -16,7 +16,7 @@ var (
 	// pathFields hold absolute paths of this machine.
 	pathFields = map[string]bool{"layer": true, "file": true, "cim": true, "root": true, "target": true,
 		"device": true, "folder": true, "source": true, "upper": true, "parent": true, "mountpoint": true,
-		"rootfs": true, "scratch": true, "disk": true}
+		"rootfs": true, "scratch": true, "disk": true, "mountPath": true}
 	// byteFields are integers of bytes.
 	byteFields = map[string]bool{"size": true, "virtualSize": true, "bytes": true, "readBytes": true,
 		"imageBytes": true, "bytesWritten": true, "fileSize": true, "allocated": true, "oldSize": true,
@@ -126,6 +126,7 @@ func TestJSONSchema(t *testing.T) {
 		{"layer", "inspect", "layer"},
 		{"layer", "inspect", "l.tar"},
 		{"layer", "check", "layer"},
+		{"layer", "path", "layer"},
 		{"layer", "export", "-f", "out.tar", "layer"},
 		{"cim", "create", "-f", "l.tar", "cimlayer"},
 		{"cim", "create", "--from-folder", "layer", "cimlayer2"},

@@ -15,7 +15,7 @@ import (
 // deactivate and path commands print with -o json.
 type layerStateResult struct {
 	Layer       string `json:"layer"`
-	Path        string `json:"path"` // wclayer.GetLayerMountPath after the command
+	Path        string `json:"mountPath"` // wclayer.GetLayerMountPath after the command
 	Activations int    `json:"activations"`
 	Prepares    int    `json:"prepares"`
 }
@@ -48,7 +48,7 @@ two activates need two deactivates, and the last deactivate of a prepared layer
 is refused until it is unprepared. The mounts outlive the command.
 
 Each command prints the layer's mount path afterwards (the union when prepared,
-the volume when active, else the folder); -o json gives {"layer", "path",
+the volume when active, else the folder); -o json gives {"layer", "mountPath",
 "activations", "prepares"}.`
 
 func (a *app) newLayerScratchCommand() *cobra.Command {
