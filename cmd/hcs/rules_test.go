@@ -23,6 +23,15 @@ func TestImportMissingParent(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("the failed import left %v", ents)
 	}
+	// The same for a CIM layer.
+	r = hcs(t, bytes.NewReader(sampleTar(t)), "cim", "create", "--parent", filepath.Join(dir, "layers", "missing"), layer)
+	wantCode(t, r, exitNotFound)
+	if !strings.Contains(r.stderr, filepath.Join(dir, "layers", "missing")) {
+		t.Errorf("stderr %q does not name the parent", r.stderr)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the failed cim create left %v", ents)
+	}
 }
 
 // Issue 10: after a failure, ocilayer apply left the entries before the bad one in

@@ -53,7 +53,19 @@
 // block (4060 bytes); in compatibility mode that is all (one value up to about
 // 4 KiB), native mode puts larger values in inodes of their own. WithInlineData keeps
 // files of up to 136 bytes in their inode. WithConvertWhiteouts turns OCI whiteouts
-// into overlayfs ones.
+// into overlayfs ones; in native mode, a whiteout followed by entries below the same
+// name (or by a directory of that name) becomes an opaque directory, as that is what
+// the layer means in overlay form. Native mode writes times before 1970 in ext4's
+// encoding; compatibility mode keeps compactext4's, which corrupts them.
+//
+// Before anything else every entry passes the rules of an OCI Linux layer
+// (pkg/ocilayer's Validator), in both modes, so an image accepts what ocilayer.Apply
+// accepts: names that leave the root, writes below a symlink, file or device of the
+// layer, hard links to missing or later targets, overlayfs xattrs (trusted.overlay.*
+// and user.overlay.*: they would make directories opaque or redirect them in a union),
+// malformed whiteouts (".wh.", ".wh..", ".wh..."; without WithConvertWhiteouts well
+// formed ones are stored as plain files, as tar2ext4 does) and empty symlink targets
+// are refused. Its errors match both the ocilayer class and this package's.
 //
 // Files may be up to 128 GiB (WithMaximumFileSize lowers that). Holes count: Go's
 // archive/tar hands sparse files over with their holes as zeros, so a sparse file of

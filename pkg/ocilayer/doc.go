@@ -25,10 +25,30 @@
 // except that a directory entry over an existing directory only updates the
 // directory's metadata and keeps its contents.
 //
-// Sparse files (GNU 'S' entries and PAX GNU.sparse records) are rejected with
-// ErrUnsupported: their holes would be written out as zeros that the stream
-// does not hold, so a small layer could fill the disk. OCI layers do not use
-// them.
+// Sparse files (GNU 'S' entries and PAX GNU.sparse 0.x and 1.0 records) are
+// applied with their holes left as holes: archive/tar hands the holes over as
+// zeros, and runs of whole 64 KiB zero chunks are skipped rather than written.
+// Their logical size is bounded like any file's (DefaultMaxFileSize, 128 GiB,
+// or WithMaxFileSize), so a small layer cannot claim an unbounded file;
+// reading the synthesised zeros costs time, not space.
+//
+// # Rules
+//
+// Every entry passes the Validator first, the same rules ext4 images (package
+// pkg/ext4) and Diff's output follow, so a layer one path accepts every path
+// accepts: no names leaving the root, no writes below a symlink, file or device
+// of the same layer, no overlayfs xattrs (trusted.overlay.*, user.overlay.*),
+// no malformed whiteouts (".wh.", ".wh..", ".wh..."), no empty symlink targets,
+// no file over the maximum size. See Validator.
+//
+// # All or nothing
+//
+// Apply works in place: on failure the entries before the failing one stay
+// applied (with their replacements and whiteouts), nothing from it on is, and
+// nothing outside root is touched. ApplyNew builds a new tree in a staging
+// directory beside its target and renames it into place only when every entry
+// applied, so a failure, a cancellation or a killed process leaves the target as
+// it was.
 //
 // # Confinement
 //
@@ -36,9 +56,10 @@
 // RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS, and the final element is created,
 // replaced or changed relative to its parent's descriptor without following
 // it. Symlinks already in the tree, absolute ones included, therefore resolve
-// as if root were "/": after "a -> /etc", an entry "a/passwd" writes
-// root/etc/passwd (or fails when root/etc does not exist), never the host's
-// file. Hard-link targets and whiteouts are resolved the same way. Leading slashes in names are dropped; a name,
+// as if root were "/": after "a -> /etc" from a lower layer, an entry
+// "a/passwd" writes root/etc/passwd (or fails when root/etc does not exist),
+// never the host's file (the Validator refuses it when the symlink is of the
+// same layer). Hard-link targets and whiteouts are resolved the same way. Leading slashes in names are dropped; a name,
 // hard-link target or whiteout that still leaves root after cleaning (such as
 // "../x") is rejected with ErrInsecurePath rather than clamped, since no
 // well-formed layer contains one.
@@ -56,14 +77,17 @@
 //
 // Diff walks an overlayfs upper directory in byte-wise name order, each
 // directory before its children, and writes a deterministic PAX tar: regular
-// files (hard links found by inode, the first name in walk order being the
-// file), directories, symlinks, devices and fifos with mode, uid, gid,
+// files, directories, symlinks, devices and fifos (hard links of any of them
+// found by inode, the first name in walk order being the file), directories, symlinks, devices and fifos with mode, uid, gid,
 // modification time and extended attributes; user and group names are left
 // empty and access times are not recorded. Overlay whiteouts (character
 // devices 0/0, or empty files with an overlay.whiteout xattr) become ".wh.NAME"
 // entries; an opaque directory (trusted.overlay.opaque or user.overlay.opaque
-// set to "y") is written followed by "DIR/.wh..wh..opq". Other overlay xattrs
-// are dropped. Upper directories using metacopy or redirect_dir cannot be
+// set to "y") is written followed by "DIR/.wh..wh..opq", an opaque upper root
+// as a first entry ".wh..wh..opq". Other overlay xattrs are dropped. Every
+// entry written passes the Validator and must mean what the upper holds: a
+// real file named ".wh.x" would read as a whiteout, and fails with
+// ErrUnsupported. Upper directories using metacopy or redirect_dir cannot be
 // translated without the lower layers and fail with ErrUnsupported.
 //
 // # Errors

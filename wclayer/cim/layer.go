@@ -36,11 +36,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
+	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
 // CimLayersDir is the name of the folder, beside the layer folders, that holds the
@@ -99,6 +101,13 @@ func parentCim(layerPath string, parentLayerPaths []string) (string, error) {
 		return "", nil
 	}
 	p := parentLayerPaths[0]
+	for _, pp := range parentLayerPaths {
+		if _, err := os.Stat(GetCimPathFromLayer(pp)); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(pp); errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("cim: parent layer %s: %w", pp, winlayer.ErrParentNotFound)
+			}
+		}
+	}
 	if GetCimDirFromLayer(p) != GetCimDirFromLayer(layerPath) {
 		return "", fmt.Errorf("cim: parent layer %s keeps its CIM in %s, not in %s: forks need one folder", p, GetCimDirFromLayer(p), GetCimDirFromLayer(layerPath))
 	}
