@@ -252,8 +252,11 @@ func (w *writer) add(ctx context.Context, hdr *tar.Header, data io.Reader, o *op
 	if err != nil {
 		return ruleError{err}
 	}
-	if c.Action == ocilayer.Ignore && (o.convertWhiteouts || e.Type == ocilayer.TypeGlobal) {
-		return nil // AUFS bookkeeping has no overlayfs form; archive metadata is no file
+	// AUFS bookkeeping has no overlayfs form, and archive metadata is no file. The one
+	// exception is compat mode, whose job is hcsshim's bytes: hcsshim stores a PAX
+	// global header as a file named after it.
+	if c.Action == ocilayer.Ignore && (e.Type == ocilayer.TypeGlobal && !w.compat || e.Type != ocilayer.TypeGlobal && o.convertWhiteouts) {
+		return nil
 	}
 	if w.compat {
 		return w.addCompat(ctx, hdr, name, link, data, o)
