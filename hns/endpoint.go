@@ -155,7 +155,7 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 	}
 	res, err := s.cni.AddNetworkList(ctx, list, rec.runtimeConf(e.NetNS))
 	if err != nil {
-		return undo(fmt.Errorf("CNI ADD: %w", err))
+		return undo(fmt.Errorf("CNI ADD: %w%s", err, pluginHint(err)))
 	}
 	if stepHook != nil {
 		stepHook("added")
@@ -183,6 +183,14 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 // endpoint whose namespace is gone).
 func (r *endpointRecord) runtimeConf(netns string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: r.ContainerID, NetNS: netns, IfName: r.IfName, CapabilityArgs: r.CapabilityArgs}
+}
+
+// pluginHint says where plugins come from when libcni could not find one.
+func pluginHint(err error) string {
+	if strings.Contains(err.Error(), "failed to find plugin") {
+		return " (make deps builds the CNI plugins " + PluginsVersion + " into bin/cni/" + PluginsVersion + "; point HOSTCOMPUTE_CNI_PATH at them)"
+	}
+	return ""
 }
 
 func libcniConfList(conf []byte) (*libcni.NetworkConfigList, error) {
@@ -461,7 +469,7 @@ func (s *Store) teardownEndpoint(ctx context.Context, r *endpointRecord) error {
 		nsArg = ""
 	}
 	if err := s.cni.DelNetworkList(ctx, list, r.runtimeConf(nsArg)); err != nil {
-		return fmt.Errorf("CNI DEL: %w", err)
+		return fmt.Errorf("CNI DEL: %w%s", err, pluginHint(err))
 	}
 	if nsArg == "" {
 		if err := removeEndpointRules(r.ContainerID, r.Endpoint.IPAddress != nil && r.Endpoint.IPAddress.To4() == nil); err != nil {
