@@ -172,3 +172,62 @@ func readUint(path string) (uint64, bool) {
 	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	return n, err == nil
 }
+
+// storageStats returns the container's storage figures. On cgroup v2 they are
+// io.stat's; cgroup v1 accounts block I/O only on throttled devices, so there
+// they are the processes' own I/O accounting (/proc/<pid>/io, which includes
+// the children each has reaped): bytes read from and written to storage, and
+// the read and write calls made.
+func storageStats(id string) (readOps, readBytes, writeOps, writeBytes uint64) {
+	if isCgroup2() {
+		b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup", cgroupsPath(id), "io.stat"))
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, f := range strings.Fields(line) {
+				k, v, ok := strings.Cut(f, "=")
+				if !ok {
+					continue
+				}
+				n, _ := strconv.ParseUint(v, 10, 64)
+				switch k {
+				case "rbytes":
+					readBytes += n
+				case "wbytes":
+					writeBytes += n
+				case "rios":
+					readOps += n
+				case "wios":
+					writeOps += n
+				}
+			}
+		}
+		return
+	}
+	b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", cgroupsPath(id), "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		io := filepath.Join("/proc", f, "io")
+		if v, ok := keyedColon(io); ok {
+			readOps += v["syscr"]
+			writeOps += v["syscw"]
+			readBytes += v["read_bytes"]
+			writeBytes += v["write_bytes"]
+		}
+	}
+	return
+}
+
+// keyedColon reads a "key: value" file.
+func keyedColon(path string) (map[string]uint64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	m := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			m[k] = n
+		}
+	}
+	return m, true
+}

@@ -474,15 +474,27 @@ func (c *Container) runcOp(ctx context.Context, fn func(*runc.Runc) error) error
 // Delete removes the stopped container's state. With force a running
 // container is killed and waited for first.
 func (c *Container) Delete(ctx context.Context, force bool) error {
+	if !exists(c.dir) {
+		return nil // removed already
+	}
 	if !c.Stopped() {
-		if !force {
-			info, err := c.Info(ctx)
-			if err == nil && info.Status != StatusCreated {
-				return c.wrap("delete", fmt.Errorf("%w: the container is %s (stop it, or force)", ErrInvalidState, info.Status))
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		initExited := false
+		for _, p := range info.Procs {
+			if p.Init && p.Exit != nil {
+				initExited = true
 			}
 		}
-		if err := c.Kill(ctx); err != nil && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrMonitorLost) {
-			return err
+		if !force && info.Status != StatusCreated && !initExited {
+			return c.wrap("delete", fmt.Errorf("%w: the container is %s (stop it, or force)", ErrInvalidState, info.Status))
+		}
+		if !initExited {
+			if err := c.Kill(ctx); err != nil && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrMonitorLost) {
+				return err
+			}
 		}
 		if _, err := c.Wait(ctx); err != nil && !errors.Is(err, ErrMonitorLost) {
 			return err

@@ -56,6 +56,10 @@ func TestHelperProcess(t *testing.T) {
 				os.Exit(1)
 			}
 		}
+		if req.Upto == "stop" {
+			c.Kill(ctx)
+			c.Wait(ctx)
+		}
 		if req.Upto == "exec" {
 			p, err := c.Exec(ctx, &ProcessSpec{Args: []string{"sleep", "100"}})
 			if err != nil {
@@ -104,26 +108,38 @@ func baseConfig(t *testing.T) Config {
 func TestCrashCleanup(t *testing.T) {
 	needRoot(t)
 	setState(t)
-	steps := []struct{ step, upto string }{
-		{"create-after-record", "create"},
-		{"create-after-mount", "create"},
-		{"create-after-monitor", "create"},
-		{"monitor-ready", "create"},
-		{"call-start-sent", "start"},
-		{"monitor-before-create", "start"},
-		{"monitor-after-create", "start"},
-		{"monitor-before-start", "start"},
-		{"call-exec-sent", "exec"},
-		{"", "exec"}, // then the monitor is killed below
+	steps := []struct {
+		step, upto string
+		ext4       bool
+	}{
+		{"create-after-mount", "create", true},
+		{"monitor-before-delete", "stop", true}, // the monitor dies as the container stops
+		{"", "exec", true},
+		{"create-after-record", "create", false},
+		{"create-after-mount", "create", false},
+		{"create-after-monitor", "create", false},
+		{"monitor-ready", "create", false},
+		{"call-start-sent", "start", false},
+		{"monitor-before-create", "start", false},
+		{"monitor-after-create", "start", false},
+		{"monitor-before-start", "start", false},
+		{"call-exec-sent", "exec", false},
+		{"", "exec", false}, // then the monitor is killed below
 	}
 	for _, s := range steps {
 		name := s.step
 		if name == "" {
 			name = "monitor-killed-while-running"
 		}
+		if s.ext4 {
+			name += "-ext4"
+		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			cfg := baseConfig(t)
+			if s.ext4 {
+				cfg.Layers = []Layer{{ID: "base", Path: ext4Layer(t)}}
+			}
 			out, err := helper(t, helperRequest{Action: "create-start-exec", Config: cfg, Upto: s.upto}, s.step)
 			var initPid int
 			if s.step == "" {
@@ -169,6 +185,9 @@ func TestCrashCleanup(t *testing.T) {
 				t.Fatalf("open: %v", err)
 			}
 			assertGone(t, cfg.ID)
+			if l := loopsOf(filepath.Dir(filepath.Dir(cfg.Scratch))); len(l) > 0 {
+				t.Errorf("loop devices left: %v", l)
+			}
 			if initPid > 0 {
 				// It may linger a moment as a zombie of the host's init.
 				for i := 0; i < 100; i++ {

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
+	"github.com/hostcompute/hostcompute/pkg/ext4"
 )
 
 func TestMain(m *testing.M) {
@@ -168,4 +170,55 @@ func run(t testing.TB, c *Container, init bool, stdin string, args ...string) (s
 		t.Fatal(err)
 	}
 	return stdout.String(), stderr.String(), e
+}
+
+// ext4Layer makes an ext4 layer image (layer.vhd in a folder) of the busybox tree.
+func ext4Layer(t testing.TB) string {
+	t.Helper()
+	src := busyboxLayer(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == src {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		h, _ := tar.FileInfoHeader(fi, link)
+		h.Name = rel
+		tw.WriteHeader(h)
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			tw.Write(b)
+		}
+		return nil
+	})
+	tw.Close()
+	dir := filepath.Join(t.TempDir(), "ext4layer")
+	os.MkdirAll(dir, 0o755)
+	f, err := os.Create(filepath.Join(dir, "layer.vhd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := ext4.Build(context.Background(), f, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// loopsOf returns the loop devices backed by files under dir.
+func loopsOf(dir string) []string {
+	var out []string
+	ms, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, m := range ms {
+		b, _ := os.ReadFile(m)
+		if strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+			out = append(out, m)
+		}
+	}
+	return out
 }

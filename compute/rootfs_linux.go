@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/hostcompute/hostcompute/host"
-	"github.com/hostcompute/hostcompute/internal/mount"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/layers"
 )
@@ -86,7 +85,7 @@ func mountRoot(ctx context.Context, dir string, r *record) error {
 		if cfg.ScratchSize != 0 {
 			return fmt.Errorf("%w: a scratch size needs a scratch disk: with directory layers the scratch folder %s is a directory without a size (give ext4 layer images, or a Windows scratch layer folder with %s)", ErrUnsupported, scratch, ScratchDisk)
 		}
-		return mountOverlayRoot(r, scratch, root, paths)
+		return mountOverlayRoot(ctx, r, scratch, root, paths)
 	}
 	return fmt.Errorf("%w: layers mix ext4 images with directories; use one kind for a container", ErrUnsupported)
 }
@@ -133,7 +132,7 @@ func mountLCOW(ctx context.Context, r *record, scratch, root string, paths []str
 	return nil
 }
 
-func mountOverlayRoot(r *record, scratch, root string, paths []string) error {
+func mountOverlayRoot(ctx context.Context, r *record, scratch, root string, paths []string) error {
 	upper, work := filepath.Join(scratch, ScratchUpper), filepath.Join(scratch, ScratchWork)
 	rootfs := filepath.Join(root, "rootfs")
 	for _, d := range []string{upper, work, rootfs} {
@@ -141,8 +140,10 @@ func mountOverlayRoot(r *record, scratch, root string, paths []string) error {
 			return err
 		}
 	}
-	ov := mount.Overlay{Lower: paths, Upper: upper, Work: work, Source: OverlaySourcePrefix + r.ID}
-	if err := mount.MountOverlay(rootfs, ov); err != nil {
+	ov := host.Overlay{Lower: paths, Upper: upper, Work: work, Source: OverlaySourcePrefix + r.ID}
+	// Nothing to undo in this process: releaseRoot takes the union down from
+	// the mount table, whoever made it.
+	if _, err := host.Apply(ctx, host.Plan{host.OverlayMount(rootfs, ov)}); err != nil {
 		return err
 	}
 	r.Rootfs, r.RootKind = rootfs, "overlay"

@@ -2,11 +2,37 @@ package compute
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	runc "github.com/containerd/go-runc"
 )
+
+// runcStats runs `runc events --stats` (go-runc's Stats races its own reaper
+// for the output pipe).
+func runcStats(ctx context.Context, id string) (*runc.Stats, error) {
+	out, err := exec.CommandContext(ctx, "runc", "--root", runcRoot(), "events", "--stats", id).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			return nil, fmt.Errorf("runc events: %w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("runc events: %w", err)
+	}
+	var e runc.Event
+	if err := json.Unmarshal(out, &e); err != nil {
+		return nil, fmt.Errorf("runc events: %w", err)
+	}
+	if e.Stats == nil {
+		return nil, fmt.Errorf("runc events: no statistics in %q", out)
+	}
+	return e.Stats, nil
+}
 
 // Stats are a container's resource figures, read from its cgroups.
 type Stats struct {
@@ -17,7 +43,7 @@ type Stats struct {
 	MemoryUsage, MemoryPeak, MemoryPrivate uint64
 	// Processor time, in nanoseconds.
 	CPUTotal, CPUUser, CPUKernel uint64
-	// Storage operations and bytes, over every device.
+	// Storage: operations and bytes (see storageStats for what v1 counts).
 	ReadOps, ReadBytes, WriteOps, WriteBytes uint64
 }
 
@@ -34,7 +60,7 @@ func (c *Container) Stats(ctx context.Context) (*Stats, error) {
 	if info.InitPid == 0 {
 		return &Stats{Time: time.Now().UTC()}, nil
 	}
-	rs, err := newRunc(c.dir).Stats(ctx, c.id)
+	rs, err := runcStats(ctx, c.id)
 	if err != nil {
 		if c.Stopped() {
 			return nil, c.wrap("stats", fmt.Errorf("%w: the container has stopped", ErrStopped))
@@ -56,21 +82,6 @@ func (c *Container) Stats(ctx context.Context) (*Stats, error) {
 			s.MemoryPeak = v
 		}
 	}
-	for _, e := range rs.Blkio.IoServiceBytesRecursive {
-		switch strings.ToLower(e.Op) {
-		case "read":
-			s.ReadBytes += e.Value
-		case "write":
-			s.WriteBytes += e.Value
-		}
-	}
-	for _, e := range rs.Blkio.IoServicedRecursive {
-		switch strings.ToLower(e.Op) {
-		case "read":
-			s.ReadOps += e.Value
-		case "write":
-			s.WriteOps += e.Value
-		}
-	}
+	s.ReadOps, s.ReadBytes, s.WriteOps, s.WriteBytes = storageStats(c.id)
 	return s, nil
 }
