@@ -22,7 +22,12 @@ import (
 func TestMain(m *testing.M) {
 	MaybeRunHelper()
 	fusefs.MaybeRunHelper()
-	os.Exit(m.Run())
+	code := m.Run()
+	if stateDir != "" {
+		// Containers are all deleted by now; what is left is runc's empty root.
+		os.RemoveAll(stateDir)
+	}
+	os.Exit(code)
 }
 
 // needRoot skips t unless runc, busybox and root are there.

@@ -65,7 +65,8 @@ type mproc struct {
 type monitor struct {
 	dir  string
 	rec  *record
-	runc *runc.Runc
+	runc   *runc.Runc
+	reaper *reaper
 
 	mu       sync.Mutex
 	init     *mproc
@@ -95,7 +96,7 @@ func runMonitor(dir string, ready *os.File) error {
 		fmt.Fprintln(ready, err)
 		return err
 	}
-	m := &monitor{dir: dir, rec: r, procs: map[int]*mproc{}, stopped: make(chan struct{}),
+	m := &monitor{dir: dir, rec: r, procs: map[int]*mproc{}, stopped: make(chan struct{}), reaper: newReaper(),
 		runc: &runc.Runc{Root: runcRoot(), Log: filepath.Join(dir, runcLog), LogFormat: runc.JSON, PdeathSignal: unix.SIGKILL}}
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: socketName(dir), Net: "unixpacket"})
 	if err != nil {
@@ -110,6 +111,7 @@ func runMonitor(dir string, ready *os.File) error {
 		fmt.Fprintln(ready, err)
 		return err
 	}
+	runc.Monitor = m.reaper
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
 	crashPoint("monitor-ready")
@@ -340,7 +342,13 @@ func (m *monitor) startProcess(ctx context.Context, isInit bool, pr *procRequest
 		if err != nil {
 			return 0, nil, fmt.Errorf("receiving the console: %w", err)
 		}
-		master = os.NewFile(con.Fd(), "console")
+		// A descriptor of our own: con's file closes its own when collected.
+		fd, err := unix.FcntlInt(con.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		con.Close()
+		if err != nil {
+			return 0, nil, err
+		}
+		master = os.NewFile(uintptr(fd), "console")
 	}
 	pid, err := readPid(pidFile)
 	if err != nil {
@@ -359,7 +367,7 @@ func (m *monitor) startProcess(ctx context.Context, isInit bool, pr *procRequest
 		m.init = p
 	}
 	m.mu.Unlock()
-	go m.reap(p)
+	m.reaper.watch(pid, func(ws unix.WaitStatus) { m.reaped(p, ws) })
 	if isInit {
 		crashPoint("monitor-before-start")
 		if err := m.runc.Start(ctx, m.rec.ID); err != nil {
@@ -380,21 +388,11 @@ func (m *monitor) startProcess(ctx context.Context, isInit bool, pr *procRequest
 	return pid, out, nil
 }
 
-// reap waits for p (a child of this process, the subreaper, since runc exited)
-// and records its exit.
-func (m *monitor) reap(p *mproc) {
-	var ws unix.WaitStatus
-	var err error
-	for {
-		_, err = unix.Wait4(p.rec.Pid, &ws, 0, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
+// reaped records the exit of p, reaped by the reaper (this process is its
+// subreaper since runc exited).
+func (m *monitor) reaped(p *mproc, ws unix.WaitStatus) {
 	e := &Exit{Pid: p.rec.Pid, Time: time.Now().UTC()}
 	switch {
-	case err != nil:
-		e.Code, e.Lost = 137, true
 	case ws.Signaled():
 		e.Signal = int(ws.Signal())
 		e.Code = 128 + e.Signal
