@@ -63,8 +63,8 @@ type mproc struct {
 }
 
 type monitor struct {
-	dir  string
-	rec  *record
+	dir    string
+	rec    *record
 	runc   *runc.Runc
 	reaper *reaper
 
