@@ -179,10 +179,9 @@ func (c *content) put(ctx context.Context, d v1.Descriptor, open opener, progres
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := os.Rename(partial, c.blobPath(d.Digest)); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(c.blobPath(d.Digest)))
+	// The directory is synced once, by setRef, before a name can refer to the
+	// blob: a rename lost in a crash only means fetching the blob again.
+	return os.Rename(partial, c.blobPath(d.Digest))
 }
 
 type hashWriter struct {
@@ -270,6 +269,11 @@ func (c *content) update(fn func(im *v1.IndexManifest) error) error {
 
 // setRef names d in index.json, replacing what had the name before.
 func (c *content) setRef(name string, d v1.Descriptor) error {
+	// Blobs are renamed into place without syncing their directory (see put);
+	// it is synced here, before index.json names them.
+	if err := syncDir(filepath.Join(c.layout, "blobs", "sha256")); err != nil {
+		return err
+	}
 	return c.update(func(im *v1.IndexManifest) error {
 		im.Manifests = slices.DeleteFunc(im.Manifests, func(e v1.Descriptor) bool { return e.Annotations[refNameAnnotation] == name })
 		d.Annotations = map[string]string{refNameAnnotation: name}

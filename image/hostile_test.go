@@ -95,7 +95,7 @@ func TestHostileRegistry(t *testing.T) {
 			t.Errorf("layers left: %v", k)
 		}
 	})
-	t.Run("blob cut mid-stream, then resumed", func(t *testing.T) {
+	t.Run("blob cut mid-stream then resumed", func(t *testing.T) {
 		ref := "/bad/cut:1"
 		pushImage(t, reg.Host+ref, img)
 		u, _ := url.Parse("http://" + reg.Host)
