@@ -18,8 +18,10 @@
 //
 // HNS network types map as follows: "nat" is a bridge that is the subnet's gateway with
 // outbound masquerading; "l2bridge" is a bridge that is the gateway without
-// masquerading; "transparent" is a bridge without a gateway address (endpoints reach
-// each other and nothing else). Attaching a host adapter (NetworkAdapterName) and every
+// masquerading; "internal" is a bridge that is the gateway of the subnet alone (no
+// default route: endpoints reach each other and the host); "transparent" and
+// "private" are bridges without a gateway address (endpoints reach each other and
+// nothing else). Attaching a host adapter (NetworkAdapterName) and every
 // other type are refused with an error matching [errors.ErrUnsupported].
 //
 // Policies: endpoint NAT policies become CNI port mappings (portmap, host addresses

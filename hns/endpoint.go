@@ -163,7 +163,7 @@ func (s *Store) createEndpoint(ctx context.Context, e Endpoint) (*Endpoint, erro
 	if err := fillFromResult(&e, res, n.Bridge); err != nil {
 		return undo(err)
 	}
-	if n.Type == TypeTransparent {
+	if n.Type == TypeTransparent || n.Type == TypePrivate {
 		if err := pinBridgeMAC(n.Bridge); err != nil {
 			return undo(err)
 		}

@@ -543,3 +543,32 @@ func TestSubnetOverlapsHostRoute(t *testing.T) {
 		t.Errorf("network on the host's route %s: %v, want ErrInvalid naming the route", dst, err)
 	}
 }
+
+// TestInternalNetwork: endpoints of an internal network reach each other and have
+// a route to their subnet only.
+func TestInternalNetwork(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	n, p := testNetwork(t, s, TypeInternal)
+	a := testEndpoint(t, s, n, Endpoint{})
+	b := testEndpoint(t, s, n, Endpoint{})
+	if !cnitest.Ping(t, a.NetNS, addrOf(t, b), 5*time.Second) {
+		t.Error("endpoints of an internal network do not reach each other")
+	}
+	out, err := cnitest.InNetNS(ctx, a.NetNS, "ip", "route")
+	if err != nil || strings.Contains(string(out), "default") || !strings.Contains(string(out), p.String()) {
+		t.Errorf("routes of an internal endpoint: %v\n%s", err, out)
+	}
+	if err := s.CheckEndpoint(ctx, a.ID); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	for _, e := range []*Endpoint{a, b} {
+		if err := s.DeleteEndpoint(ctx, e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s, n, p, a, b)
+}

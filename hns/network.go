@@ -202,12 +202,12 @@ func (s *Store) validateNetwork(n *Network) error {
 		return invalidf("network Name %q: at most 255 characters, no control characters", n.Name)
 	}
 	switch t := strings.ToLower(n.Type); t {
-	case TypeNAT, TypeL2Bridge, TypeTransparent:
+	case TypeNAT, TypeL2Bridge, TypeTransparent, TypeInternal, TypePrivate:
 		n.Type = t
 	case "":
 		return invalidf("network %q has no Type (nat, l2bridge or transparent)", n.Name)
 	default:
-		return unsupportedf("network Type %q (Linux supports nat, l2bridge and transparent)", n.Type)
+		return unsupportedf("network Type %q (Linux supports nat, l2bridge, transparent, internal and private)", n.Type)
 	}
 	if n.NetworkAdapterName != "" {
 		return unsupportedf("NetworkAdapterName %q: attaching a host adapter to a network's bridge", n.NetworkAdapterName)
@@ -371,8 +371,10 @@ func (s *Store) conflist(n *Network) (json.RawMessage, error) {
 		"dataDir": s.ipamDir(),
 		"ranges":  [][]map[string]string{ranges},
 	}
-	gateway := n.Type != TypeTransparent
-	if gateway {
+	// The bridge is the endpoints' gateway except on transparent and private
+	// networks; internal networks reach the host but have no route beyond.
+	gateway := n.Type != TypeTransparent && n.Type != TypePrivate
+	if gateway && n.Type != TypeInternal {
 		ipam["routes"] = routes
 	}
 	list := map[string]any{

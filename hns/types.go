@@ -63,6 +63,8 @@ const (
 	TypeNAT         = "nat"
 	TypeL2Bridge    = "l2bridge"
 	TypeTransparent = "transparent"
+	TypeInternal    = "internal" // endpoints and the host, nothing beyond
+	TypePrivate     = "private"  // endpoints only
 )
 
 // Network is a network: the fields of an HNS network (with HNS's JSON names), and

@@ -22,6 +22,8 @@ func TestValidateNetwork(t *testing.T) {
 		{"nat", Network{Name: "n", Type: "NAT", Subnets: sub}, nil, ""},
 		{"l2bridge", Network{Name: "n", Type: "l2bridge", Subnets: sub}, nil, ""},
 		{"transparent", Network{Name: "n", Type: "transparent", Subnets: sub}, nil, ""},
+		{"internal", Network{Name: "n", Type: "Internal", Subnets: sub}, nil, ""},
+		{"private", Network{Name: "n", Type: "private", Subnets: sub}, nil, ""},
 		{"no name", Network{Type: "nat", Subnets: sub}, ErrInvalid, "no Name"},
 		{"no type", Network{Name: "n", Subnets: sub}, ErrInvalid, "no Type"},
 		{"overlay", Network{Name: "n", Type: "overlay", Subnets: sub}, errors.ErrUnsupported, `"overlay"`},

@@ -25,7 +25,9 @@ func (a *app) newNetworkCommand() *cobra.Command {
 network is a Linux bridge with host-local addresses from its subnets, isolated
 from other networks, with port mappings (portmap) and bandwidth limits for its
 endpoints. Types: nat (the bridge is the gateway and masquerades outgoing
-traffic), l2bridge (gateway, no masquerading), transparent (no gateway).
+traffic), l2bridge (gateway, no masquerading), internal (the gateway of the
+subnet alone: endpoints and the host), transparent and private (no gateway:
+endpoints only).
 
 ` + hnsStateHelp,
 	}
@@ -80,7 +82,7 @@ option Linux has no mapping for exit code 1.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&n.Type, "type", hns.TypeNAT, "network `TYPE`: nat, l2bridge or transparent")
+	f.StringVar(&n.Type, "type", hns.TypeNAT, "network `TYPE`: nat, l2bridge, internal, transparent or private")
 	f.StringArrayVar(&subnets, "subnet", nil, "address range `CIDR` of the network (repeatable)")
 	f.StringArrayVar(&gateways, "gateway", nil, "gateway `IP` of the --subnet in the same position (repeatable)")
 	f.StringVar(&n.DNSServerList, "dns-server", "", "comma-separated name server `IPs` for endpoints")
