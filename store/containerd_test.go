@@ -143,6 +143,19 @@ func TestMain(m *testing.M) {
 	if runCrashChild() {
 		return
 	}
+	// The host engine's state (attachments of ext4-vhd exports) stays in a
+	// directory of the test run's own; children inherit it.
+	if os.Getenv("HOSTCOMPUTE_STATE_DIR") == "" {
+		d, err := os.MkdirTemp("", "store-test-state-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Setenv("HOSTCOMPUTE_STATE_DIR", d)
+		code := m.Run()
+		os.RemoveAll(d)
+		os.Exit(code)
+	}
 	os.Exit(m.Run())
 }
 

@@ -102,15 +102,19 @@ func crashChild(op, root string) error {
 				}
 			}
 		case "import":
-			if i%2 == 0 {
+			switch i % 3 {
+			case 0:
 				_, err = s.Import(ctx, "imp-"+k, "base", bytes.NewReader(linux))
-			} else {
+			case 1:
+				_, err = s.Import(ctx, "eimp-"+k, "", bytes.NewReader(linux), store.WithFormat(store.FormatExt4VHD))
+			default:
 				_, err = s.Import(ctx, "wimp-"+k, "", bytes.NewReader(windows), store.WithFormat(store.FormatWindowsFolder))
 			}
 		case "export":
-			err = s.Export(ctx, io.Discard, "base")
-			if err == nil {
-				err = s.Export(ctx, io.Discard, "wbase")
+			for _, k := range []string{"base", "wbase", "ebase"} {
+				if err == nil {
+					err = s.Export(ctx, io.Discard, k)
+				}
 			}
 		default:
 			return fmt.Errorf("unknown op %q", op)
@@ -241,6 +245,9 @@ func TestCrash(t *testing.T) {
 	if _, err := s.Import(ctx, "wbase", "", bytes.NewReader(windows), store.WithFormat(store.FormatWindowsFolder)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Import(ctx, "ebase", "", bytes.NewReader(linux), store.WithFormat(store.FormatExt4VHD)); err != nil {
+		t.Fatal(err)
+	}
 	sum := func(b []byte) string { h := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(h[:]) }
 	linuxID, windowsID := sum(linux), sum(windows)
 
@@ -314,6 +321,17 @@ func TestCrash(t *testing.T) {
 			if n := strings.Count(strings.Join(tarNames(t, buf.Bytes()), "\n"), "/f"); n != 300 {
 				t.Errorf("%s: %d files, want 300", i.Key, n)
 			}
+		case strings.HasPrefix(i.Key, "eimp-"):
+			if i.DiffID != linuxID {
+				t.Errorf("%s: diff ID %s, want %s", i.Key, i.DiffID, linuxID)
+			}
+			var buf bytes.Buffer
+			if err := s.Export(ctx, &buf, i.Key); err != nil {
+				return err
+			}
+			if n := strings.Count(strings.Join(tarNames(t, buf.Bytes()), "\n"), "/f"); n != 300 {
+				t.Errorf("%s: %d files, want 300", i.Key, n)
+			}
 		case strings.HasPrefix(i.Key, "wimp-"):
 			if i.DiffID != windowsID {
 				t.Errorf("%s: diff ID %s, want %s", i.Key, i.DiffID, windowsID)
@@ -332,13 +350,13 @@ func TestCrash(t *testing.T) {
 	var keys []string
 	s.Walk(ctx, func(ctx context.Context, i store.Info) error { keys = append(keys, i.Key); return nil })
 	for _, k := range keys {
-		if k != "base" && k != "wbase" {
+		if k != "base" && k != "wbase" && k != "ebase" {
 			if err := s.Remove(ctx, k); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	for _, k := range []string{"base", "wbase"} {
+	for _, k := range []string{"base", "wbase", "ebase"} {
 		if err := s.Remove(ctx, k); err != nil {
 			t.Fatal(err)
 		}

@@ -61,9 +61,13 @@
 // applies OCI Linux layers with pkg/ocilayer and Export writes them with
 // ocilayer.Diff. FormatWindowsFolder layers are Windows layer folders
 // (pkg/winlayer) imported and exported with pkg/ociwclayer; their unions are
-// overlays of the parents' Files/ folders, tombstones becoming whiteouts. Other
-// formats (CIM, ext4 VHD, scratch disks) need disk attachments and are refused
-// with ErrUnsupported.
+// overlays of the parents' Files/ folders, tombstones becoming whiteouts.
+// FormatExt4VHD layers are ext4 images with a VHD footer (fs/layer.vhd), built
+// by pkg/ext4 on Import and exported by attaching and mounting the image
+// read-only through the host engine (recorded in v1/mounts as "disk:<image>"
+// first, so a killed export's attachment is released by reconcile); unions of
+// them, and the CIM and scratch-disk formats, need the parents' disks attached
+// for as long as a view lives and are refused with ErrUnsupported.
 //
 // # Files
 //

@@ -148,7 +148,11 @@ func (s *Store) reconcile(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
 		return nil, err
 	}
 	for _, t := range stale {
-		if err := unmountUnder(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if disk, ok := strings.CutPrefix(t, diskRecordPrefix); ok {
+			if err := releaseDisk(ctx, disk); err != nil {
+				return fixed, fmt.Errorf("releasing disk %s, attached by a dead process: %w", disk, err)
+			}
+		} else if err := unmountUnder(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fixed, fmt.Errorf("unmounting %s, left by a dead process: %w", t, err)
 		}
 		if err := mb.Delete([]byte(t)); err != nil {
@@ -363,6 +367,8 @@ func (s *Store) contentPath(r *record) string {
 	switch {
 	case r.Kind == KindActive:
 		return s.upperDir(r)
+	case r.Kind == KindCommitted && r.Format == FormatExt4VHD:
+		return filepath.Join(s.layerDir(r.ID), "fs", ext4VHDFile)
 	case r.Kind == KindCommitted:
 		return filepath.Join(s.layerDir(r.ID), "fs")
 	}

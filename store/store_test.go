@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/internal/loop"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
 	"github.com/hostcompute/hostcompute/internal/sampletar"
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
@@ -51,6 +52,9 @@ func assertClean(t *testing.T, root string) {
 	r, _ := filepath.EvalSymlinks(root)
 	for _, m := range mountinfo.Under(ms, r) {
 		t.Errorf("left mounted: %s (%s)", m.Mountpoint, m.FSType)
+	}
+	if devs, err := loop.FindUnder(r); err != nil || len(devs) > 0 {
+		t.Errorf("loop devices left: %v %v", devs, err)
 	}
 	c := openStore(t, root, store.WithoutReconcile())
 	ps, err := c.Check(context.Background())
@@ -545,4 +549,43 @@ func TestWindowsUnionTombstones(t *testing.T) {
 		}
 	}
 	assertClean(t, root)
+}
+
+func TestExt4VHDImportExport(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	e := store.WithFormat(store.FormatExt4VHD)
+	base := makeTar(t, tarEntry{name: "a/", typ: tar.TypeDir}, tarEntry{name: "a/x", body: "hello", typ: tar.TypeReg}, tarEntry{name: "b", body: "bee", typ: tar.TypeReg})
+	child := makeTar(t, tarEntry{name: "a/", typ: tar.TypeDir}, tarEntry{name: "a/y", body: "why", typ: tar.TypeReg}, tarEntry{name: ".wh.b", typ: tar.TypeReg})
+	if _, err := s.Import(ctx, "base", "", bytes.NewReader(base), e); err != nil {
+		t.Fatal(err)
+	}
+	ci, err := s.Import(ctx, "child", "base", bytes.NewReader(child), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Format != store.FormatExt4VHD || ci.ChainID == "" || ci.Size == 0 {
+		t.Errorf("child: %+v", ci)
+	}
+	if _, err := s.View(ctx, "v", "child"); !errors.Is(err, store.ErrUnsupported) {
+		t.Errorf("view over an ext4-vhd layer: %v, want ErrUnsupported", err)
+	}
+	var out bytes.Buffer
+	if err := s.Export(ctx, &out, "child"); err != nil {
+		t.Fatal(err)
+	}
+	names := tarNames(t, out.Bytes())
+	sort.Strings(names)
+	if j := strings.Join(names, " "); !strings.Contains(j, ".wh.b") || !strings.Contains(j, "a/y") || strings.Contains(j, "a/x") || strings.Contains(j, "lost+found") {
+		t.Errorf("export of the ext4-vhd child has %q", names)
+	}
+	t.Logf("export of the ext4-vhd child: %q", names)
+	assertClean(t, root)
+	for _, k := range []string{"child", "base"} {
+		if err := s.Remove(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -49,8 +49,8 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 	if want.Format == "" {
 		want.Format = FormatLinuxDir
 	}
-	if want.Format != FormatLinuxDir && want.Format != FormatWindowsFolder {
-		return Info{}, classf(ErrUnsupported, "importing a %s layer is not implemented (%s and %s are)", want.Format, FormatLinuxDir, FormatWindowsFolder)
+	if want.Format != FormatLinuxDir && want.Format != FormatWindowsFolder && want.Format != FormatExt4VHD {
+		return Info{}, classf(ErrUnsupported, "importing a %s layer is not implemented (%s, %s and %s are)", want.Format, FormatLinuxDir, FormatWindowsFolder, FormatExt4VHD)
 	}
 	var parents []*record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -84,6 +84,8 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 		err = s.applyLinux(ctx, st, key, fsDir, parentPaths(s, parents), src)
 	case FormatWindowsFolder:
 		_, err = ociwclayer.ImportLayerFromTar(ctx, src, fsDir, parentPaths(s, parents), winlayer.WithSync(false))
+	case FormatExt4VHD:
+		err = buildExt4VHD(ctx, fsDir, src)
 	}
 	if err != nil {
 		return Info{}, err
@@ -329,6 +331,8 @@ func (s *Store) export(ctx context.Context, w io.Writer, key string) error {
 	switch r.Format {
 	case FormatLinuxDir:
 		return ocilayer.Diff(ctx, w, s.upperDir(r))
+	case FormatExt4VHD:
+		return s.exportExt4(ctx, w, r)
 	case FormatWindowsFolder:
 		if r.Kind == KindActive {
 			return ociwclayer.ExportUpperToTar(ctx, w, s.upperDir(r), parentPaths(s, parents))
