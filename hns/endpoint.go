@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -383,13 +384,18 @@ func (s *Store) Endpoint(ctx context.Context, idOrName string) (*Endpoint, error
 }
 
 func (s *Store) findEndpoint(idOrName string) (*endpointRecord, error) {
+	return s.findEndpointIn(idOrName, stateReady)
+}
+
+// findEndpointIn finds an endpoint whose record is in one of states.
+func (s *Store) findEndpointIn(idOrName string, states ...string) (*endpointRecord, error) {
 	if idOrName == "" {
 		return nil, invalidf("no endpoint ID or name")
 	}
 	if validID(idOrName) {
 		var r endpointRecord
 		err := readRecord(s.endpointFile(strings.ToLower(idOrName)), &r)
-		if err == nil && r.State == stateReady {
+		if err == nil && slices.Contains(states, r.State) {
 			return &r, nil
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -401,7 +407,7 @@ func (s *Store) findEndpoint(idOrName string) (*endpointRecord, error) {
 		return nil, err
 	}
 	for i := range recs {
-		if recs[i].State == stateReady && recs[i].Endpoint.Name == idOrName {
+		if slices.Contains(states, recs[i].State) && recs[i].Endpoint.Name == idOrName {
 			return &recs[i], nil
 		}
 	}
@@ -441,7 +447,8 @@ func (s *Store) DeleteEndpoint(ctx context.Context, idOrName string) error {
 		return fail(err)
 	}
 	defer unlock()
-	r, err := s.findEndpoint(idOrName)
+	// A removal that failed half way (its record says so) can be retried.
+	r, err := s.findEndpointIn(idOrName, stateReady, stateDeleting)
 	if err != nil {
 		return fail(err)
 	}

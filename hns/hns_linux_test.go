@@ -572,3 +572,30 @@ func TestInternalNetwork(t *testing.T) {
 	}
 	assertGone(t, s, n, p, a, b)
 }
+
+// TestDeleteRetry: an endpoint whose removal failed half way (its record says
+// "deleting") is hidden, and a second DeleteEndpoint finishes it.
+func TestDeleteRetry(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	n, p := testNetwork(t, s, TypeNAT)
+	e := testEndpoint(t, s, n, Endpoint{Name: "retry"})
+	r, err := s.findEndpoint(e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.State = stateDeleting
+	if err := writeRecord(s.endpointFile(e.ID), r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Endpoint(ctx, "retry"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an endpoint being deleted is found: %v", err)
+	}
+	if err := s.DeleteEndpoint(ctx, "retry"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, s, n, p, e)
+}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -76,13 +77,18 @@ func (s *Store) Network(ctx context.Context, idOrName string) (*Network, error) 
 }
 
 func (s *Store) findNetwork(idOrName string) (*networkRecord, error) {
+	return s.findNetworkIn(idOrName, stateReady)
+}
+
+// findNetworkIn finds a network whose record is in one of states.
+func (s *Store) findNetworkIn(idOrName string, states ...string) (*networkRecord, error) {
 	if idOrName == "" {
 		return nil, invalidf("no network ID or name")
 	}
 	if validID(idOrName) {
 		var r networkRecord
 		err := readRecord(s.networkFile(strings.ToLower(idOrName)), &r)
-		if err == nil && r.State == stateReady {
+		if err == nil && slices.Contains(states, r.State) {
 			return &r, nil
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -94,7 +100,7 @@ func (s *Store) findNetwork(idOrName string) (*networkRecord, error) {
 		return nil, err
 	}
 	for i := range recs {
-		if recs[i].State == stateReady && recs[i].Network.Name == idOrName {
+		if slices.Contains(states, recs[i].State) && recs[i].Network.Name == idOrName {
 			return &recs[i], nil
 		}
 	}
@@ -144,7 +150,8 @@ func (s *Store) DeleteNetwork(ctx context.Context, idOrName string) error {
 		return fail(err)
 	}
 	defer unlock()
-	r, err := s.findNetwork(idOrName)
+	// A removal that failed half way (its record says so) can be retried.
+	r, err := s.findNetworkIn(idOrName, stateReady, stateDeleting)
 	if err != nil {
 		return fail(err)
 	}
