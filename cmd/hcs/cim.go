@@ -179,9 +179,9 @@ func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents
 		}
 		defer rc.Close()
 		if _, err := os.Lstat(layer); errors.Is(err, fs.ErrNotExist) {
-			// The writer makes the folder; a worker killed before it commits
-			// leaves it empty, and main removes it then.
-			a.stagingIn("emptydir", layer)
+			// The writer makes the folder; when a worker is killed before it
+			// commits, main removes the folder (and what the writer put there).
+			a.stagingIn("cimlayer", layer)
 		}
 		cimDir := wcim.GetCimDirFromLayer(absPath(layer))
 		if _, err := os.Lstat(cimDir); errors.Is(err, fs.ErrNotExist) {

@@ -39,6 +39,7 @@ import (
 	"github.com/hostcompute/hostcompute/internal/staging"
 	"github.com/hostcompute/hostcompute/pkg/cimfs"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
+	wcim "github.com/hostcompute/hostcompute/wclayer/cim"
 )
 
 // workerEnv marks a worker; its value is the file descriptor of the pipe on
@@ -175,6 +176,8 @@ func cleanStaging(dirs []string) {
 			cleanOCIStaging(dir)
 		case "emptydir":
 			empty = append(empty, dir)
+		case "cimlayer":
+			removeUncommittedLayer(dir)
 		}
 	}
 	// Folders the worker created for its result, once emptied: removed when
@@ -182,6 +185,24 @@ func cleanStaging(dirs []string) {
 	for i := len(empty) - 1; i >= 0; i-- {
 		os.Remove(empty[i])
 	}
+}
+
+// removeUncommittedLayer removes the CIM layer folder dir that a killed
+// worker created, when no CIM was committed for it and no writer holds it
+// (a writer keeps the folder locked while it writes).
+func removeUncommittedLayer(dir string) {
+	if wcim.IsCimLayer(dir) {
+		return
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return
+	}
+	os.RemoveAll(dir)
 }
 
 // ociStagingPrefix starts the folder ocilayer.ApplyNew stages in, followed by
