@@ -3,19 +3,25 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hostcompute/hostcompute/internal/registrytest"
 )
 
 var (
@@ -244,4 +250,37 @@ func mustRef(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestDockerConfigCredentials: credentials come from the Docker config file.
+func TestDockerConfigCredentials(t *testing.T) {
+	if _, err := exec.LookPath(registrytest.Binary); err != nil {
+		t.Skip(registrytest.ErrNotInstalled)
+	}
+	reg, err := registrytest.StartWithAuth(t.TempDir(), "builder", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Stop() })
+	ctx := context.Background()
+	ref := reg.Host + "/private/app:1"
+	img := buildImage(t, linuxPlatform, linuxLayers(t)[:1], types.OCIManifestSchema1)
+	r := mustRef(t, ref)
+	if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "builder", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+	cfg := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfg)
+	s, _ := newStore(t)
+	if _, err := s.Pull(ctx, ref); err == nil {
+		t.Fatal("pulled from a registry that wants credentials without any")
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("builder:s3cret"))
+	os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`), 0o600)
+	if _, err := s.Pull(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Push(ctx, ref, reg.Host+"/private/copy:1"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 		// Through pkg/ociwclayer/cim, whose CIM layer writer is wclayer/cim's today
 		// (the one arrow that points up; it brings the CIM mount code along).
 		"wclayer/cim", "github.com/hanwen/go-fuse/"},
-	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/"},
+	"internal/registrytest": {"internal/proctest", "golang.org/x/sys/", "golang.org/x/crypto/"},
 	// The engine: formats, mechanisms and bbolt; never the seed APIs, never
 	// containerd (its snapshot suite is a test dependency only).
 	"store": {"pkg/", "internal/", "host", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/klauspost/compress/", "github.com/hanwen/go-fuse/"},

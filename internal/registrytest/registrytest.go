@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/hostcompute/hostcompute/internal/proctest"
 )
 
@@ -35,13 +37,31 @@ type Registry struct {
 // Start runs a registry whose files live in dir (which must exist), and waits
 // until it answers. Stop it with Stop.
 func Start(dir string) (*Registry, error) {
+	return StartWithAuth(dir, "", "")
+}
+
+// StartWithAuth is Start with HTTP basic authentication: user and password (a
+// bcrypt htpasswd file in dir) are needed for every request. Empty user means none.
+func StartWithAuth(dir, user, password string) (*Registry, error) {
+	auth := ""
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", htpasswd)
+	}
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		r, err := start(bin, dir)
+		r, err := start(bin, dir, auth)
 		if err == nil {
 			return r, nil
 		}
@@ -50,7 +70,7 @@ func Start(dir string) (*Registry, error) {
 	return nil, lastErr
 }
 
-func start(bin, dir string) (*Registry, error) {
+func start(bin, dir, auth string) (*Registry, error) {
 	// A free port: taken by the kernel, released, then given to the registry;
 	// if another process takes it meanwhile the registry fails and Start retries.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,9 +102,9 @@ validation:
     urls:
       allow:
         - ^https?://127\.0\.0\.1[:/]
-http:
+%shttp:
   addr: %s
-`, storage, host)
+`, storage, auth, host)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -113,7 +133,7 @@ http:
 		resp, err := http.Get("http://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || auth != "" && resp.StatusCode == http.StatusUnauthorized {
 				r.cmd = cmd
 				go func() { <-exited }()
 				return r, nil
