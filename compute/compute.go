@@ -64,7 +64,8 @@ type Layer struct {
 	Path string
 }
 
-// Mount maps a host directory into the container (a recursive bind mount).
+// Mount maps a host directory (or a file, such as a resolv.conf) into the
+// container: a recursive bind mount.
 type Mount struct {
 	Source      string // host path
 	Destination string // path inside the container

@@ -118,8 +118,8 @@ func bundleSpec(r *record, p *ProcessSpec, blockDev *specs.LinuxWeightDevice) (*
 		if err != nil {
 			return nil, fmt.Errorf("mapped directory %s: %w", m.Source, err)
 		}
-		if !st.IsDir() {
-			return nil, fmt.Errorf("%w: mapped directory %s is not a directory", ErrInvalidArgument, m.Source)
+		if !st.IsDir() && !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: mapped directory %s is neither a directory nor a file", ErrInvalidArgument, m.Source)
 		}
 		if !filepath.IsAbs(m.Destination) {
 			return nil, fmt.Errorf("%w: mapped directory's container path %q is not absolute", ErrInvalidArgument, m.Destination)

@@ -104,6 +104,9 @@ func (a *app) execute(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	if st, ok := errors.AsType[processExit](err); ok {
+		return int(st) // an attached process's exit status, already reported by it
+	}
 	if !a.running {
 		err = usageError{err}
 	}
@@ -183,6 +186,7 @@ Errors go to standard error as "hcs: <message>".
 	root.AddCommand(a.newStoreCommand())
 	root.AddCommand(a.newImageCommand())
 	root.AddCommand(a.newNetworkCommand(), a.newEndpointCommand())
+	root.AddCommand(a.newContainerCommand(), a.newRunCommand())
 	return root
 }
 
