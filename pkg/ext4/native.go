@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/hostcompute/hostcompute/pkg/ocilayer"
 )
 
 // Native mode: the same layout as compatibility mode, with the entry semantics of an
@@ -123,23 +125,18 @@ func (w *writer) noteTime(hdr *tar.Header) {
 }
 
 // cleanName turns a tar name into a path relative to the root ("" is the root
-// itself), refusing names that leave the root.
+// itself) with the layer rules' cleaning (ocilayer.CleanName); the rules have
+// refused names that leave the root before an entry gets here.
 func cleanName(name string) (string, error) {
-	n := strings.TrimLeft(name, "/")
-	if n == "" {
+	if strings.TrimLeft(name, "/") == "" {
 		return "", nil
 	}
-	c := path.Clean(n)
-	if c == ".." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("%w: %q", ErrInsecurePath, name)
+	c, err := ocilayer.CleanName(name)
+	if err != nil {
+		return "", ruleError{err}
 	}
 	if c == "." {
 		return "", nil
-	}
-	for _, comp := range strings.Split(c, "/") {
-		if len(comp) > 255 {
-			return "", fmt.Errorf("%w: name component longer than 255 bytes", ErrInvalidTar)
-		}
 	}
 	return c, nil
 }
