@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -66,6 +67,10 @@ func createScratch(ctx context.Context, path string, size int64) error {
 	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096",
 		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "scratch",
 		tmp, fmt.Sprintf("%dk", size/1024))
+	// mkfs.ext4 opens the file by name more than once, creating it when it is
+	// missing: if this process is killed, mkfs.ext4 must die with it, or it
+	// makes the temporary file again after the next call removed it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(string(out)))
 	}
