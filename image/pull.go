@@ -299,8 +299,10 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 	if ok {
 		p.s.log.Debug("layer present", "chainID", key)
 		ls.Unpacked, ls.Note = true, "exists"
+		p.o.progress.Done(l.Digest.String(), "unpacked before", nil)
 		return nil
 	}
+	p.o.progress.Done(l.Digest.String(), "unpacking", nil)
 	f, err := p.s.content.open(l.Digest)
 	if err != nil {
 		return p.errorf("unpack layer", l.Digest, err)
@@ -322,6 +324,7 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 		p.imported = append(p.imported, key)
 		p.mu.Unlock()
 		ls.Unpacked, ls.Note = true, "unpacked"
+		p.o.progress.Done(l.Digest.String(), "unpacked", nil)
 		return nil
 	}
 	vr := newVerifyReader(zr, diffIDs[i])
@@ -335,6 +338,7 @@ func (p *puller) unpack(ctx context.Context, osName string, l v1.Descriptor, cha
 		return p.errorf("unpack layer", l.Digest, err)
 	}
 	ls.Unpacked, ls.Note = true, "unpacked"
+	p.o.progress.Done(l.Digest.String(), "unpacked", nil)
 	return nil
 }
 

@@ -116,8 +116,9 @@ type Progress interface {
 	Start(id, what string, total int64)
 	// Add counts n more bytes of id.
 	Add(id string, n int64)
-	// Done ends id: note says "exists", "fetched", "unpacked", "pushed"; err is
-	// the failure, if any.
+	// Done ends id: note says "exists", "fetched", "pushed"; err is the failure,
+	// if any. A pulled layer is then told again as it is unpacked ("unpacking",
+	// "unpacked", "unpacked before"): the last note stands.
 	Done(id, note string, err error)
 }
 

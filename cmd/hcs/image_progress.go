@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -13,13 +14,14 @@ import (
 // imageBars draws one progress bar per blob of a pull or push on stderr when it is
 // a terminal (and --quiet is not given); elsewhere it draws nothing.
 type imageBars struct {
-	p    *mpb.Progress
-	mu   sync.Mutex
-	bars map[string]*mpb.Bar
+	p     *mpb.Progress
+	mu    sync.Mutex
+	bars  map[string]*mpb.Bar
+	notes map[string]*atomic.Value // what a finished bar shows: "fetched", "unpacked", ...
 }
 
 func (a *app) imageProgress() *imageBars {
-	b := &imageBars{bars: map[string]*mpb.Bar{}}
+	b := &imageBars{bars: map[string]*mpb.Bar{}, notes: map[string]*atomic.Value{}}
 	if a.quiet || !(a.forceProgress || progress.IsTerminal(a.stderr)) {
 		return b
 	}
@@ -41,10 +43,20 @@ func (b *imageBars) Start(id, what string, total int64) {
 		return
 	}
 	label := what + " " + shortHex(id)
+	note := &atomic.Value{}
+	note.Store("")
+	b.notes[id] = note
+	pct := decor.Percentage(decor.WC{W: 5})
 	b.bars[id] = b.p.AddBar(total,
 		mpb.PrependDecorators(decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
-			decor.OnComplete(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), "")),
-		mpb.AppendDecorators(decor.OnComplete(decor.Percentage(decor.WC{W: 5}), "")),
+			decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
+		mpb.AppendDecorators(decor.Any(func(st decor.Statistics) string {
+			if n := note.Load().(string); st.Completed || n != "" {
+				return n
+			}
+			s, _ := pct.Decor(st)
+			return s
+		})),
 	)
 }
 
@@ -65,13 +77,18 @@ func (b *imageBars) Done(id, note string, err error) {
 		return
 	}
 	b.mu.Lock()
-	bar := b.bars[id]
+	bar, n := b.bars[id], b.notes[id]
 	b.mu.Unlock()
 	if bar == nil {
 		return
 	}
+	n.Store(note)
 	if err != nil {
 		bar.Abort(false)
+		return
+	}
+	switch note {
+	case "fetched", "unpacking": // a layer's bar ends when it is unpacked
 		return
 	}
 	bar.SetTotal(-1, true)
@@ -83,8 +100,9 @@ func (b *imageBars) Wait() {
 		return
 	}
 	b.mu.Lock()
-	for _, bar := range b.bars {
-		if !bar.Completed() {
+	for id, bar := range b.bars {
+		switch b.notes[id].Load().(string) {
+		case "", "fetched", "unpacking": // the pull stopped before this bar's end
 			bar.Abort(false)
 		}
 	}
