@@ -89,9 +89,9 @@ func syncPath(p string) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	// Some file systems (FUSE views, /proc) cannot sync a directory: the
-	// rename is as durable there as it can be.
-	if errors.Is(err, errors.ErrUnsupported) {
+	// Some file systems (FUSE views, /proc) cannot sync a directory
+	// (ENOTSUP, EINVAL): the rename is as durable there as it can be.
+	if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, fs.ErrInvalid) {
 		return nil
 	}
 	return err
