@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -326,3 +327,55 @@ func (r *rawImage) Layers() ([]v1.Layer, error) {
 type foreignLayer struct{ v1.Layer }
 
 func (foreignLayer) MediaType() (types.MediaType, error) { return types.DockerForeignLayer, nil }
+
+// TestInterruptedPullResumes: a pull cancelled in the middle of a blob keeps what
+// it fetched (and the partial blob), names nothing, and the next pull resumes.
+func TestInterruptedPullResumes(t *testing.T) {
+	reg := startRegistry(t)
+	img := buildImage(t, linuxPlatform, linuxLayers(t), types.OCIManifestSchema1)
+	ls, _ := img.Layers()
+	target, _ := ls[1].Digest()
+	pushImage(t, reg.Host+"/interrupt/app:1", img)
+	u, _ := url.Parse("http://" + reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var hold atomic.Bool
+	hold.Store(true)
+	halfway := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hold.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+target.String()) {
+			rec := httptest.NewRecorder()
+			proxy.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(rec.Code)
+			w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush()
+			halfway <- struct{}{}
+			<-r.Context().Done() // until the client gives up
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/interrupt/app:1"
+	s, fl := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-halfway; time.Sleep(100 * time.Millisecond); cancel() }()
+	if _, err := s.Pull(ctx, ref, WithJobs(1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled pull: %v", err)
+	}
+	if list, _ := s.List(context.Background()); len(list) != 0 {
+		t.Errorf("a cancelled pull named %v", list)
+	}
+	if k := fl.keys(t); len(k) != 0 {
+		t.Errorf("layers left: %v", k)
+	}
+	partial := filepath.Join(s.root, "content-ingest", "sha256-"+target.Hex)
+	if st, err := os.Stat(partial); err != nil || st.Size() == 0 {
+		t.Fatalf("partial blob not kept: %v", err)
+	}
+	hold.Store(false)
+	if _, err := s.Pull(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+}
