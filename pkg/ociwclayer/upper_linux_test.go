@@ -73,6 +73,8 @@ func TestExportUpperRoundTrip(t *testing.T) {
 	must(os.WriteFile(rel(replaced+"/x"), []byte("new"), 0o644))
 	must(os.WriteFile(filepath.Join(upper, "new.txt"), bytes.Repeat([]byte("n"), 3<<20), 0o644))
 	must(os.Link(filepath.Join(upper, "new.txt"), filepath.Join(upper, "new-link.txt")))
+	must(os.Symlink(strings.TrimPrefix(replaced, "Files/"), filepath.Join(upper, "dir-link")))
+	must(os.Symlink("new.txt", filepath.Join(upper, "file-link")))
 
 	var diff bytes.Buffer
 	if err := ExportUpperToTar(ctx, &diff, upper, []string{base}); err != nil {
@@ -84,7 +86,7 @@ func TestExportUpperRoundTrip(t *testing.T) {
 	if !bytes.Equal(diff.Bytes(), again) {
 		t.Fatalf("export of the imported diff differs: %d bytes, then %d", diff.Len(), len(again))
 	}
-	got := map[string]byte{}
+	got, attrs := map[string]byte{}, map[string]string{}
 	tr := tar.NewReader(bytes.NewReader(diff.Bytes()))
 	for {
 		h, err := tr.Next()
@@ -93,6 +95,11 @@ func TestExportUpperRoundTrip(t *testing.T) {
 		}
 		must(err)
 		got[h.Name] = h.Typeflag
+		attrs[h.Name] = h.PAXRecords["MSWINDOWS.fileattr"]
+	}
+	// A link to a directory is a directory link, one to a file a file link.
+	if attrs["Files/dir-link"] != "1040" || attrs["Files/file-link"] != "1056" {
+		t.Errorf("link attributes: dir-link %s, file-link %s; want 1040 (DIRECTORY|REPARSE_POINT) and 1056 (ARCHIVE|REPARSE_POINT)", attrs["Files/dir-link"], attrs["Files/file-link"])
 	}
 	wh := func(n string) string { return filepath.Dir(n) + "/.wh." + filepath.Base(n) }
 	for _, n := range []string{modified, wh(deleted), replaced, replaced + "/x", "Files/new.txt"} {

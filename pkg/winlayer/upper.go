@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -57,7 +58,8 @@ var (
 //     upper's link target for a link).
 //   - Anything else is new, and gets what Windows gives a file a container
 //     creates: the attributes ARCHIVE (files), DIRECTORY (directories) or
-//     ARCHIVE|REPARSE_POINT (symbolic links, as file links); creation time the
+//     ARCHIVE|REPARSE_POINT (symbolic links; DIRECTORY|REPARSE_POINT for one whose
+//     target is a directory of the union); creation time the
 //     Linux birth time (the modification time where the file system keeps
 //     none); last write, last access and change times the Linux mtime, atime
 //     and ctime; and the security descriptor Windows computes for a new file
@@ -271,7 +273,11 @@ func (r *UpperReader) entry(f *upperFrame, name, path string, st upperStat) (*En
 		case fs.ModeDir:
 			e.Info.FileAttributes = winfile.AttrDirectory
 		case fs.ModeSymlink:
+			// A link to a directory is a directory link to Windows.
 			e.Info.FileAttributes = winfile.AttrArchive | winfile.AttrReparsePoint
+			if r.linksToDir(name, target) {
+				e.Info.FileAttributes = winfile.AttrDirectory | winfile.AttrReparsePoint
+			}
 			b, err := winfile.NewLinkReparsePoint(target, false).Encode()
 			if err != nil {
 				return nil, nil, err
@@ -282,7 +288,7 @@ func (r *UpperReader) entry(f *upperFrame, name, path string, st upperStat) (*En
 			e.Size = st.size
 		}
 		if f.sd != nil {
-			sd, err := winfile.InheritSecurityDescriptor(f.sd, kind == fs.ModeDir, winfile.SIDContainerAdministrator, winfile.SIDContainerAdministrator)
+			sd, err := winfile.InheritSecurityDescriptor(f.sd, e.IsDir(), winfile.SIDContainerAdministrator, winfile.SIDContainerAdministrator)
 			if err != nil {
 				return nil, nil, fmt.Errorf("inheriting the security descriptor of %s: %w", f.name, err)
 			}
@@ -308,6 +314,32 @@ func (r *UpperReader) entry(f *upperFrame, name, path string, st upperStat) (*En
 		return nil, nil, err
 	}
 	return e, nf, nil
+}
+
+// linksToDir reports whether the link name (with Windows target target) names a
+// directory of the union: in the upper, or else in the parents. Targets are
+// resolved inside Files/ only (an absolute target from its root); what lies
+// outside, or does not exist, is taken for a file.
+func (r *UpperReader) linksToDir(name, target string) bool {
+	t := strings.ReplaceAll(target, `\`, "/")
+	if len(t) >= 2 && t[1] == ':' {
+		t = t[2:] // C:\x is x below the container's root
+	}
+	var p string
+	if strings.HasPrefix(t, "/") {
+		p = path.Clean(FilesDir + t)
+	} else {
+		p = path.Clean(path.Join(path.Dir(name), t))
+	}
+	if p != FilesDir && !strings.HasPrefix(p, FilesDir+"/") {
+		return false
+	}
+	host := filepath.Join(r.upper, filepath.FromSlash(strings.TrimPrefix(strings.TrimPrefix(p, FilesDir), "/")))
+	if st, err := statUpper(host); err == nil {
+		return st.mode.IsDir()
+	}
+	pe, _, err := r.chain.lookup(p)
+	return err == nil && pe != nil && pe.IsDir() && pe.linkReparse() == nil
 }
 
 // sameKind reports whether a parent's entry and an upper file are the same kind

@@ -98,7 +98,8 @@ func needUpperRoot(t *testing.T) {
 
 // MakeUpper builds an overlayfs upper directory by hand, as a union over
 // writeUpperParent's layer leaves it after: mod.txt rewritten, gone.txt and
-// dir/a deleted, dir/new.txt and the hard links dir/h1, dir/h2 created, opq
+// dir/a deleted, dir/new.txt and the hard links dir/h1, dir/h2 created, links
+// ln (to a file) and lndir (to a directory) made, opq
 // deleted and made again with a new x, newdir/f created, ghost a whiteout of a
 // name no parent has.
 func makeUpper(t *testing.T, upper string) {
@@ -125,6 +126,7 @@ func makeUpper(t *testing.T, upper string) {
 	write("opq/x", "new x")
 	write("newdir/f", "f")
 	must(os.Symlink("mod.txt", filepath.Join(upper, "ln")))
+	must(os.Symlink("dir", filepath.Join(upper, "lndir")))
 }
 
 func TestUpperReader(t *testing.T) {
@@ -166,6 +168,7 @@ func TestUpperReader(t *testing.T) {
 		{name: "Files/dir/h2", attrs: winfile.AttrArchive, sd: fileSD, link: "Files/dir/h1"},
 		{name: "Files/dir/new.txt", attrs: winfile.AttrArchive, sd: fileSD, data: "new"},
 		{name: "Files/ln", attrs: winfile.AttrArchive | winfile.AttrReparsePoint, sd: fileSD},
+		{name: "Files/lndir", attrs: winfile.AttrDirectory | winfile.AttrReparsePoint, sd: dirSD},
 		{name: "Files/mod.txt", attrs: winfile.AttrArchive | winfile.AttrHidden, sd: sd, data: "new content", streams: "ads", copied: true},
 		{name: "Files/newdir", attrs: winfile.AttrDirectory, sd: dirSD},
 		{name: "Files/newdir/f", attrs: winfile.AttrArchive, sd: grandSD, data: "f"},
