@@ -275,6 +275,11 @@ func TestMountedWhiteouts(t *testing.T) {
 		file(".wh.gone", 0o644, nil),
 		file("b/file", 0o644, randBytes(1, 10000)),
 		file("b/.wh.file", 0o644, nil),
+		// A whiteout and then entries below the same name: an opaque directory.
+		dir("c/", 0o755),
+		file("c/old", 0o644, []byte("old")),
+		file(".wh.c", 0o644, nil),
+		file("c/new", 0o644, []byte("new")),
 	}
 	img, _ := build(t, makeTar(t, entries), ext4.WithConvertWhiteouts())
 	requireClean(t, img)
@@ -290,6 +295,15 @@ func TestMountedWhiteouts(t *testing.T) {
 		if st.Mode != unix.S_IFCHR || st.Rdev != 0 {
 			t.Errorf("%s: mode %o rdev %d, want a 0:0 character device", n, st.Mode, st.Rdev)
 		}
+	}
+	if x := xattrsOf(t, filepath.Join(root, "c")); x["trusted.overlay.opaque"] != "y" {
+		t.Errorf("c: xattrs %q, want trusted.overlay.opaque=y", x)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "c", "old")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("c/old survived the whiteout of c: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "c", "new")); err != nil || string(b) != "new" {
+		t.Errorf("c/new = %q, %v", b, err)
 	}
 	if _, err := os.Lstat(filepath.Join(root, ".wh.gone")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf(".wh.gone exists in the image: %v", err)
