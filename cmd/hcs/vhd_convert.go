@@ -216,6 +216,11 @@ func (a *app) convert(cmd *cobra.Command, in virtualDisk, dst string, o convertO
 	if err := out.Close(); err != nil {
 		return 0, 0, err
 	}
+	// A signal that came during the final sync still stops the command: the
+	// copy is not made visible.
+	if err := cmd.Context().Err(); err != nil {
+		return 0, 0, err
+	}
 	// Link rather than rename, so that a DST created meanwhile is not replaced.
 	if err := os.Link(tmp, dst); err != nil {
 		return 0, 0, err
