@@ -44,6 +44,7 @@ var registry = []func(env *Env) []*Row{
 	hnsRows,
 	imageRows,
 	storeRows,
+	containerRows,
 }
 
 // Env is what rows get from the harness: where to put files, which binaries to run,

@@ -203,9 +203,12 @@ func cleanup(ctx context.Context, dir string, r *record) error {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	rc := newRunc(dir)
-	rc.Kill(ctx, id, int(unix.SIGKILL), &runc.KillOpts{All: true})
-	rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+	if exists(filepath.Join(runcRoot(), id)) {
+		// runc still knows the container (the monitor did not delete it).
+		rc := newRunc(dir)
+		rc.Kill(ctx, id, int(unix.SIGKILL), &runc.KillOpts{All: true})
+		rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+	}
 	var errs []error
 	if err := removeCgroups(id); err != nil {
 		errs = append(errs, err)
@@ -508,8 +511,9 @@ func (c *Container) Delete(ctx context.Context, force bool) error {
 		return c.wrap("delete", err)
 	}
 	defer lock.Close()
-	// Wait for the monitor to be gone, so that nothing writes in the directory.
-	for i := 0; i < 300 && monitorAlive(c.dir); i++ {
+	// A monitor writes nothing once stopped.json is there; before that (its
+	// container never stopped) wait for it to be gone.
+	for i := 0; i < 300 && !c.Stopped() && monitorAlive(c.dir); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return c.wrap("delete", cleanup(ctx, c.dir, c.rec))

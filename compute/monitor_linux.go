@@ -117,8 +117,8 @@ func runMonitor(dir string, ready *os.File) error {
 	crashPoint("monitor-ready")
 	go func() {
 		<-m.stopped
-		// Waiters are answered; connections that come later read the records.
-		time.Sleep(50 * time.Millisecond)
+		// Connections being served are answered (the loop waits for them);
+		// later ones are refused and read the records.
 		l.Close()
 	}()
 	var wg sync.WaitGroup
