@@ -10,7 +10,6 @@ import (
 
 	"github.com/hostcompute/hostcompute/host"
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
-	"github.com/hostcompute/hostcompute/layers"
 )
 
 // Names in a scratch folder.
@@ -92,7 +91,7 @@ func mountRoot(ctx context.Context, dir string, r *record) error {
 
 func mountLCOW(ctx context.Context, r *record, scratch, root string, paths []string) error {
 	disk := filepath.Join(scratch, ScratchDisk)
-	var opts []layers.Option
+	var opts []host.StackOption
 	grow := false
 	if size := int64(r.Config.ScratchSize); size > 0 {
 		size = (size + (1<<20 - 1)) &^ (1<<20 - 1)
@@ -106,17 +105,17 @@ func mountLCOW(ctx context.Context, r *record, scratch, root string, paths []str
 			}
 			grow = changed
 		} else {
-			opts = append(opts, layers.WithScratchSize(size))
+			opts = append(opts, host.WithScratchSize(size))
 		}
 	}
-	ls := &layers.LCOWLayers{ScratchVHDPath: disk}
-	for _, p := range paths {
-		ls.Layers = append(ls.Layers, &layers.LCOWLayer{VHDPath: p})
-	}
-	rootfs, _, closer, err := layers.MountLCOWLayers(ctx, r.ID, ls, root, nil, opts...)
+	// The container's stack is the host engine's LCOW stack: the layer disks
+	// attached read-only, the scratch disk mounted at root, the union at
+	// root/rootfs.
+	closer, err := host.MountLCOW(ctx, host.LCOWStack{ContainerID: r.ID, Layers: paths, Scratch: disk, Root: root}, opts...)
 	if err != nil {
 		return err
 	}
+	rootfs := filepath.Join(root, host.LCOWRootfsDir)
 	if grow {
 		// The disk grew: grow its file system online to match.
 		ms, err := mountinfo.Lookup(root)
@@ -194,7 +193,7 @@ func releaseRoot(ctx context.Context, dir string, r *record) error {
 	var errs []error
 	root := filepath.Join(dir, rootDir)
 	if exists(root) {
-		if _, err := layers.UnmountAll(ctx, root, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if _, err := host.UnmountAll(ctx, root, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"internal/staging":    {},
 	"internal/state":      {"internal/atomicfile", "golang.org/x/sys/"},
 	"host":                {"pkg/", "internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
-	"compute": {"pkg/", "internal/", "host", "layers", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/",
+	"compute": {"pkg/", "internal/", "host", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/",
 		"github.com/containerd/go-runc", "github.com/containerd/console", "github.com/opencontainers/runtime-spec/"},
 
 	// The network engine: libcni and the plugins' namespace helpers, netlink and
