@@ -2,6 +2,7 @@ package hostcompute
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/hostcompute/hostcompute/compute"
 	"github.com/hostcompute/hostcompute/hns"
@@ -9,20 +10,25 @@ import (
 
 // joinEndpoints makes a container join its endpoints (ContainerConfig.EndpointList):
 // the container runs in the endpoint's network namespace. An endpoint is one
-// namespace, so a container joins one endpoint; several are refused.
-//
-// BUG: the endpoint's resolv.conf (hns.EndpointNamespacePath) is not bound at the
-// container's /etc/resolv.conf yet: package compute maps directories only, so the
-// container keeps its image's file.
+// namespace, so a container joins one endpoint; several are refused. The endpoint's
+// resolv.conf (its DNSServerList and DNSSuffix, written by package hns) is bound
+// read-only at the container's /etc/resolv.conf, as Windows gives a container its
+// endpoint's DNS settings.
 func joinEndpoints(cfg *compute.Config, endpoints []string) error {
 	if len(endpoints) > 1 {
 		return fmt.Errorf("%w: EndpointList %v: a container joins one endpoint's network namespace; several network interfaces per container are not supported", compute.ErrUnsupported, endpoints)
 	}
-	netns, _, err := hns.EndpointNamespacePath(endpoints[0])
+	netns, resolvConf, err := hns.EndpointNamespacePath(endpoints[0])
 	if err != nil {
 		return fmt.Errorf("%w: EndpointList: %w", compute.ErrInvalidArgument, err)
 	}
 	cfg.NetNS, cfg.Endpoints = netns, endpoints
+	if resolvConf != "" {
+		if _, err := os.Stat(resolvConf); err != nil {
+			return fmt.Errorf("endpoint %s: its resolv.conf: %w", endpoints[0], err)
+		}
+		cfg.Mounts = append(cfg.Mounts, compute.Mount{Source: resolvConf, Destination: "/etc/resolv.conf", ReadOnly: true})
+	}
 	return nil
 }
 

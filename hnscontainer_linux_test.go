@@ -34,7 +34,7 @@ func TestContainersOnOneNetwork(t *testing.T) {
 	t.Cleanup(func() { hcsshim.HNSNetworkRequest("DELETE", n.Id, "") })
 	var eps []*hcsshim.HNSEndpoint
 	for range 2 {
-		e, err := hcsshim.HNSEndpointRequest("POST", "", fmt.Sprintf(`{"VirtualNetwork":%q}`, n.Id))
+		e, err := hcsshim.HNSEndpointRequest("POST", "", fmt.Sprintf(`{"VirtualNetwork":%q,"DNSServerList":"192.0.2.53","DNSSuffix":"corp.example"}`, n.Id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestContainersOnOneNetwork(t *testing.T) {
 	if len(before.Network) != 1 || before.Network[0].EndpointId != eps[0].Id {
 		t.Fatalf("server statistics: network %+v, want its endpoint's", before.Network)
 	}
-	_, cp, out := start("client", eps[1], fmt.Sprintf("sh -c 'ip addr show eth0; ping -c 3 -W 5 %s'", eps[0].IPAddress))
+	_, cp, out := start("client", eps[1], fmt.Sprintf("sh -c 'cat /etc/resolv.conf; ip addr show eth0; ping -c 3 -W 5 %s'", eps[0].IPAddress))
 	got, _ := io.ReadAll(out)
 	if err := cp.WaitTimeout(60 * time.Second); err != nil {
 		t.Fatal(err)
@@ -95,6 +95,9 @@ func TestContainersOnOneNetwork(t *testing.T) {
 	t.Logf("client output (exit %d, %v):\n%s", code, err, got)
 	if code != 0 || !strings.Contains(string(got), "3 packets received") {
 		t.Errorf("the client container did not reach the server container")
+	}
+	if !strings.Contains(string(got), "nameserver 192.0.2.53") || !strings.Contains(string(got), "corp.example") {
+		t.Errorf("the client container's /etc/resolv.conf does not hold its endpoint's DNS settings")
 	}
 	after, err := server.Statistics()
 	if err != nil {
