@@ -61,9 +61,9 @@ With -o json, an array of layers.`,
 				return err
 			}
 			defer s.Close()
-			infos := []store.Info{}
+			infos := []storeInfo{}
 			err = s.Walk(cmd.Context(), func(_ context.Context, i store.Info) error {
-				infos = append(infos, i)
+				infos = append(infos, newStoreInfo(i))
 				return nil
 			}, filters...)
 			if err != nil {
@@ -80,7 +80,7 @@ With -o json, an array of layers.`,
 				if i.Kind == store.KindCommitted {
 					size = humanBytes(i.Size)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Key, i.Kind, i.Format, orDash(i.Parent), size, i.Created.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Key, i.Kind, i.Format, orDash(i.Parent), size, i.Info.Created.Format(time.RFC3339))
 			}
 			tw.Flush()
 			return a.result(strings.TrimSuffix(b.String(), "\n"), infos)
@@ -90,9 +90,24 @@ With -o json, an array of layers.`,
 	return cmd
 }
 
+// storeInfo is a layer's record in the JSON vocabulary: its times are
+// creationTime and updateTime, RFC 3339 in UTC (meta.db keeps store.Info's
+// own names, which the shallower fields here hide).
+type storeInfo struct {
+	store.Info
+	Created      *struct{} `json:"created,omitempty"`
+	Updated      *struct{} `json:"updated,omitempty"`
+	CreationTime string    `json:"creationTime"`
+	UpdateTime   string    `json:"updateTime"`
+}
+
+func newStoreInfo(i store.Info) storeInfo {
+	return storeInfo{Info: i, CreationTime: jsonTime(i.Created), UpdateTime: jsonTime(i.Updated)}
+}
+
 // storeLayer is what inspect shows of a layer.
 type storeLayer struct {
-	store.Info
+	storeInfo
 	Usage  *store.Usage  `json:"usage,omitempty"`
 	Mounts []store.Mount `json:"mounts,omitempty"`
 }
@@ -120,7 +135,7 @@ missing key gives exit code 5.`,
 				if err != nil {
 					return err
 				}
-				l := storeLayer{Info: i}
+				l := storeLayer{storeInfo: newStoreInfo(i)}
 				if u, err := s.Usage(ctx, key); err == nil {
 					l.Usage = &u
 				} else {
