@@ -7,18 +7,19 @@ import (
 	"os"
 	"regexp"
 	"time"
+
+	"github.com/hostcompute/hostcompute/internal/state"
 )
 
-// DefaultStateDir holds the containers' state unless $HOSTCOMPUTE_COMPUTE_STATE_DIR
-// names another directory.
-const DefaultStateDir = "/run/hostcompute/compute"
-
-// StateDir returns the directory of container state.
+// StateDir returns the directory of container state: compute/ under the host
+// engine's one state root (/run/hostcompute, or $HOSTCOMPUTE_STATE_DIR), unless
+// $HOSTCOMPUTE_COMPUTE_STATE_DIR names another directory (as hns's own variable
+// does for networks).
 func StateDir() string {
 	if d := os.Getenv("HOSTCOMPUTE_COMPUTE_STATE_DIR"); d != "" {
 		return d
 	}
-	return DefaultStateDir
+	return state.Dir("compute")
 }
 
 // Errors, wrapped in an *Error naming the container and operation.

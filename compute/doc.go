@@ -31,9 +31,9 @@
 //
 // # State and crashes
 //
-// Each container has a directory StateDir()/<id>/ (StateDir is
-// /run/hostcompute/compute unless $HOSTCOMPUTE_COMPUTE_STATE_DIR names
-// another): container.json (the record), lock (an flock held while the
+// Each container has a directory StateDir()/<id>/ (StateDir is compute/
+// under the state root, /run/hostcompute or $HOSTCOMPUTE_STATE_DIR, unless
+// $HOSTCOMPUTE_COMPUTE_STATE_DIR names another): container.json (the record), lock (an flock held while the
 // container is made or removed), monitor.lock (held by the living monitor),
 // bundle/ (config.json), root/ (the mounted root file system), procs/ (one
 // record per process and one per exit), stopped.json, and runc's own state under

@@ -148,6 +148,14 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/loop-control ] && command -v runc >/dev/null 
   "$hcs" layer unmount "$target"
   trap 'rm -rf "$work"' EXIT
   note "ok  Linux: tar → ext4 layer images → union over a scratch → runc run → its changes as an OCI diff"
+
+  say "The same layer stack as a container of the compute API (hcs run: runc create + start, a monitor, cgroup limits)"
+  "$hcs" run --name "hcs-demo-run-$$" --memory 64M --layer "$work/linux/app.vhd" --layer "$work/linux/base.vhd" \
+    -- /bin/sh -c 'cat /etc/hello; echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"; exit 7' \
+    | sed 's/^/  container: /' && rc=0 || rc=${PIPESTATUS[0]}
+  echo "  hcs run exited $rc, the container's own exit status"
+  [ "$rc" = 7 ] || { echo "demo: hcs run exited $rc, want 7" >&2; exit 1; }
+  note "ok  compute: hcs run over the ext4 layer images, output and exit status (7) through the monitor"
   linux_done=1
 else
   say "Skipping the Linux layer part: it needs root, loop devices, runc and busybox (make demo installs them)"

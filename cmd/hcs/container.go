@@ -20,7 +20,8 @@ import (
 	"github.com/hostcompute/hostcompute/compute"
 )
 
-const containerStateHelp = `State is kept in $HOSTCOMPUTE_COMPUTE_STATE_DIR (default /run/hostcompute/compute),
+const containerStateHelp = `State is kept in compute/ of the state root ($HOSTCOMPUTE_STATE_DIR, default /run/hostcompute;
+$HOSTCOMPUTE_COMPUTE_STATE_DIR overrides),
 with runc's under its runc/ directory. Each container has a monitor process (this
 program re-executed) that reaps its processes and records their exits, so a
 container outlives the command that made it. Needs root and runc.`
