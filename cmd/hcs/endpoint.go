@@ -199,14 +199,28 @@ func (a *app) newEndpointCheckCommand() *cobra.Command {
 		Short: "Run CNI CHECK for endpoints",
 		Long: `Run CNI CHECK for each endpoint: every plugin verifies that what it set up
 (interfaces, addresses, routes, iptables rules) is still in place. Prints
-nothing on success; exit code 1 names what is wrong.`,
+nothing on success; exit code 1 names what is wrong. With -o json, {"ok",
+"problems"}: one problem per endpoint that failed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
 			s, err := hns.Default(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return a.each(args, func(arg string) error { return s.CheckEndpoint(cmd.Context(), arg) })
+			problems := []string{}
+			err = a.each(args, func(arg string) error {
+				err := s.CheckEndpoint(cmd.Context(), arg)
+				if err != nil {
+					problems = append(problems, err.Error())
+				}
+				return err
+			})
+			if a.output == outputJSON {
+				if rerr := a.result("", newCheckResult(problems)); rerr != nil {
+					return rerr
+				}
+			}
+			return err
 		}),
 	}
 }

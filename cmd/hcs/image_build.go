@@ -47,7 +47,8 @@ diffID, chainID, the converted file, its sha256 and size, and the root hash.`,
 				}
 				dir = filepath.Join(f.root, "converted", strings.TrimPrefix(sum.Digest, "sha256:"), to)
 			}
-			rep, err := s.Convert(cmd.Context(), args[0], to, dir, verity)
+			// Absolute, so the report's dir, layer and file are (the JSON vocabulary).
+			rep, err := s.Convert(cmd.Context(), args[0], to, absPath(dir), verity)
 			if err != nil {
 				return err
 			}

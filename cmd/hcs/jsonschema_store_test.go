@@ -47,6 +47,10 @@ func TestJSONSchemaStoreImage(t *testing.T) {
 		{"image", "--root", root, "load", "--name", "local/sample:1", "oci:oci:sample"},
 		{"image", "--root", root, "ls"},
 		{"image", "--root", root, "inspect", "local/sample:1"},
+		{"image", "--root", root, "tag", "local/sample:1", "local/sample:2"},
+		{"image", "--root", root, "save", "local/sample:2", "oci:saved:sample"},
+		{"image", "--root", root, "convert", "local/sample:1", "--to", "cim"},
+		{"image", "--root", root, "rm", "local/sample:2"},
 		{"store", "ls", "--root", root},
 		{"store", "check", "--root", root},
 		{"store", "gc", "--root", root},
@@ -90,6 +94,8 @@ func TestJSONSchemaHNS(t *testing.T) {
 	t.Cleanup(func() { wantCode(t, hcs(t, nil, "endpoint", "rm", name+"-ep"), exitOK) })
 	e, _ := runJSON(t, "endpoint", "create", "--network", name, name+"-ep").(map[string]any)
 	eid, _ := e["Id"].(string)
+	// endpoint check answers as every check does.
+	checkJSON(t, "endpoint check", runJSON(t, "endpoint", "check", name+"-ep"), "endpoint check")
 	for _, verb := range []string{"network", "endpoint"} {
 		list, ok := runJSON(t, verb, "ls").([]any)
 		if !ok {

@@ -16,7 +16,7 @@ var (
 	// pathFields hold absolute paths of this machine.
 	pathFields = map[string]bool{"layer": true, "file": true, "cim": true, "root": true, "target": true,
 		"device": true, "folder": true, "source": true, "upper": true, "parent": true, "mountpoint": true,
-		"rootfs": true, "scratch": true, "disk": true, "mountPath": true}
+		"rootfs": true, "scratch": true, "disk": true, "mountPath": true, "dir": true, "bundle": true}
 	// byteFields are integers of bytes.
 	byteFields = map[string]bool{"size": true, "virtualSize": true, "bytes": true, "readBytes": true,
 		"imageBytes": true, "bytesWritten": true, "fileSize": true, "allocated": true, "oldSize": true,
@@ -24,7 +24,7 @@ var (
 	// banned are names the vocabulary replaced: the same facts have one name.
 	banned = map[string]string{"created": "creationTime", "modified": "lastWriteTime", "accessed": "lastAccessTime",
 		"changed": "changeTime", "elapsedSeconds": "seconds", "fileAttributes": "attributes",
-		"id": "fileID", "dir": "type", "uniqueId": "uniqueID", "parentUniqueId": "parentUniqueID"}
+		"id": "fileID", "uniqueId": "uniqueID", "parentUniqueId": "parentUniqueID"}
 	// verbatim fields hold documents of another vocabulary, not checked:
 	// label and annotation maps (their keys are the user's), and the OCI
 	// image-spec's config and platform, which image verbs print as stored.
