@@ -33,7 +33,7 @@ type LayerPather interface {
 
 // AppendSpec says what Append builds.
 type AppendSpec struct {
-	// Base names a stored Windows image, or is Scratch.
+	// Base names a stored Windows or Linux image, or is Scratch.
 	Base string
 	// Layer is the new layer's content (unless FromKey is set): an OCI Windows layer tar (entries under
 	// Files/, Hives/, UtilityVM/; plain, gzip or zstd), taken as it is after
@@ -45,7 +45,7 @@ type AppendSpec struct {
 	// exported by the store as a Windows layer tar, are the new layer (commit).
 	FromKey string
 	// Platform is the OS, architecture, os.version and os.features of an image
-	// built on Scratch (os must be windows); other bases give their own.
+	// built on Scratch (windows or linux); other bases give their own.
 	Platform v1.Platform
 	// Name is the new image's name in the store.
 	Name string
@@ -66,6 +66,9 @@ type AppendSpec struct {
 // keeps the base's os, os.version and os.features. The layer is written
 // deterministically and compressed with gzip, and the image is stored under
 // spec.Name and its new layer unpacked, so it can be pushed, saved or converted.
+//
+// A Linux base (or Scratch with a linux platform) takes spec.Layer, an OCI
+// layer tar, as it is: the layer is its bytes, uncompressed then gzip'd.
 func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	fail := func(op string, err error) error { return &Error{Image: spec.Base, Op: op, Err: err} }
 	var (
@@ -87,8 +90,11 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	if err != nil {
 		return nil, fail("read config", err)
 	}
-	if cf.OS != "windows" {
-		return nil, fail("append", fmt.Errorf("%w: append builds Windows images; the base is a %s image", ErrUnsupported, cf.OS))
+	if cf.OS != "windows" && cf.OS != "linux" {
+		return nil, fail("append", fmt.Errorf("%w: append builds Windows and Linux images; the base is a %s image", ErrUnsupported, cf.OS))
+	}
+	if cf.OS == "linux" && spec.FromKey != "" {
+		return nil, fail("commit", fmt.Errorf("%w: commit makes Windows layers; the base is a linux image", ErrUnsupported))
 	}
 	chain := ChainIDs(cf.RootFS.DiffIDs)
 	for _, c := range chain {
@@ -107,6 +113,10 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 	if spec.FromKey != "" {
 		if err := s.layers.ExportLayer(ctx, spec.FromKey, tmp); err != nil {
 			return nil, fail("export the changes of "+spec.FromKey, err)
+		}
+	} else if cf.OS == "linux" {
+		if err := linuxLayerTar(tmp, spec.Layer); err != nil {
+			return nil, fail("make layer of "+spec.Layer, err)
 		}
 	} else if err := s.windowsLayerTar(ctx, tmp, spec.Layer, chain); err != nil {
 		return nil, fail("make layer of "+spec.Layer, err)
@@ -202,7 +212,7 @@ func (s *Store) Append(ctx context.Context, spec AppendSpec) (*Summary, error) {
 		if len(chain) > 0 {
 			parent = chain[len(chain)-1].String()
 		}
-		if err := s.layers.ImportLayer(ctx, key, parent, "windows", diffID.String(), bufio.NewReaderSize(tmp, 1<<20)); err != nil {
+		if err := s.layers.ImportLayer(ctx, key, parent, cf.OS, diffID.String(), bufio.NewReaderSize(tmp, 1<<20)); err != nil {
 			return nil, fail("unpack layer "+ld.String(), err)
 		}
 	}
@@ -264,6 +274,33 @@ func (s *Store) windowsLayerTar(ctx context.Context, w io.Writer, src string, ch
 	return s.windowsLayerTar(ctx, w, dir, chain)
 }
 
+// linuxLayerTar writes the OCI Linux layer tar src (plain, gzip or zstd) to w as
+// it is, uncompressed: a Linux layer needs no metadata added, and the store's
+// import checks its entries (OCI semantics, nothing outside the layer).
+func linuxLayerTar(w io.Writer, src string) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%w: a Linux layer from a directory; give a tar of it", ErrUnsupported)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := compress.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	defer zr.Close()
+	if _, err := io.Copy(w, zr); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return nil
+}
+
 // stableTimes makes a directory's entries depend on their content and
 // modification times only: a Linux access time changes when the file is read and
 // a change time when it is touched, so both become the last write time, and a
@@ -285,13 +322,13 @@ func (r stableTimes) Next() (*winlayer.Entry, error) {
 }
 
 // Scratch as AppendSpec.Base builds an image from no base: its first layer is the
-// one appended (a Windows base layer tar, typically).
+// one appended (a Windows base layer tar, or a Linux root file system's tar).
 const Scratch = "scratch"
 
 // scratchImage is an empty OCI image for p, created at the Unix epoch.
 func scratchImage(p v1.Platform) (v1.Image, error) {
-	if p.OS != "windows" {
-		return nil, fmt.Errorf("%w: building on scratch needs a windows platform (give os.version), not %q", ErrUnsupported, p.String())
+	if p.OS != "windows" && p.OS != "linux" || p.Architecture == "" {
+		return nil, fmt.Errorf("%w: building on scratch needs a windows (with os.version) or linux platform, not %q", ErrUnsupported, p.String())
 	}
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	cf, err := img.ConfigFile()

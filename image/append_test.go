@@ -3,11 +3,15 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hostcompute/hostcompute/pkg/ociwclayer"
@@ -192,7 +196,68 @@ func TestAppendScratch(t *testing.T) {
 			t.Errorf("layer %d differs from its tar", i)
 		}
 	}
-	if _, err := s.Append(ctx, AppendSpec{Base: Scratch, Platform: linuxPlatform, Layer: paths[0], Name: "x"}); err == nil {
-		t.Error("a Linux image built on scratch")
+	if _, err := s.Append(ctx, AppendSpec{Base: Scratch, Platform: v1.Platform{OS: "plan9", Architecture: "amd64"}, Layer: paths[0], Name: "x"}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a plan9 image built on scratch: %v", err)
+	}
+}
+
+// TestAppendLinux builds a Linux image on scratch, one layer at a time: each
+// layer's diffID is its tar's digest (taken as it is), the digest is stable, the layers are unpacked with
+// OCI semantics, and a directory as a Linux layer is refused.
+func TestAppendLinux(t *testing.T) {
+	ctx := context.Background()
+	layers := linuxLayers(t)
+	dir := t.TempDir()
+	var paths []string
+	for i, l := range layers {
+		p := filepath.Join(dir, "layer"+string(rune('0'+i))+".tar")
+		os.WriteFile(p, l, 0o644)
+		paths = append(paths, p)
+	}
+	build := func() (*Store, *layerStore, *Summary) {
+		s, ls := newStore(t)
+		var sum *Summary
+		base := Scratch
+		for i, p := range paths {
+			name := "lin/app:" + string(rune('0'+i))
+			var err error
+			if sum, err = s.Append(ctx, AppendSpec{Base: base, Platform: linuxPlatform, Layer: p, Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			base = name
+		}
+		return s, ls, sum
+	}
+	s, ls, sum := build()
+	if _, _, again := build(); again.Digest != sum.Digest {
+		t.Errorf("two builds: %s and %s", sum.Digest, again.Digest)
+	}
+	if sum.Platform == nil || sum.Platform.OS != "linux" || len(sum.Layers) != len(layers) {
+		t.Fatalf("image: %+v", sum)
+	}
+	for i, l := range layers {
+		if want := fmt.Sprintf("sha256:%x", sha256.Sum256(l)); sum.Layers[i].DiffID != want || !sum.Layers[i].Unpacked {
+			t.Errorf("layer %d: diffID %s (unpacked %v), its tar's %s", i, sum.Layers[i].DiffID, sum.Layers[i].Unpacked, want)
+		}
+	}
+	root := ls.viewRootfs(t, sum.Layers[len(sum.Layers)-1].ChainID)
+	if b, err := os.ReadFile(filepath.Join(root, "etc/os-release")); err != nil || string(b) != "ID=test2\n" {
+		t.Errorf("etc/os-release: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/link")); !os.IsNotExist(err) {
+		t.Errorf("whited-out etc/link: %v", err)
+	}
+	// Its layer directories, top-most first: each holds its own layer's files.
+	dirs, err := s.LayerDirs(ctx, sum.Name)
+	if err != nil || len(dirs) != len(layers) {
+		t.Fatalf("LayerDirs: %v, %v", dirs, err)
+	}
+	for i, f := range []string{"var/cache/b", "etc/new", "bin/sh"} {
+		if _, err := os.Stat(filepath.Join(dirs[i], f)); err != nil {
+			t.Errorf("layer directory %d (%s): %v", i, dirs[i], err)
+		}
+	}
+	if _, err := s.Append(ctx, AppendSpec{Base: sum.Name, Layer: dir, Name: "lin/dir:1"}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("a directory as a Linux layer: %v", err)
 	}
 }

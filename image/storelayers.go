@@ -94,3 +94,72 @@ func (l storeLayers) LayerPath(ctx context.Context, key string) (string, error) 
 	}
 	return "", fmt.Errorf("layer %s: %w: its view names no layer folder", key, ErrUnsupported)
 }
+
+// LayerDirs gives the directories of the committed layer key and its parents,
+// top-most first, as hcs run takes them: a Linux layer's directory, or a Windows
+// layer's folder. The store keeps no public path, so they are read from the
+// mounts of a short-lived view; they stay valid while the layers are committed.
+func (l storeLayers) LayerDirs(ctx context.Context, key string) ([]string, error) {
+	info, err := l.s.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	view := "image-dirs-" + strings.TrimPrefix(key, "sha256:") + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	mounts, err := l.s.View(ctx, view, key)
+	if err != nil {
+		return nil, err
+	}
+	defer l.s.Remove(context.WithoutCancel(ctx), view)
+	var dirs []string
+	for _, m := range mounts {
+		if m.Type == "bind" {
+			dirs = append(dirs, m.Source)
+		}
+		for _, o := range m.Options {
+			if lower, ok := strings.CutPrefix(o, "lowerdir="); ok {
+				dirs = append(dirs, strings.Split(lower, ":")...)
+			}
+		}
+	}
+	if len(dirs) == 0 {
+		return nil, fmt.Errorf("layer %s: %w: its view names no layer directory", key, ErrUnsupported)
+	}
+	if info.Format == store.FormatWindowsFolder {
+		for i, d := range dirs {
+			dirs[i] = filepath.Dir(d) // the folder of its Files/
+		}
+	}
+	return dirs, nil
+}
+
+// LayerDirs gives the directories of the layers of the stored image n, top-most
+// first (the order hcs run's --layer takes): each unpacked layer's directory in
+// the layer store (a Linux layer's directory, a Windows layer's folder).
+func (s *Store) LayerDirs(ctx context.Context, n string) ([]string, error) {
+	sum, err := s.Inspect(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if len(sum.Layers) == 0 {
+		return nil, &Error{Image: n, Op: "layer directories", Err: fmt.Errorf("%w: not an image with layers (an index? pull one platform)", ErrUnsupported)}
+	}
+	for _, ly := range sum.Layers {
+		if !ly.Unpacked {
+			return nil, &Error{Image: n, Op: "layer directories", Err: fmt.Errorf("layer %s: %w: not unpacked", ly.Digest, ErrNotFound)}
+		}
+	}
+	ld, ok := s.layers.(interface {
+		LayerDirs(ctx context.Context, key string) ([]string, error)
+	})
+	if !ok {
+		return nil, &Error{Image: n, Op: "layer directories", Err: fmt.Errorf("%w: the layer store gives no directories", ErrUnsupported)}
+	}
+	dirs, err := ld.LayerDirs(ctx, sum.Layers[len(sum.Layers)-1].ChainID)
+	if err != nil {
+		return nil, &Error{Image: n, Op: "layer directories", Err: err}
+	}
+	if len(dirs) != len(sum.Layers) {
+		return nil, &Error{Image: n, Op: "layer directories", Err: fmt.Errorf("the store gives %d directories for %d layers", len(dirs), len(sum.Layers))}
+	}
+	return dirs, nil
+}

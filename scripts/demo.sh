@@ -5,7 +5,8 @@
 # Windows layer on Linux (a scratch layer over the base, changed through its union,
 # committed as a diff, imported as a folder and as a CIM that forks the base's, exported
 # again byte-identical), and run a Linux container from ext4 layer images and export
-# its changes. A summary closes it. Everything happens under a temporary folder.
+# its changes; push the Windows image to a registry, pull it back and convert it to
+# CIMs, and pull a Linux image and run it. A summary closes it. Everything happens under a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hcs=$PWD/bin/hcs
@@ -187,6 +188,19 @@ if [ "$(id -u)" = 0 ] && command -v docker-registry >/dev/null; then
     note "ok  image: Windows image built on Linux, pushed to docker-registry, pulled back with the same digest, converted to CIMs, saved as an OCI layout"
   else
     echo "  the pulled image's digest ($pulled) differs from the built one ($built)" >&2; ok=0
+  fi
+  if [ -n "${linux_done:-}" ]; then
+    say "A Linux image: the busybox layer on scratch, pushed, pulled into a store of its own and run (hcs run --image)"
+    limg="127.0.0.1:$port/demo/busybox:1"
+    "$hcs" image --root "$work/store" append -q --base scratch --platform linux/amd64 --layer "$work/linux/base.tar" -t "$limg"
+    "$hcs" image --root "$work/store" push -q "$limg"
+    "$hcs" image --root "$work/linux-store" pull --platform linux/amd64 "$limg" | sed 's/^/  /'
+    "$hcs" run --image "$limg" --root "$work/linux-store" --name "hcs-demo-image-$$" \
+      -- /bin/sh -c 'echo "hello from the pulled image ($(/bin/busybox | head -n 1 | cut -d" " -f1-2))"; exit 3' \
+      | sed 's/^/  container: /' && rc=0 || rc=${PIPESTATUS[0]}
+    echo "  hcs run --image exited $rc, the container's own exit status"
+    [ "$rc" = 3 ] || { echo "demo: hcs run --image exited $rc, want 3" >&2; exit 1; }
+    note "ok  image: Linux image built on scratch, pushed, pulled into a new store and run with hcs run --image (exit status 3)"
   fi
   kill "$regpid"; wait "$regpid" 2>/dev/null || true
   trap 'rm -rf "$work"' EXIT

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostcompute/hostcompute/compute"
+	"github.com/hostcompute/hostcompute/store"
 )
 
 const containerStateHelp = `State is kept in compute/ of the state root ($HOSTCOMPUTE_STATE_DIR, default /run/hostcompute;
@@ -85,7 +86,7 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 func (f *containerFlags) config(id string) (compute.Config, error) {
 	cfg := compute.Config{ID: id, Scratch: f.scratch, Hostname: f.hostname, NetNS: f.netns}
 	if len(f.layers) == 0 {
-		return cfg, usageErrorf("no --layer given")
+		return cfg, usageErrorf("no --layer (or, for hcs run, --image) given")
 	}
 	for _, l := range f.layers {
 		abs, err := filepath.Abs(l)
@@ -701,14 +702,21 @@ func (a *app) newRunCommand() *cobra.Command {
 		p    processFlags
 		name string
 		keep bool
+		img  string
+		root string
 	)
 	cmd := &cobra.Command{
-		Use:   "run [flags] --layer LAYER... -- COMMAND [ARG...]",
+		Use:   "run [flags] --layer LAYER...|--image NAME -- COMMAND [ARG...]",
 		Short: "Run a command in a new container and remove it afterwards",
 		Long: `Create a container over the layers, run COMMAND as its init with this command's
 standard streams (-t: this terminal, raw, resized with it; -i: standard input),
 wait for it and remove the container (--keep leaves it). The exit status is the
 command's. Without --scratch the scratch is a temporary folder, removed too.
+
+--image NAME runs a stored image (hcs image pull, append) of the store under
+--root: its layers, unpacked in the layer store, are the container's read-only
+layers (below any --layer). The image's config (entrypoint, environment) is not
+applied: give COMMAND.
 
 ` + containerStateHelp,
 		Args: cobra.MinimumNArgs(1),
@@ -728,6 +736,19 @@ command's. Without --scratch the scratch is a temporary folder, removed too.
 				}
 				defer os.RemoveAll(d)
 				f.scratch = filepath.Join(d, "scratch")
+			}
+			if img != "" {
+				// The image's layers go under any --layer given.
+				is, closeStore, err := a.openImages(ctx, &imageFlags{root: root})
+				if err != nil {
+					return err
+				}
+				dirs, err := is.LayerDirs(ctx, img)
+				closeStore()
+				if err != nil {
+					return err
+				}
+				f.layers = append(f.layers, dirs...)
 			}
 			cfg, err := f.config(id)
 			if err != nil {
@@ -749,5 +770,7 @@ command's. Without --scratch the scratch is a temporary folder, removed too.
 	cmd.Flags().Lookup("detach").Hidden = true
 	cmd.Flags().StringVar(&name, "name", "", "the container's `ID` (default: run-PID-N)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the stopped container (needs --scratch)")
+	cmd.Flags().StringVar(&img, "image", "", "run the stored image `NAME`: its layers from the store under --root")
+	cmd.Flags().StringVar(&root, "root", store.DefaultRoot, "with --image: the store's home `DIR` (as hcs image's)")
 	return cmd
 }

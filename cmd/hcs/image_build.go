@@ -86,7 +86,9 @@ written as a proper Windows layer (Files/ and Hives/, MSWINDOWS.* records) from:
 
 --base scratch builds an image from no base (its first layer is the appended one,
 typically a Windows base layer tar); --platform then gives os, architecture,
-os.version and os.features.
+os.version and os.features (--platform linux/ARCH builds a Linux image).
+
+A Linux base takes --layer as an OCI layer tar, as it is (no directory).
 
 New files and directories get what Windows gives files a container creates: the
 ARCHIVE or DIRECTORY attribute and the security descriptor inherited from their
@@ -111,7 +113,7 @@ into the store; push the image with hcs image push.`,
 				}
 				spec.Platform = p
 			} else if spec.Base == image.Scratch {
-				return usageErrorf("--base scratch needs --platform windows/ARCH:OSVERSION")
+				return usageErrorf("--base scratch needs --platform windows/ARCH:OSVERSION or linux/ARCH")
 			}
 			s, closeFn, err := a.openImages(cmd.Context(), f)
 			if err != nil {
