@@ -256,8 +256,9 @@ func (a *app) stagingIn(kind, dir string) {
 
 // workerSignals makes the context of a worker, or of a command run in this
 // process: cancelled by the first signal. A worker ignores later signals
-// (main deals with them); in a normal run the default handling comes back
-// after the first signal, so a second one ends the process.
+// (main deals with them), also once the command has returned; in a normal run
+// the default handling comes back after the first signal, so a second one ends
+// the process.
 func workerSignals(worker bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 4)
@@ -274,5 +275,13 @@ func workerSignals(worker bool) (context.Context, func()) {
 		for range sig {
 		}
 	}()
-	return ctx, func() { signal.Stop(sig); cancel() }
+	return ctx, func() {
+		if worker {
+			// The command is over: a signal from now on must not turn its finished
+			// result into a death by signal, which main would report as an interrupt.
+			signal.Ignore(signals...)
+		}
+		signal.Stop(sig)
+		cancel()
+	}
 }
