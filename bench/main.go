@@ -40,6 +40,7 @@ var registry = []func(env *Env) []*Row{
 	ext4Rows,
 	ocilayerRows,
 	cimRows,
+	imageConvertRows,
 	cimTreeRows,
 	hnsRows,
 	imageRows,
