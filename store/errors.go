@@ -28,7 +28,7 @@ var (
 	// a field that cannot change. Matches fs.ErrInvalid.
 	ErrInvalidArgument = classError{"store: invalid argument", fs.ErrInvalid}
 
-	// ErrUnsupported: the operation is not implemented for the layer's format
+	// ErrUnsupported: the operation is not supported for the layer's format
 	// (the message says what is missing). Matches errors.ErrUnsupported.
 	ErrUnsupported = classError{"store: unsupported", errors.ErrUnsupported}
 

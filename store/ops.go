@@ -77,7 +77,7 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 			info.Format = FormatLinuxDir
 		}
 		if info.Format != FormatLinuxDir && info.Format != FormatWindowsFolder {
-			return classf(ErrUnsupported, "%s of a %s layer is not implemented: its parents' disks would have to be attached and mounted for the union (directory formats only: %s, %s)", strings.ToLower(kind.String()), info.Format, FormatLinuxDir, FormatWindowsFolder)
+			return classf(ErrUnsupported, "%s of a %s layer is not supported: its parents' disks would have to be attached and mounted for the union (directory formats only: %s, %s)", strings.ToLower(kind.String()), info.Format, FormatLinuxDir, FormatWindowsFolder)
 		}
 		id, err := lb.NextSequence()
 		if err != nil {
@@ -254,7 +254,7 @@ func committable(r *record) error {
 		return classf(ErrFailedPrecondition, "layer %q is %s; only active layers can be committed", r.Key, r.Kind)
 	}
 	if r.Format != FormatLinuxDir && r.Format != FormatWindowsFolder {
-		return classf(ErrUnsupported, "committing an active %s layer is not implemented", r.Format)
+		return classf(ErrUnsupported, "committing an active %s layer is not supported", r.Format)
 	}
 	return nil
 }

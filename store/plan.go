@@ -47,7 +47,7 @@ func (s *Store) plan(r *record, parents []*record) ([]Mount, error) {
 			return nil, err
 		}
 	default:
-		return nil, classf(ErrUnsupported, "mounts of %s layers are not implemented", r.Format)
+		return nil, classf(ErrUnsupported, "mounts of %s layers are not supported", r.Format)
 	}
 	if len(lowers) > mount.MaxLowerLayers {
 		return nil, classf(ErrFailedPrecondition, "%d lower directories, overlayfs stacks at most %d: %v", len(lowers), mount.MaxLowerLayers, mount.ErrTooManyLayers)

@@ -50,7 +50,7 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 		want.Format = FormatLinuxDir
 	}
 	if want.Format != FormatLinuxDir && want.Format != FormatWindowsFolder && want.Format != FormatExt4VHD {
-		return Info{}, classf(ErrUnsupported, "importing a %s layer is not implemented (%s, %s and %s are)", want.Format, FormatLinuxDir, FormatWindowsFolder, FormatExt4VHD)
+		return Info{}, classf(ErrUnsupported, "importing a %s layer is not supported (%s, %s and %s are)", want.Format, FormatLinuxDir, FormatWindowsFolder, FormatExt4VHD)
 	}
 	var parents []*record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -339,7 +339,7 @@ func (s *Store) export(ctx context.Context, w io.Writer, key string) error {
 		}
 		return ociwclayer.ExportLayerToTar(ctx, w, filepath.Join(s.layerDir(r.ID), "fs"), parentPaths(s, parents))
 	}
-	return classf(ErrUnsupported, "exporting a %s layer is not implemented", r.Format)
+	return classf(ErrUnsupported, "exporting a %s layer is not supported", r.Format)
 }
 
 // commitWindows commits an active Windows layer: its upper directory is turned

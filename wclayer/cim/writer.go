@@ -61,7 +61,7 @@ var ErrLayerBusy = fmt.Errorf("cim: the layer is being written by another writer
 // writer that this project does not have. The layer's CIM is written and
 // complete (the delta hives are in it); its Hives/*_BASE are not made. It
 // matches errors.ErrUnsupported.
-var ErrHiveMergeUnsupported = fmt.Errorf("cim: merging delta registry hives into the parent's base hives needs a registry hive writer, which is not implemented: %w", errors.ErrUnsupported)
+var ErrHiveMergeUnsupported = fmt.Errorf("cim: merging delta registry hives into the parent's base hives needs a registry hive writer, which this project does not have: %w", errors.ErrUnsupported)
 
 // ErrUtilityVMBootUnsupported is returned by Close for a layer with a
 // utility VM image (UtilityVM/Files/Windows/System32/config/SOFTWARE): Windows
@@ -70,7 +70,7 @@ var ErrHiveMergeUnsupported = fmt.Errorf("cim: merging delta registry hives into
 // template disks. Those edits need registry and BCD writers this project
 // does not have. The layer's CIM is written and complete. It matches
 // errors.ErrUnsupported.
-var ErrUtilityVMBootUnsupported = fmt.Errorf("cim: setting up a utility VM to boot from the CIM edits its BCD store and registry hives, which is not implemented: %w", errors.ErrUnsupported)
+var ErrUtilityVMBootUnsupported = fmt.Errorf("cim: setting up a utility VM to boot from the CIM edits its BCD store and registry hives, which this project does not have: %w", errors.ErrUnsupported)
 
 // NewCimLayerWriter starts writing the layer at path. parentLayerPaths are the parent
 // layers, immediate parent first; the immediate parent must be a CIM layer in the same
