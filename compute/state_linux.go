@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/internal/atomicfile"
 )
 
 // Names in a container's state directory.
@@ -53,38 +55,10 @@ const recordVersion = 1
 func containerDir(id string) string { return filepath.Join(StateDir(), id) }
 func runcRoot() string              { return filepath.Join(StateDir(), runcStateDir) }
 
-// writeAtomic writes data to path through a synced temporary file and a rename,
-// then syncs the directory: a reader sees the old content or the new, never part.
+// writeAtomic writes data to path through the one atomic-write helper: a reader
+// sees the old content or the new, never part.
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 func writeJSON(path string, v any) error {
