@@ -17,6 +17,8 @@ package main
 //     left there (the worker's staging included, now that it is dead), says so,
 //     and exits 130.
 //
+// When main itself is killed, the kernel kills the worker too (Pdeathsig).
+//
 // The same removal of dead processes' leftovers runs at the start of every
 // command that stages into a folder, so what a killed process (kill -9, a
 // crash) left is removed by the next run.
@@ -105,6 +107,11 @@ func supervise(args []string) int {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Env = append(os.Environ(), workerEnv+"=3")
+	// A worker never outlives main: when main is killed (kill -9), the worker
+	// is killed too, and what it staged is left to the next run's removal of
+	// dead processes' leftovers, rather than it going on (or failing and
+	// undoing) beside the next command.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "hcs: %v\n", err)
 		return exitFailure

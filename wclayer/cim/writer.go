@@ -97,7 +97,21 @@ func NewCimLayerWriter(ctx context.Context, path string, parentLayerPaths []stri
 		cw.unlock()
 		return nil, &fs.PathError{Op: "create CIM layer", Path: GetCimPathFromLayer(path), Err: cimfs.ErrExists}
 	}
-	cw.w, err = cimfs.Create(dir, GetCimNameFromLayer(path), parent)
+	// A failed writer of another layer removes the cim-layers folder it made
+	// when it is empty again; when that happens between MkdirAll and Create,
+	// the folder is made again. Once Create has staged in it, it is not empty.
+	for try := 0; ; try++ {
+		cw.w, err = cimfs.Create(dir, GetCimNameFromLayer(path), parent)
+		if err == nil || try == 10 || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if _, serr := os.Stat(dir); !errors.Is(serr, fs.ErrNotExist) {
+			break
+		}
+		if merr := os.MkdirAll(dir, 0o755); merr != nil {
+			break
+		}
+	}
 	if err != nil {
 		cw.removeDir()
 		return nil, err
