@@ -60,7 +60,7 @@ func containerRows(env *Env) []*Row {
 				return Setup{}, err
 			}
 			return Setup{Input: "busybox-static as a directory layer; start to exit of /bin/true, container removed",
-				Notes: []string{"ours: `hcs run -l LAYER -- /bin/true` (overlay over the layer with a scratch folder, monitor, runc create + start, removal); peer: `runc run` of a bundle over the same tree, then `runc delete`"}}, nil
+				Notes: []string{"ours: `hcs run -l LAYER -- /bin/true` (overlay over the layer with a scratch folder, monitor, runc run --detach, removal); peer: `runc run` of a bundle over the same tree, then `runc delete`"}}, nil
 		},
 		Peer: Side{Name: "runc run + delete", Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
 			id := fmt.Sprintf("bench-run-%d-%d", os.Getpid(), run)

@@ -197,11 +197,14 @@ func Open(ctx context.Context, id string) (*Container, error) {
 // runc state, cgroups, mounts, loop devices and state directory.
 func cleanup(ctx context.Context, dir string, r *record) error {
 	id := filepath.Base(dir)
-	if pid, err := readPid(filepath.Join(dir, monitorPid)); err == nil && monitorAlive(dir) {
-		unix.Kill(pid, unix.SIGKILL)
-		for i := 0; i < 500 && monitorAlive(dir); i++ {
-			time.Sleep(10 * time.Millisecond)
+	if pid, err := readPid(filepath.Join(dir, monitorPid)); err == nil {
+		// A monitor that has recorded the stop is on its way out: let it
+		// go, then kill what is left.
+		grace := time.Duration(0)
+		if exists(filepath.Join(dir, stoppedFile)) {
+			grace = time.Second
 		}
+		endMonitor(dir, pid, grace)
 	}
 	if exists(filepath.Join(runcRoot(), id)) {
 		// runc still knows the container (the monitor did not delete it).
@@ -338,8 +341,8 @@ func (c *Container) startProc(ctx context.Context, op string, p *ProcessSpec) (*
 	return proc, nil
 }
 
-// Start starts the container's first process, its init: `runc create` and
-// `runc start`. The container stops when this process exits.
+// Start starts the container's first process, its init: `runc run --detach`.
+// The container stops when this process exits.
 func (c *Container) Start(ctx context.Context, p *ProcessSpec) (*Process, error) {
 	return c.startProc(ctx, "start", p)
 }
@@ -481,18 +484,28 @@ func (c *Container) Delete(ctx context.Context, force bool) error {
 		return nil // removed already
 	}
 	if !c.Stopped() {
-		info, err := c.Info(ctx)
+		// The process records say enough (no `runc state`, a runc process,
+		// as Info would run): with an init that has not exited the container
+		// is running or paused, both refused without force.
+		procs, err := c.Processes()
 		if err != nil {
-			return err
+			return c.wrap("delete", err)
 		}
-		initExited := false
-		for _, p := range info.Procs {
-			if p.Init && p.Exit != nil {
-				initExited = true
+		initExited, hasInit := false, false
+		for _, p := range procs {
+			if p.Init {
+				hasInit = true
+				initExited = p.Exit != nil
 			}
 		}
-		if !force && info.Status != StatusCreated && !initExited {
-			return c.wrap("delete", fmt.Errorf("%w: the container is %s (stop it, or force)", ErrInvalidState, info.Status))
+		if !force && hasInit && !initExited {
+			status := StatusRunning
+			if c.Stopped() {
+				status = StatusStopped
+			} else if st, err := newRunc(c.dir).State(ctx, c.id); err == nil && st.Status == "paused" {
+				status = StatusPaused
+			}
+			return c.wrap("delete", fmt.Errorf("%w: the container is %s (stop it, or force)", ErrInvalidState, status))
 		}
 		if !initExited {
 			if err := c.Kill(ctx); err != nil && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrMonitorLost) {
@@ -512,10 +525,7 @@ func (c *Container) Delete(ctx context.Context, force bool) error {
 	}
 	defer lock.Close()
 	// A monitor writes nothing once stopped.json is there; before that (its
-	// container never stopped) wait for it to be gone.
-	for i := 0; i < 300 && !c.Stopped() && monitorAlive(c.dir); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// container never stopped) give it time to be gone: cleanup waits for it.
 	return c.wrap("delete", cleanup(ctx, c.dir, c.rec))
 }
 

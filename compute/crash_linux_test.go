@@ -120,9 +120,9 @@ func TestCrashCleanup(t *testing.T) {
 		{"create-after-monitor", "create", false},
 		{"monitor-ready", "create", false},
 		{"call-start-sent", "start", false},
-		{"monitor-before-create", "start", false},
-		{"monitor-after-create", "start", false},
-		{"monitor-before-start", "start", false},
+		{"monitor-before-run", "start", false},
+		{"monitor-after-run", "start", false},
+		{"monitor-after-record", "start", false},
 		{"call-exec-sent", "exec", false},
 		{"", "exec", false}, // then the monitor is killed below
 	}

@@ -11,11 +11,13 @@
 // compute system does after HCS's create.
 //
 // The first process (Start) is the container's init: the monitor runs
-// `runc create` (pid file; a console socket when the process has a terminal)
-// and `runc start`. Later processes (Exec) are `runc exec --detach`. The
-// container stops when its init exits; the monitor then deletes the runc
-// container (its cgroups go with it), unmounts the root file system and records
-// the stop.
+// `runc run --detach` (pid file; a console socket when the process has a
+// terminal), one runc process where containerd's shim runs `runc create` and
+// `runc start`. Later processes (Exec) are `runc exec --detach`. The container
+// stops when its init exits; the monitor then removes the runc container's
+// cgroups and state itself (what `runc delete` of a stopped container with its
+// own PID namespace does, without a runc process), unmounts the root file
+// system and records the stop.
 //
 // # The monitor
 //

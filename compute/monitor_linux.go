@@ -313,13 +313,19 @@ func (m *monitor) startProcess(ctx context.Context, isInit bool, pr *procRequest
 			return 0, nil, err
 		}
 		m.oomBase = oomKills(m.rec.ID)
-		opts := &runc.CreateOpts{IO: io, PidFile: pidFile}
+		// One `runc run --detach` rather than `runc create` and `runc start`:
+		// a runc process less per container (a fifth of the start-to-exit
+		// time of a short container). Nothing needs to happen between the two
+		// here: an exit before the process is watched below waits in the
+		// reaper, and a crash in between leaves a running container whose
+		// monitor is gone, which the next open cleans up as any other.
+		opts := &runc.CreateOpts{IO: io, PidFile: pidFile, Detach: true}
 		if sock != nil {
 			opts.ConsoleSocket = sock
 		}
-		crashPoint("monitor-before-create")
-		err = m.runc.Create(ctx, m.rec.ID, bundle, opts)
-		crashPoint("monitor-after-create")
+		crashPoint("monitor-before-run")
+		_, err = m.runc.Run(ctx, m.rec.ID, bundle, opts)
+		crashPoint("monitor-after-run")
 	} else {
 		opts := &runc.ExecOpts{IO: io, PidFile: pidFile, Detach: true}
 		if sock != nil {
@@ -369,12 +375,7 @@ func (m *monitor) startProcess(ctx context.Context, isInit bool, pr *procRequest
 	m.mu.Unlock()
 	m.reaper.watch(pid, func(ws unix.WaitStatus) { m.reaped(p, ws) })
 	if isInit {
-		crashPoint("monitor-before-start")
-		if err := m.runc.Start(ctx, m.rec.ID); err != nil {
-			err = runcError(err, filepath.Join(m.dir, runcLog))
-			m.signal(pid, unix.SIGKILL)
-			return 0, nil, err
-		}
+		crashPoint("monitor-after-record")
 	}
 	var out *os.File
 	if master != nil {
@@ -531,9 +532,16 @@ func (m *monitor) finish(initExit *Exit) {
 		}
 	}
 	crashPoint("monitor-before-delete")
-	if err := m.runc.Delete(ctx, m.rec.ID, &runc.DeleteOpts{Force: true}); err != nil && initExit != nil {
-		if st, serr := m.runc.State(ctx, m.rec.ID); serr == nil && st != nil {
-			errs = append(errs, "runc delete: "+runcError(err, filepath.Join(m.dir, runcLog)).Error())
+	// What `runc delete` does for a stopped container whose PID namespace is
+	// its own (every container here has one) is done here instead, without a
+	// runc process: the cgroups are removed (any process left in them killed
+	// first) and runc's state directory goes. runc runs only for a container
+	// it may still think running (no init exit was seen).
+	if initExit == nil && exists(filepath.Join(runcRoot(), m.rec.ID)) {
+		if err := m.runc.Delete(ctx, m.rec.ID, &runc.DeleteOpts{Force: true}); err != nil {
+			if st, serr := m.runc.State(ctx, m.rec.ID); serr == nil && st != nil {
+				errs = append(errs, "runc delete: "+runcError(err, filepath.Join(m.dir, runcLog)).Error())
+			}
 		}
 	}
 	if err := removeCgroups(m.rec.ID); err != nil {

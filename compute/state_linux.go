@@ -191,3 +191,50 @@ func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil || !errors.Is(err, fs.ErrNotExist)
 }
+
+// endMonitor makes sure the monitor of the container in dir, whose pid file
+// says pid, is gone: it is given grace to end by itself, then killed. Its end
+// is awaited through a pidfd (poll wakes at its exit), not by polling its lock.
+func endMonitor(dir string, pid int, grace time.Duration) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return
+	}
+	if err != nil {
+		// No pidfds (a kernel before 5.3): poll the lock.
+		if monitorAlive(dir) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		for i := 0; i < 500 && monitorAlive(dir); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
+	defer unix.Close(fd)
+	// The pid is the monitor's only while the monitor holds its lock (pids
+	// are reused): checked after the pidfd pinned the process.
+	if !monitorAlive(dir) {
+		return
+	}
+	if grace > 0 && pollExit(fd, grace) {
+		return
+	}
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	pollExit(fd, 5*time.Second)
+}
+
+// pollExit waits up to d for the process of pidfd fd to exit.
+func pollExit(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}

@@ -182,7 +182,7 @@ func (a *app) newContainerStartCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start [flags] ID -- COMMAND [ARG...]",
 		Short: "Start a container's first process (its init)",
-		Long: `Start the container's first process: runc create and runc start. The container
+		Long: `Start the container's first process (runc run --detach). The container
 stops when it exits. By default the process is detached and its ID printed;
 with --attach (-a) its standard streams are this command's and the command
 exits with its exit status.`,
