@@ -275,6 +275,51 @@ func (d *Disk) DeferSync() {
 	}
 }
 
+// BatchAllocations makes a writable VHDX write the metadata of new blocks at
+// the next Flush (or Close) instead of syncing the file on each allocation,
+// as a disk with a volatile write cache: what was written before a Flush
+// returned is durable, and a crash may lose what came after. The order that
+// keeps the file consistent still holds: a block's BAT entry (and the sector
+// bitmap bits of a differencing disk) reach the file only after a sync of the
+// data they expose, so after a crash a block allocated since the last Flush
+// reads as it did before it was allocated (zeros, or the parent's data), never
+// as space that was not written; its space in the file is left unused.
+// Overwrites of allocated blocks are not synced either way until Flush. Other
+// formats ignore it.
+func (d *Disk) BatchAllocations() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if x := d.vhdx; x != nil && !d.readOnly && !x.batch {
+		x.batch = true
+		x.pendingBAT = map[int64]struct{}{}
+		x.pendingBM = map[int64][2]int64{}
+	}
+}
+
+// FileExtent reports where the virtual disk's bytes at off are stored as they
+// are in a VHDX's own file: the file offset of the byte at off and how many of
+// the n bytes from there follow contiguously (at most n, and not past the
+// block). ok is false where they are not so stored: in blocks that read as
+// zeros or from a parent, partially present blocks, past the end, and in a VHD.
+// A block once allocated stays where it is while the disk is open (Resize moves
+// only the BAT), so the caller may read that range of the file itself, with
+// its own descriptor, instead of ReadAt copying it: the kernel can then move the
+// data (splice) without a copy through this process.
+func (d *Disk) FileExtent(off, n int64) (fileOff, length int64, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	x := d.vhdx
+	if d.closed || x == nil || off < 0 || n <= 0 || off >= d.size {
+		return 0, 0, false
+	}
+	k, in := off/x.bs, off%x.bs
+	e := x.bat[x.payloadEntry(k)]
+	if e&7 != VHDXBlockFullyPresent {
+		return 0, 0, false
+	}
+	return int64(e>>20)<<20 + in, min(n, x.bs-in, d.size-off), true
+}
+
 // Flush syncs the file to stable storage.
 func (d *Disk) Flush() error {
 	d.mu.Lock()

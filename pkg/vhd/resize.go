@@ -179,6 +179,13 @@ func (x *vhdxFile) resize(size int64) error {
 	if size > vhdxMaxVirtualSize {
 		return fmt.Errorf("%w: size %d above 64 TiB", ErrInvalidOptions, size)
 	}
+	if len(x.pendingBAT) > 0 || len(x.pendingBM) > 0 {
+		// The BAT is rewritten or extended below: first the entries kept in
+		// memory, in their order (BatchAllocations).
+		if err := x.commit(); err != nil {
+			return err
+		}
+	}
 	old := x.d.size
 	fixed := x.d.typ == Fixed
 	if size < old {

@@ -46,6 +46,12 @@ type vhdxFile struct {
 	bitmaps map[int64][]byte
 	// deferSync: no sync before BAT entries (Disk.DeferSync).
 	deferSync bool
+	// batch (Disk.BatchAllocations): the BAT entries and sector bitmap bits
+	// of allocations since the last sync are kept here, already in bat and
+	// bitmaps, and written by commit after the data they expose is synced.
+	batch      bool
+	pendingBAT map[int64]struct{} // BAT indices changed in memory only
+	pendingBM  map[int64][2]int64 // chunk → dirty byte range [lo, hi) of its bitmap
 }
 
 // openVHDXFile opens the VHDX in f. parent, if not nil, is used instead of
@@ -390,6 +396,15 @@ func (x *vhdxFile) writeSectors(p []byte, k, in, blockOff int64) error {
 	if lo < 0 {
 		return nil
 	}
+	if x.batch {
+		j := k / x.chunk
+		r, ok := x.pendingBM[j]
+		if ok {
+			lo, hi = min(lo, r[0]), max(hi, r[1])
+		}
+		x.pendingBM[j] = [2]int64{lo, hi}
+		return nil
+	}
 	// The data is written before the bits that expose it.
 	if !x.deferSync {
 		if err := x.w.Sync(); err != nil {
@@ -431,6 +446,11 @@ func (x *vhdxFile) allocate(n int64) (int64, error) {
 // setEntry writes BAT entry idx. With syncFirst, what the entry will point at is
 // made durable before the entry itself.
 func (x *vhdxFile) setEntry(idx int64, e uint64, syncFirst bool) error {
+	if syncFirst && x.batch {
+		x.bat[idx] = e
+		x.pendingBAT[idx] = struct{}{}
+		return nil
+	}
 	if syncFirst && !x.deferSync {
 		if err := x.w.Sync(); err != nil {
 			return err
@@ -487,7 +507,52 @@ func writeVHDXHeaders(w *os.File, info *VHDXInfo, h VHDXHeader) error {
 	return nil
 }
 
-func (x *vhdxFile) sync() error { return x.w.Sync() }
+func (x *vhdxFile) sync() error {
+	if len(x.pendingBAT) == 0 && len(x.pendingBM) == 0 {
+		return x.w.Sync()
+	}
+	return x.commit()
+}
+
+// commit writes what batch mode kept in memory: it syncs the file (the data
+// of the new blocks and the file's new size), then writes the sector bitmap
+// bits and BAT entries that refer to that data, and syncs again. A crash before
+// the first sync completes leaves the file's BAT as of the last commit; after
+// it, each entry on disk points at synced data.
+func (x *vhdxFile) commit() error {
+	if err := x.w.Sync(); err != nil {
+		return err
+	}
+	for j, r := range x.pendingBM {
+		sb := int64(x.bat[x.bitmapEntry(j)]>>20) << 20
+		if _, err := x.w.WriteAt(x.bitmaps[j][r[0]:r[1]], sb+r[0]); err != nil {
+			return err
+		}
+	}
+	idx := make([]int64, 0, len(x.pendingBAT))
+	for i := range x.pendingBAT {
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	// Runs of consecutive entries (sequential writes allocate them in order)
+	// go in one write each.
+	for len(idx) > 0 {
+		n := 1
+		for n < len(idx) && idx[n] == idx[0]+int64(n) {
+			n++
+		}
+		if _, err := x.w.WriteAt(encodeBAT(x.bat[idx[0]:idx[0]+int64(n)]), x.batOff+8*idx[0]); err != nil {
+			return err
+		}
+		idx = idx[n:]
+	}
+	if err := x.w.Sync(); err != nil {
+		return err
+	}
+	clear(x.pendingBAT)
+	clear(x.pendingBM)
+	return nil
+}
 
 func (x *vhdxFile) close() error {
 	if x.c == nil {
