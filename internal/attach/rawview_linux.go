@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 
@@ -32,12 +33,36 @@ func openRawView(req fusefs.Request) (*fusefs.FS, error) {
 	}
 	root := &gofs.Inode{}
 	file := &rawFile{disk: d, readOnly: req.ReadOnly}
+	if b, ok := d.(batcher); ok && !req.ReadOnly {
+		// The view is a disk with a write cache: the kernel flushes it
+		// (fsync of the device, a file system's journal commits, detach),
+		// and new blocks' metadata is written then, after their data is
+		// synced, instead of a sync on each allocation.
+		b.BatchAllocations()
+	}
+	closeAll := d.Close
+	if e, ok := d.(extenter); ok {
+		// Reads of allocated blocks are spliced from the disk file by the
+		// kernel; a descriptor of our own, as the disk's is not exported.
+		src, err := os.Open(req.Source)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		file.ext, file.src = e, src
+		closeAll = func() error { return errors.Join(d.Close(), src.Close()) }
+	}
 	return &fusefs.FS{
 		Root: root,
 		// Close runs once the kernel has unmounted the view, so nothing writes
 		// after it.
-		Close: d.Close,
+		Close: closeAll,
 		Options: func(o *gofs.Options) {
+			// The loop device over the view does direct I/O and splits a
+			// large request into several (its segment limit); with async
+			// direct I/O the kernel sends them to us together rather than
+			// one after the other.
+			o.MountOptions.ExtraCapabilities |= fuse.CAP_ASYNC_DIO
 			o.OnAdd = func(ctx context.Context) {
 				root.AddChild(RawViewFile, root.NewPersistentInode(ctx, file, gofs.StableAttr{Ino: 2}), false)
 			}
@@ -45,12 +70,24 @@ func openRawView(req fusefs.Request) (*fusefs.FS, error) {
 	}, nil
 }
 
+// batcher is a disk that can defer the metadata of new blocks to Flush
+// (*vhd.Disk).
+type batcher interface{ BatchAllocations() }
+
+// extenter is a disk that tells where its bytes lie in its file (*vhd.Disk).
+type extenter interface {
+	FileExtent(off, n int64) (fileOff, length int64, ok bool)
+}
+
 // rawFile is the file of a raw view. Reads and writes go straight to the
-// disk, which serialises them itself.
+// disk, which serialises them itself; reads of allocated blocks of a VHDX
+// go from the disk's file to the kernel by splice.
 type rawFile struct {
 	gofs.Inode
 	disk     Disk
 	readOnly bool
+	ext      extenter // nil unless the disk has extents
+	src      *os.File // the disk file, read-only, with ext
 
 	flushMu sync.Mutex // one Flush at a time
 }
@@ -130,6 +167,13 @@ func (f *rawFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	}
 	if rem := size - off; int64(len(dest)) > rem {
 		dest = dest[:rem]
+	}
+	if f.ext != nil {
+		if fileOff, n, ok := f.ext.FileExtent(off, int64(len(dest))); ok && n == int64(len(dest)) {
+			// go-fuse splices the range into the reply, or preads it into
+			// dest when splice is not possible.
+			return fuse.ReadResultFd(f.src.Fd(), fileOff, len(dest)), 0
+		}
 	}
 	n, err := f.disk.ReadAt(dest, off)
 	if err != nil && !(errors.Is(err, io.EOF) && n == len(dest)) {
