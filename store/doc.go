@@ -73,6 +73,7 @@
 //
 //	<root>/store.lock    flock: exclusive for writers, shared for readers
 //	<root>/meta.db       bbolt: v1/layers, v1/ids, v1/children, v1/mounts
+//	<root>/volatile-<boot ID>.db  bbolt, unsynced: records of Prepare and View not yet in meta.db
 //	<root>/layers/<id>/  fs/ (content or upper), work/, upper/, whiteouts/
 //	<root>/staging/      work in progress, flock-held by its writer
 //	<root>/trash/        removed layers being deleted
@@ -93,10 +94,33 @@
 // change is ordered so that a crash leaves at most garbage. Open reconciles:
 // under the exclusive lock it unmounts and forgets mounts recorded by processes
 // that are gone, removes staging and trash directories no live process holds,
-// and removes layer directories no record names. Check reports what differs
+// deletes the volatile file of an earlier boot (see Durability), and removes
+// layer directories no record names. Check reports what differs
 // between the records and the files (a missing layer directory, a stale mount
 // record, a parent without a record, a record that does not decode); Repair
 // mends it by dropping what cannot be used.
+//
+// # Durability
+//
+// Commit, Remove, Import, Update, Repair and GC return only once their records
+// are on disk (bbolt's two fdatasyncs) and the directories they name are synced
+// before them. Prepare and View do not wait for the disk: a mount does not
+// survive a reboot, and what a crash leaves of a layer that was never durable
+// is an orphan directory, which Open removes. Their records go to
+// volatile-<boot ID>.db, committed without fdatasync, where every process sees
+// them at once and the crash of any process (SIGKILL included) loses nothing,
+// since the page cache holds them. The next synced transaction of any process
+// — Commit, Remove, Import, Update, Repair, GC, Open, or Close when records are
+// pending — first moves every pending record into meta.db, syncing the layers'
+// directories before its commit: from then on those layers are as durable as
+// the rest. What the machine loses (power, an OS crash, also a clean reboot
+// before any of those calls) is only Prepares and Views made since the last
+// synced transaction: the first Open of the next boot deletes the volatile file
+// of the earlier boot unread (bbolt without fdatasync orders nothing on disk,
+// so it is not trusted) and removes the directories it named, as if those
+// Prepare and View calls had never returned — together with what was written
+// into such an active layer meanwhile. A caller that needs an active layer to
+// outlive the machine calls Close (or any synced operation) after Prepare.
 //
 // # Errors
 //

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/host"
@@ -72,11 +71,11 @@ func (s *Store) exportExt4(ctx context.Context, w io.Writer, r *record) error {
 		return err
 	}
 	rec := diskRecordPrefix + disk
-	if err := s.update(ctx, func(tx *bolt.Tx) error { return addMountRecord(tx, r.Key, rec) }, nil); err != nil {
+	if err := s.update(ctx, func(tx *txn) error { return addMountRecord(tx, r.Key, rec) }, nil); err != nil {
 		return err
 	}
 	defer func() {
-		err := s.update(context.WithoutCancel(ctx), func(tx *bolt.Tx) error { return deleteMountRecord(tx, rec) }, nil)
+		err := s.update(context.WithoutCancel(ctx), func(tx *txn) error { return deleteMountRecord(tx, rec) }, nil)
 		if err != nil {
 			s.log.Warn("deleting a mount record", "path", rec, "error", err)
 		}

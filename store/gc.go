@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,6 +43,7 @@ const (
 	ProblemIndex       = "index"                 // ID or parent index disagreeing with the records
 	ProblemUnknownFile = "unknown-file"          // a name under layers/ the store never makes
 	ProblemLayerFiles  = "layer-content-missing" // layer directory without the content its format needs
+	ProblemOldVolatile = "earlier-boot-records"  // volatile file of an earlier boot: Prepares and Views never made durable
 )
 
 // mountRecord is kept, in v1/mounts, for every mount the store makes itself
@@ -84,7 +84,7 @@ func (m *mountRecord) alive() bool {
 var selfStart = processStart(os.Getpid())
 
 // addMountRecord records that the calling process is about to mount at target.
-func addMountRecord(tx *bolt.Tx, key, target string) error {
+func addMountRecord(tx *txn, key, target string) error {
 	_, _, _, mb := buckets(tx)
 	v, err := json.Marshal(mountRecord{Target: target, Key: key, PID: os.Getpid(), Start: selfStart})
 	if err != nil {
@@ -93,13 +93,13 @@ func addMountRecord(tx *bolt.Tx, key, target string) error {
 	return mb.Put([]byte(target), v)
 }
 
-func deleteMountRecord(tx *bolt.Tx, target string) error {
+func deleteMountRecord(tx *txn, target string) error {
 	_, _, _, mb := buckets(tx)
 	return mb.Delete([]byte(target))
 }
 
 // releaseMounts fails when a live process has a mount of layer key recorded.
-func (s *Store) releaseMounts(tx *bolt.Tx, key string) error {
+func (s *Store) releaseMounts(tx *txn, key string) error {
 	_, _, _, mb := buckets(tx)
 	return mb.ForEach(func(k, v []byte) error {
 		var m mountRecord
@@ -132,7 +132,7 @@ func tryLock(p string) (*os.File, error) {
 // directories no record names. It runs under the exclusive lock, in tx, so
 // every other process is outside its critical sections; what is in progress
 // elsewhere (staging, deleting) is flock-held and left alone.
-func (s *Store) reconcile(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
+func (s *Store) reconcile(ctx context.Context, tx *txn) ([]Problem, error) {
 	var fixed []Problem
 	_, ib, _, mb := buckets(tx)
 	var stale []string
@@ -185,6 +185,18 @@ func (s *Store) reconcile(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
 			fixed = append(fixed, Problem{Kind: d.kind, Path: p, Detail: "left by a process that is gone", Repair: "removed"})
 		}
 	}
+	// The records of an earlier boot's volatile file were never made durable:
+	// their layers are as if never made, and their directories orphans.
+	old, err := s.staleVolatileFiles()
+	if err != nil {
+		return fixed, err
+	}
+	for _, p := range old {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fixed, err
+		}
+		fixed = append(fixed, Problem{Kind: ProblemOldVolatile, Path: p, Detail: "records of Prepare and View of an earlier boot, never made durable", Repair: "deleted unread; the directories they named are removed as orphans"})
+	}
 	orphans, _, err := s.orphanDirs(ib)
 	if err != nil {
 		return fixed, err
@@ -205,7 +217,7 @@ func (s *Store) reconcile(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
 
 // orphanDirs lists the directories under layers/ that no ID in ib names, and
 // the names there the store never makes.
-func (s *Store) orphanDirs(ib *bolt.Bucket) (orphans, unknown []string, err error) {
+func (s *Store) orphanDirs(ib *bkt) (orphans, unknown []string, err error) {
 	f, err := os.Open(s.path(layersDir))
 	if err != nil {
 		return nil, nil, err
@@ -234,7 +246,7 @@ func (s *Store) orphanDirs(ib *bolt.Bucket) (orphans, unknown []string, err erro
 // records — as Open does, and returns what it removed.
 func (s *Store) GC(ctx context.Context) ([]Problem, error) {
 	var fixed []Problem
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *txn) error {
 		var err error
 		fixed, err = s.reconcile(ctx, tx)
 		return err
@@ -247,7 +259,7 @@ func (s *Store) GC(ctx context.Context) ([]Problem, error) {
 // processes touched has no problems after Open; the rest is damage for Repair.
 func (s *Store) Check(ctx context.Context) ([]Problem, error) {
 	var ps []Problem
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		var err error
 		ps, err = s.check(ctx, tx)
 		return err
@@ -255,7 +267,7 @@ func (s *Store) Check(ctx context.Context) ([]Problem, error) {
 	return ps, opErr("check", "", err)
 }
 
-func (s *Store) check(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
+func (s *Store) check(ctx context.Context, tx *txn) ([]Problem, error) {
 	var ps []Problem
 	lb, ib, cb, mb := buckets(tx)
 	recs := map[string]*record{}
@@ -341,6 +353,13 @@ func (s *Store) check(ctx context.Context, tx *bolt.Tx) ([]Problem, error) {
 	for _, p := range orphans {
 		ps = append(ps, Problem{Kind: ProblemOrphanDir, Path: p, Detail: "no record names this layer directory", Repair: "removed"})
 	}
+	old, err := s.staleVolatileFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range old {
+		ps = append(ps, Problem{Kind: ProblemOldVolatile, Path: p, Detail: "records of Prepare and View of an earlier boot, never made durable", Repair: "deleted unread; the directories they named are removed as orphans"})
+	}
 	for _, p := range unknown {
 		ps = append(ps, Problem{Kind: ProblemUnknownFile, Path: p, Detail: "not a name the store makes", Repair: "left alone"})
 	}
@@ -383,7 +402,7 @@ func (s *Store) contentPath(r *record) string {
 // it cannot bring back a layer's content.
 func (s *Store) Repair(ctx context.Context) ([]Problem, error) {
 	var done []Problem
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *txn) error {
 		found, err := s.check(ctx, tx)
 		if err != nil {
 			return err

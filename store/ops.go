@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,12 +55,13 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 		return nil, classf(ErrInvalidArgument, "a diff ID is given on Commit or Import, not on %s", strings.ToLower(kind.String()))
 	}
 	var mounts []Mount
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	// The record is written without waiting for the disk (see volatile.go).
+	err := s.updateVolatile(ctx, func(tx *txn) error {
 		lb, _, cb, _ := buckets(tx)
 		if lb.Get([]byte(key)) != nil {
 			return classf(ErrAlreadyExists, "layer %q exists", key)
 		}
-		parents, err := chain(tx, parent)
+		parents, err := parentChain(tx, parent)
 		if err != nil {
 			return fmt.Errorf("parent %q: %w", parent, err)
 		}
@@ -79,7 +79,7 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 		if info.Format != FormatLinuxDir && info.Format != FormatWindowsFolder {
 			return classf(ErrUnsupported, "%s of a %s layer is not supported: its parents' disks would have to be attached and mounted for the union (directory formats only: %s, %s)", strings.ToLower(kind.String()), info.Format, FormatLinuxDir, FormatWindowsFolder)
 		}
-		id, err := lb.NextSequence()
+		id, err := newID(tx)
 		if err != nil {
 			return err
 		}
@@ -88,7 +88,7 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 		r.Updated = r.Created
 		r.HasDir = kind == KindActive || len(parents) == 0 || info.Format == FormatWindowsFolder
 		if r.HasDir {
-			if err := s.makeLayerDir(r, parents); err != nil {
+			if err := s.makeLayerDir(r, parents, !tx.toVol); err != nil {
 				return err
 			}
 		}
@@ -104,15 +104,17 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 			}
 		}
 		return nil
-	}, nil)
+	})
 	return mounts, err
 }
 
 // makeLayerDir makes layers/<id> and what the layer's mounts need in it. It is
 // called under the exclusive lock, before the record is written: should the
 // process die before the record is committed, the directory is unreferenced and
-// the next reconcile removes it.
-func (s *Store) makeLayerDir(r *record, parents []*record) error {
+// the next reconcile removes it. With sync, the directory is made durable before
+// the record; without, the record goes to the volatile file, and the fold that
+// makes it durable syncs the directory first.
+func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
 	dir := s.layerDir(r.ID)
 	// The ID is new, so anything under its name was left by a process that died
 	// before committing the same ID.
@@ -144,6 +146,9 @@ func (s *Store) makeLayerDir(r *record, parents []*record) error {
 		if _, err := windowsLowers(parentPaths(s, parents), filepath.Join(dir, "whiteouts"), true); err != nil {
 			return err
 		}
+	}
+	if !sync {
+		return nil
 	}
 	return syncDir(filepath.Dir(dir))
 }
@@ -179,7 +184,7 @@ func (s *Store) commit(ctx context.Context, name, key string, opts []Opt) error 
 	var id uint64
 	var format Format
 	var parents []*record
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		r, err := getRecord(tx, key)
 		if err != nil {
 			return err
@@ -201,7 +206,7 @@ func (s *Store) commit(ctx context.Context, name, key string, opts []Opt) error 
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *txn) error {
 		lb, ib, cb, _ := buckets(tx)
 		r, err := getRecord(tx, key)
 		if err != nil {
@@ -262,7 +267,7 @@ func committable(r *record) error {
 // chainID derives the chain ID of a layer with diffID over parent: the diff ID
 // itself for a base layer, else sha256 of "<parent chain ID> <diff ID>". It is
 // empty when the parent's chain ID is not known.
-func chainID(tx *bolt.Tx, parent, diffID string) (string, error) {
+func chainID(tx *txn, parent, diffID string) (string, error) {
 	if parent == "" {
 		return diffID, nil
 	}
@@ -291,7 +296,7 @@ func (s *Store) remove(ctx context.Context, key string) error {
 			hold.Close()
 		}
 	}()
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *txn) error {
 		lb, ib, cb, _ := buckets(tx)
 		r, err := getRecord(tx, key)
 		if err != nil {

@@ -3,14 +3,12 @@ package store
 import (
 	"context"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Stat returns the description of the layer key, of any kind.
 func (s *Store) Stat(ctx context.Context, key string) (Info, error) {
 	var info Info
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		r, err := getRecord(tx, key)
 		if err != nil {
 			return err
@@ -33,7 +31,7 @@ func (s *Store) Update(ctx context.Context, info Info, fieldpaths ...string) (In
 			return Info{}, opErr("update", info.Key, classf(ErrInvalidArgument, "field %q cannot be updated (only labels can)", fp))
 		}
 	}
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *txn) error {
 		r, err := getRecord(tx, info.Key)
 		if err != nil {
 			return err
@@ -90,7 +88,7 @@ func (s *Store) Walk(ctx context.Context, fn func(context.Context, Info) error, 
 		return opErr("walk", "", err)
 	}
 	var infos []Info
-	err = s.view(ctx, func(tx *bolt.Tx) error {
+	err = s.view(ctx, func(tx *txn) error {
 		lb, _, _, _ := buckets(tx)
 		return lb.ForEach(func(k, v []byte) error {
 			r, err := decodeRecord(string(k), v)
@@ -122,7 +120,7 @@ func (s *Store) Walk(ctx context.Context, fn func(context.Context, Info) error, 
 // proportional to their content).
 func (s *Store) Usage(ctx context.Context, key string) (Usage, error) {
 	var r *record
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		var err error
 		r, err = getRecord(tx, key)
 		return err
@@ -145,7 +143,7 @@ func (s *Store) Usage(ctx context.Context, key string) (Usage, error) {
 // view of it.
 func (s *Store) Mounts(ctx context.Context, key string) ([]Mount, error) {
 	var ms []Mount
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		r, err := getRecord(tx, key)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -121,7 +122,7 @@ func Open(ctx context.Context, root string, opts ...OpenOption) (*Store, error) 
 			return nil, opErr("open", "", err)
 		}
 	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx *txn) error {
 		b, err := tx.CreateBucketIfNotExists(bucketV1)
 		if err != nil {
 			return err
@@ -154,12 +155,31 @@ func Open(ctx context.Context, root string, opts ...OpenOption) (*Store, error) 
 // Root returns the store's root directory, absolute.
 func (s *Store) Root() string { return s.root }
 
-// Close releases the store. Later calls fail with ErrClosed; Close itself may be
-// called again and returns nil. Nothing is held between calls (each operation
-// takes the locks it needs), so Close does not wait for anything.
+// Close makes the active layers and views that Prepare and View left pending
+// durable (one synced transaction, when there are any, see the package
+// documentation) and releases the store. Later calls fail with ErrClosed; Close
+// itself may be called again and returns nil. Nothing else is held between
+// calls (each operation takes the locks it needs).
 func (s *Store) Close() error {
+	if s.closed.Load() {
+		return nil
+	}
+	var err error
+	if s.pending(context.Background()) {
+		err = s.update(context.Background(), func(*txn) error { return nil }, nil)
+	}
 	s.closed.Store(true)
-	return nil
+	return opErr("close", "", err)
+}
+
+// pending says whether the volatile file holds records not yet in meta.db.
+func (s *Store) pending(ctx context.Context) bool {
+	x, err := s.begin(ctx, modeRead)
+	if err != nil {
+		return false
+	}
+	defer x.end()
+	return x.vol != nil && hasPending(x.vol)
 }
 
 func (s *Store) path(elem ...string) string {
@@ -171,15 +191,24 @@ func (s *Store) layerDir(id uint64) string {
 }
 
 // session is one locked use of the store: the flock on store.lock and the bbolt
-// database opened under it. Writers hold the flock exclusively, readers shared,
-// so bbolt's own file lock (taken with the same mode) never waits; its timeout is
-// only a safety net.
+// databases opened under it (meta.db, and the volatile file of this boot when
+// there is one). Writers hold the flock exclusively, readers shared, so bbolt's
+// own file lock (taken with the same mode) never waits; its timeout is only a
+// safety net.
 type session struct {
 	lock *os.File
 	db   *bolt.DB
+	vol  *bolt.DB // nil when there is none
 }
 
-func (s *Store) begin(ctx context.Context, write bool) (*session, error) {
+// Modes of a session.
+const (
+	modeRead     = iota // shared lock; meta.db and the volatile file read-only
+	modeWrite           // exclusive lock; meta.db read-write, the volatile file to fold
+	modeVolatile        // exclusive lock; meta.db read-only, the volatile file read-write
+)
+
+func (s *Store) begin(ctx context.Context, mode int) (*session, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -191,14 +220,14 @@ func (s *Store) begin(ctx context.Context, write bool) (*session, error) {
 		return nil, err
 	}
 	how := unix.LOCK_SH
-	if write {
+	if mode != modeRead {
 		how = unix.LOCK_EX
 	}
 	if err := flockWait(ctx, f, how, s.lockTO); err != nil {
 		f.Close()
 		return nil, err
 	}
-	db, err := bolt.Open(s.path(dbFile), 0o600, &bolt.Options{Timeout: s.lockTO, ReadOnly: !write})
+	db, err := bolt.Open(s.path(dbFile), 0o600, &bolt.Options{Timeout: s.lockTO, ReadOnly: mode != modeWrite})
 	if err != nil {
 		f.Close()
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -206,11 +235,19 @@ func (s *Store) begin(ctx context.Context, write bool) (*session, error) {
 		}
 		return nil, fmt.Errorf("opening %s: %w", s.path(dbFile), err)
 	}
-	return &session{lock: f, db: db}, nil
+	x := &session{lock: f, db: db}
+	if x.vol, err = s.openVolatile(mode != modeRead, mode == modeVolatile); err != nil {
+		x.end()
+		return nil, fmt.Errorf("opening %s: %w", s.volatilePath(), err)
+	}
+	return x, nil
 }
 
 func (x *session) end() error {
 	err := x.db.Close()
+	if x.vol != nil {
+		err = errors.Join(err, x.vol.Close())
+	}
 	x.lock.Close() // releases the flock
 	return err
 }
@@ -260,14 +297,48 @@ func flockWait(ctx context.Context, f *os.File, how int, timeout time.Duration) 
 	}
 }
 
-// update runs fn in a write transaction under the exclusive lock; after, when
-// not nil, runs once the transaction has committed, still under the lock.
-func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error, after func()) error {
-	x, err := s.begin(ctx, true)
+// update runs fn in a write transaction of meta.db under the exclusive lock;
+// after, when not nil, runs once the transaction has committed, still under the
+// lock. The transaction first folds the pending records of the volatile file
+// into meta.db (see volatile.go), so fn sees every record in meta.db alone.
+func (s *Store) update(ctx context.Context, fn func(tx *txn) error, after func()) error {
+	x, err := s.begin(ctx, modeWrite)
 	if err != nil {
 		return err
 	}
-	err = x.db.Update(fn)
+	var seq uint64
+	folded := false
+	err = x.db.Update(func(tx *bolt.Tx) error {
+		var moved []string
+		if x.vol != nil && tx.Bucket(bucketV1) != nil {
+			err := x.vol.View(func(vt *bolt.Tx) error {
+				var err error
+				moved, err = fold(tx, vt)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("moving the records of %s into %s: %w", s.volatilePath(), s.path(dbFile), err)
+			}
+			folded = true
+		}
+		if err := fn(&txn{Tx: tx}); err != nil {
+			return err
+		}
+		if err := s.syncFolded(tx, moved); err != nil {
+			return err
+		}
+		if v1 := tx.Bucket(bucketV1); v1 != nil && v1.Bucket(bucketLayers) != nil {
+			seq = v1.Bucket(bucketLayers).Sequence()
+		}
+		return nil
+	})
+	if err == nil && folded {
+		// meta.db holds them now, durably: what stays in the volatile file is
+		// stale, and readers skip it until this delete lands.
+		if derr := x.vol.Update(func(vt *bolt.Tx) error { return dropStale(vt, seq, true) }); derr != nil {
+			s.log.Warn("deleting folded records from the volatile file", "path", s.volatilePath(), "error", derr)
+		}
+	}
 	if err == nil && after != nil {
 		after()
 	}
@@ -277,17 +348,67 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error, after fu
 	return err
 }
 
-// view runs fn in a read transaction under the shared lock.
-func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	x, err := s.begin(ctx, false)
+// updateVolatile runs fn for Prepare and View: under the exclusive lock, with
+// meta.db read-only and writes going to the volatile file, committed without
+// waiting for the disk. Without a volatile file (no boot ID) it is update.
+func (s *Store) updateVolatile(ctx context.Context, fn func(tx *txn) error) error {
+	if s.volatilePath() == "" {
+		return s.update(ctx, fn, nil)
+	}
+	x, err := s.begin(ctx, modeVolatile)
 	if err != nil {
 		return err
 	}
-	err = x.db.View(fn)
+	err = x.db.View(func(tx *bolt.Tx) error {
+		return x.vol.Update(func(vt *bolt.Tx) error {
+			var seq uint64
+			if v1 := tx.Bucket(bucketV1); v1 != nil && v1.Bucket(bucketLayers) != nil {
+				seq = v1.Bucket(bucketLayers).Sequence()
+			}
+			if err := volatileBuckets(vt); err != nil {
+				return err
+			}
+			if err := dropStale(vt, seq, false); err != nil {
+				return err
+			}
+			return fn(&txn{Tx: tx, vol: vt, toVol: true})
+		})
+	})
 	if cerr := x.end(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// view runs fn in a read transaction under the shared lock.
+func (s *Store) view(ctx context.Context, fn func(tx *txn) error) error {
+	x, err := s.begin(ctx, modeRead)
+	if err != nil {
+		return err
+	}
+	err = x.db.View(func(tx *bolt.Tx) error {
+		if x.vol == nil {
+			return fn(&txn{Tx: tx})
+		}
+		return x.vol.View(func(vt *bolt.Tx) error {
+			return fn(&txn{Tx: tx, vol: vt, stale: staleVolatile(tx, vt)})
+		})
+	})
+	if cerr := x.end(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// newID allocates the ID of a new layer: in meta.db, or for Prepare and View
+// in the volatile file, past every ID meta.db has given out.
+func newID(tx *txn) (uint64, error) {
+	lb, _, _, _ := buckets(tx)
+	if !tx.toVol {
+		return lb.NextSequence()
+	}
+	id := max(lb.m.Sequence(), lb.v.Sequence()) + 1
+	return id, lb.v.SetSequence(id)
 }
 
 // record is what meta.db keeps per layer.
@@ -297,14 +418,6 @@ type record struct {
 	// HasDir says whether layers/<ID> exists for the layer (a view over a
 	// parent of the linux-dir format needs none).
 	HasDir bool `json:"hasDir,omitempty"`
-}
-
-func buckets(tx *bolt.Tx) (layers, ids, children, mounts *bolt.Bucket) {
-	v1 := tx.Bucket(bucketV1)
-	if v1 == nil {
-		return nil, nil, nil, nil
-	}
-	return v1.Bucket(bucketLayers), v1.Bucket(bucketIDs), v1.Bucket(bucketChildren), v1.Bucket(bucketMounts)
 }
 
 func idKey(id uint64) []byte {
@@ -319,7 +432,7 @@ func childKey(parent, child string) []byte {
 
 // getRecord reads the record of key: ErrNotFound when there is none, ErrCorrupt
 // when it does not decode.
-func getRecord(tx *bolt.Tx, key string) (*record, error) {
+func getRecord(tx *txn, key string) (*record, error) {
 	lb, _, _, _ := buckets(tx)
 	v := lb.Get([]byte(key))
 	if v == nil {
@@ -339,7 +452,77 @@ func decodeRecord(key string, v []byte) (*record, error) {
 	return &r, nil
 }
 
-func putRecord(tx *bolt.Tx, r *record) error {
+// decodeLink reads only what a parent chain needs of the record of key (ID,
+// key, parent, kind, format), without decoding the rest: it is Prepare's and
+// View's cost per parent. Records are written by json.Marshal of record, whose
+// fields come in that order; a record that does not start that way (escaped
+// strings, another writer) is decoded in full instead.
+func decodeLink(key string, v []byte) (*record, error) {
+	r := &record{}
+	rest, ok := bytes.CutPrefix(v, []byte(`{"id":`))
+	if !ok || !bytes.HasSuffix(v, []byte("}")) {
+		return decodeRecord(key, v)
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	id, err := strconv.ParseUint(string(rest[:i]), 10, 64)
+	if err != nil {
+		return decodeRecord(key, v)
+	}
+	rest = rest[i:]
+	field := func(name string, optional bool) (string, bool) {
+		p := `,"` + name + `":"`
+		after, ok := bytes.CutPrefix(rest, []byte(p))
+		if !ok {
+			return "", optional
+		}
+		end := bytes.IndexByte(after, '"')
+		if end < 0 || bytes.IndexByte(after[:end], '\\') >= 0 {
+			return "", false
+		}
+		rest = after[end+1:]
+		return string(after[:end]), true
+	}
+	k, ok1 := field("key", false)
+	parent, ok2 := field("parent", true)
+	kind, ok3 := field("kind", false)
+	format, ok4 := field("format", false)
+	if !ok1 || !ok2 || !ok3 || !ok4 || k != key || id == 0 {
+		return decodeRecord(key, v)
+	}
+	r.ID, r.Key, r.Parent, r.Kind, r.Format = id, k, parent, ParseKind(kind), Format(format)
+	return r, nil
+}
+
+// parentChain is chain for Prepare and View: the records of the parents hold
+// only what decodeLink reads.
+func parentChain(tx *txn, parent string) ([]*record, error) {
+	lb, _, _, _ := buckets(tx)
+	var out []*record
+	for p := parent; p != ""; {
+		v := lb.Get([]byte(p))
+		if v == nil {
+			if len(out) > 0 {
+				return nil, classf(ErrCorrupt, "layer %q names parent %q, which has no record", out[len(out)-1].Key, p)
+			}
+			return nil, classf(ErrNotFound, "no layer %q", p)
+		}
+		r, err := decodeLink(p, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+		if len(out) > 100000 {
+			return nil, classf(ErrCorrupt, "parent chain of %q loops", parent)
+		}
+		p = r.Parent
+	}
+	return out, nil
+}
+
+func putRecord(tx *txn, r *record) error {
 	lb, ib, _, _ := buckets(tx)
 	v, err := json.Marshal(r)
 	if err != nil {
@@ -352,7 +535,7 @@ func putRecord(tx *bolt.Tx, r *record) error {
 }
 
 // chain returns the records of key's parents, immediate parent first.
-func chain(tx *bolt.Tx, parent string) ([]*record, error) {
+func chain(tx *txn, parent string) ([]*record, error) {
 	var out []*record
 	for p := parent; p != ""; {
 		r, err := getRecord(tx, p)
@@ -371,11 +554,10 @@ func chain(tx *bolt.Tx, parent string) ([]*record, error) {
 	return out, nil
 }
 
-func hasChildren(tx *bolt.Tx, key string) bool {
+func hasChildren(tx *txn, key string) bool {
 	_, _, cb, _ := buckets(tx)
 	prefix := childKey(key, "")
-	k, _ := cb.Cursor().Seek(prefix)
-	return k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix)
+	return cb.hasPrefix(prefix)
 }
 
 // now is the time stamps' clock, in UTC without a monotonic reading so that it

@@ -589,3 +589,69 @@ func TestExt4VHDImportExport(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareDurability checks the guarantee of Prepare and View (package
+// documentation, Durability): their records outlive the process at once, and
+// the machine once a synced call has run; the first Open of a later boot drops
+// the rest, directories included.
+func TestPrepareDurability(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s, err := store.Open(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "durable", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // folds "durable" into meta.db
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	other := openStore(t, root) // opened before: Open is a synced call
+	if _, err := s.Prepare(ctx, "pending", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.View(ctx, "pending-view", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Another process (here: another Store) sees it without any sync.
+	if _, err := other.Stat(ctx, "pending"); err != nil {
+		t.Fatalf("a pending Prepare is not visible to the next Open: %v", err)
+	}
+	vols, _ := filepath.Glob(filepath.Join(root, "volatile-*.db"))
+	if len(vols) != 1 {
+		t.Fatalf("volatile files: %v", vols)
+	}
+	layers, _ := os.ReadDir(filepath.Join(root, "layers"))
+	// A reboot: the volatile file now belongs to an earlier boot.
+	if err := os.Rename(vols[0], filepath.Join(root, "volatile-00000000-0000-0000-0000-000000000000.db")); err != nil {
+		t.Fatal(err)
+	}
+	c := openStore(t, root, store.WithoutReconcile())
+	ps, err := c.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, p := range ps {
+		kinds[p.Kind]++
+	}
+	if kinds[store.ProblemOldVolatile] != 1 || kinds[store.ProblemOrphanDir] != 2 || len(ps) != 3 {
+		t.Errorf("check after a reboot: %+v", ps)
+	}
+	s2 := openStore(t, root)
+	if _, err := s2.Stat(ctx, "durable"); err != nil {
+		t.Errorf("a Prepare made durable by Close is lost: %v", err)
+	}
+	for _, k := range []string{"pending", "pending-view"} {
+		if _, err := s2.Stat(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Stat(%s) after a reboot = %v, want ErrNotFound", k, err)
+		}
+	}
+	after, _ := os.ReadDir(filepath.Join(root, "layers"))
+	if len(layers) != 3 || len(after) != 1 {
+		t.Errorf("layer directories: %d before the reboot, %d after; want 3, 1", len(layers), len(after))
+	}
+	assertClean(t, root)
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
@@ -53,7 +52,7 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 		return Info{}, classf(ErrUnsupported, "importing a %s layer is not supported (%s, %s and %s are)", want.Format, FormatLinuxDir, FormatWindowsFolder, FormatExt4VHD)
 	}
 	var parents []*record
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		lb, _, _, _ := buckets(tx)
 		if lb.Get([]byte(key)) != nil {
 			return classf(ErrAlreadyExists, "layer %q exists", key)
@@ -108,7 +107,7 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 	}
 	want.Size, want.Inodes = u.Size, u.Inodes
 	var out Info
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx *txn) error {
 		lb, _, cb, _ := buckets(tx)
 		if lb.Get([]byte(key)) != nil {
 			return classf(ErrAlreadyExists, "layer %q exists (made while this one was imported)", key)
@@ -162,7 +161,7 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 	return out, nil
 }
 
-func checkParent(tx *bolt.Tx, parent string, format Format) ([]*record, error) {
+func checkParent(tx *txn, parent string, format Format) ([]*record, error) {
 	parents, err := chain(tx, parent)
 	if err != nil {
 		return nil, fmt.Errorf("parent %q: %w", parent, err)
@@ -197,7 +196,7 @@ func (s *Store) applyLinux(ctx context.Context, st *staging, key, fsDir string, 
 	}
 	// The record comes first, so that a process killed with the union mounted
 	// leaves a record of it for reconcile.
-	if err := s.update(ctx, func(tx *bolt.Tx) error { return addMountRecord(tx, key, merged) }, nil); err != nil {
+	if err := s.update(ctx, func(tx *txn) error { return addMountRecord(tx, key, merged) }, nil); err != nil {
 		return err
 	}
 	m := Mount{Type: "overlay", Source: "overlay", Options: []string{"workdir=" + work, "upperdir=" + fsDir, "lowerdir=" + joinLowers(parents)}}
@@ -227,7 +226,7 @@ func (x *staging) mergedDir() string { return filepath.Join(x.dir, "merged") }
 // exclusive lock, so no reconcile can see it unlocked.
 func (s *Store) stage(ctx context.Context) (*staging, error) {
 	x := &staging{s: s}
-	err := s.update(ctx, func(*bolt.Tx) error {
+	err := s.update(ctx, func(*txn) error {
 		dir := s.path(stagingDir, randomName())
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
@@ -265,7 +264,7 @@ func (x *staging) close() {
 			x.s.log.Warn("removing a staging directory", "path", x.dir, "error", err)
 		}
 		merged := x.mergedDir()
-		err := x.s.update(context.Background(), func(tx *bolt.Tx) error { return deleteMountRecord(tx, merged) }, nil)
+		err := x.s.update(context.Background(), func(tx *txn) error { return deleteMountRecord(tx, merged) }, nil)
 		if err != nil {
 			x.s.log.Warn("deleting a mount record", "path", merged, "error", err)
 		}
@@ -297,7 +296,7 @@ func (s *Store) export(ctx context.Context, w io.Writer, key string) error {
 	var r *record
 	var parents []*record
 	var hold *os.File
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *txn) error {
 		var err error
 		if r, err = getRecord(tx, key); err != nil {
 			return err
@@ -379,7 +378,7 @@ func (s *Store) commitWindows(ctx context.Context, name, key string, id uint64, 
 		return err
 	}
 	var old string
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx *txn) error {
 		lb, ib, cb, _ := buckets(tx)
 		r, err := getRecord(tx, key)
 		if err != nil {
