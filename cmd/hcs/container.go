@@ -296,8 +296,8 @@ func (a *app) runProcess(ctx context.Context, c *compute.Container, init bool, p
 	}
 	if proc.Console != nil {
 		defer proc.Console.Close()
-		if err := cons.SetRaw(); err == nil {
-			defer cons.Reset()
+		if restore, err := rawTerminal(int(os.Stdin.Fd())); err == nil {
+			defer restore()
 		}
 		winch := make(chan os.Signal, 1)
 		signal.Notify(winch, syscall.SIGWINCH)
