@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -147,7 +148,16 @@ region and object ID files) and the time; -o json gives {"layer", "cim", "bytes"
 	return cmd
 }
 
+// cimBuildMemoryLimit is the Go heap's soft limit while a CIM is built: the
+// writer's state is fixed-size buffers and a page cache of its spill files, so
+// without the limit most of the heap would be garbage awaiting the collector.
+// GOMEMLIMIT in the environment overrides it.
+const cimBuildMemoryLimit = 48 << 20
+
 func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) (retErr error) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(cimBuildMemoryLimit))
+	}
 	start := time.Now()
 	if err := checkDestFolder(layer); err != nil {
 		return fmt.Errorf("create: %w", err)

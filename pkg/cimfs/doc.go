@@ -73,6 +73,18 @@
 // file's record, referencing the same data: the parent's file keeps its record, and
 // the new name has metadata of its own, as in a layer folder.
 //
+// # Memory
+//
+// The writer's memory does not grow with the image: file records, names, the
+// name index, the deduplication table and the object ID lists go to files in the
+// staging folder (fixed-size records, and open-addressing hash tables keyed by
+// SHA-256 prefixes of the directory and upcased name, or of the content), read
+// and written through an 8 MiB page cache. Close numbers the files depth-first
+// reading each directory's names back and sorting them, so it holds one
+// directory's listing per level of the path being walked. What still grows: the
+// removal list and the links to inherited files (kept for the extension block),
+// and a fork's reading of its parent's object ID files.
+//
 // # Reading and verifying
 //
 // Open checks the headers; every later read checks the bounds of what it reads, so

@@ -1,6 +1,7 @@
 package cimfs
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -76,8 +77,11 @@ const smallDataLimit = 32 << 10
 const regionBufferSize = 1 << 20
 
 // Writer builds a CIM image: a .cim file and its region and object ID files, in one
-// directory. Data streams straight to the region files; the writer keeps only the
-// per-file metadata and the table of stored objects. Nothing is visible under the
+// directory. Data streams straight to the region files; the per-file metadata, the
+// name tree and the table of stored objects are kept in files of the staging
+// folder behind a fixed-size page cache (see tree.go), so memory does not grow
+// with the image: at Close one directory's listing at a time is held, and the
+// removal list. Nothing is visible under the
 // final names until Close succeeds; Abort, a failed Close or a killed process leave
 // only a hidden staging folder that CleanStale removes.
 //
@@ -91,12 +95,14 @@ type Writer struct {
 	parents     []regionSet // combined ancestor sets, oldest first
 	baseRegions int         // number of ancestor regions (own region i is baseRegions+i)
 	regions     [regionCount]*regionWriter
-	dedup       map[objectID]regionOffset
+	dedup       *diskHash // object ID → where the object is stored
 	upcase      []uint16
 	upcaseOff   regionOffset
 
-	root     *node
+	cache    *pageCache // of the spill files below
+	tree     *spillTree
 	cur      *wfile // file whose streams are being written
+	curIndex uint64 // its fileIndex
 	data     *dataWriter
 	removals []string
 	links    [][2]string // names linked to inherited files, and their targets ('\' separated)
@@ -104,15 +110,8 @@ type Writer struct {
 	done     bool
 }
 
-// node is one name in the tree being built.
-type node struct {
-	name     string
-	key      string // upcased name: the map key in the parent
-	children map[string]*node
-	f        *wfile
-}
-
-// wfile is one file record being built; hard links share it.
+// wfile is one file record being built (see tree.go for where it is kept); hard
+// links share it.
 type wfile struct {
 	info           winfile.BasicInfo
 	isDir          bool
@@ -124,7 +123,8 @@ type wfile struct {
 	streamTableOff regionOffset
 	noData         bool
 	added          bool
-	id             uint32
+	dirKey         uint64 // of a directory: the key its children are kept under
+	nstreams       int    // read back from a record without its streams
 }
 
 type adsEntry struct {
@@ -140,7 +140,7 @@ func Create(dir, name string, parent string, opts ...Option) (_ *Writer, err err
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 		return nil, &PathError{Op: "create", Path: name, Err: ErrInvalidName}
 	}
-	w := &Writer{dir: dir, name: name, dedup: map[objectID]regionOffset{}}
+	w := &Writer{dir: dir, name: name}
 	for _, o := range opts {
 		o(&w.opts)
 	}
@@ -157,20 +157,29 @@ func Create(dir, name string, parent string, opts ...Option) (_ *Writer, err err
 		}
 	}()
 	w.upcase = upcaseTable()
+	w.cache = newPageCache(pageCacheBytes)
+	if w.tree, err = newSpillTree(w.cache, w.staging); err != nil {
+		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: err}
+	}
+	if w.dedup, err = newDiskHash(w.cache, filepath.Join(w.staging, "dedup")); err != nil {
+		return nil, &PathError{Op: "create", Path: filepath.Join(dir, name), Err: err}
+	}
 	if parent != "" {
 		if err := w.loadParent(parent); err != nil {
 			return nil, err
 		}
 	}
 	for t := 0; t < regionCount; t++ {
-		rw, err := newRegionWriter(filepath.Join(w.staging, fmt.Sprintf("region_%d", t)), t, w.baseRegions+t)
+		rw, err := newRegionWriter(w.staging, t, w.baseRegions+t)
 		if err != nil {
 			return nil, err
 		}
 		w.regions[t] = rw
 	}
-	if w.root == nil {
-		w.root = &node{children: map[string]*node{}, f: &wfile{isDir: true, info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}}}
+	if w.tree.nfiles == 0 {
+		if _, err := w.newDir(); err != nil {
+			return nil, err
+		}
 	}
 	if w.upcaseOff, err = w.putObject(regionMetadata, encodeUpcase(w.upcase), true); err != nil {
 		return nil, err
@@ -225,26 +234,53 @@ func (w *Writer) loadParent(parent string) error {
 			return err
 		}
 		for _, e := range entries {
-			if _, ok := w.dedup[e.id]; !ok {
-				w.dedup[e.id] = makeOffset(i, e.offset)
+			if err := w.dedupPut(e.id, makeOffset(i, e.offset), true); err != nil {
+				return err
 			}
 		}
 	}
 	w.upcase = im.upcase
 	// The whole tree: records keep their region offsets, which stay valid because the
-	// combined region list of the fork starts with the parent's.
-	files := map[FileID]*wfile{}
-	var load func(id FileID, n *node, depth int) error
-	load = func(id FileID, n *node, depth int) error {
+	// combined region list of the fork starts with the parent's. seen maps the
+	// parent's file IDs to their fileIndex (0: not yet), with the directory and
+	// reparse bits, for hard links.
+	seen, err := newDiskArray(w.cache, filepath.Join(w.staging, "parent"), 8)
+	if err != nil {
+		return err
+	}
+	defer seen.close()
+	const seenDir, seenReparse = 1 << 63, 1 << 62
+	var load func(id FileID, parentKey uint64, name string, depth int) error
+	load = func(id FileID, parentKey uint64, name string, depth int) error {
 		if depth > maxPathUnits/2 {
 			return formatErr(im.name, fmt.Sprintf("file %d", id), 0, "directory nesting deeper than a path allows")
 		}
-		if f, ok := files[id]; ok {
-			if f.isDir {
+		link := func(file, sub uint64, flags uint8) error {
+			key := string(nameKey(w.upcase, name))
+			old, ok, err := w.tree.lookup(parentKey, key)
+			if err != nil {
+				return err
+			}
+			var op *ixEntry
+			if ok {
+				op = &old
+			}
+			_, err = w.tree.link(parentKey, name, key, file, sub, flags, op)
+			return err
+		}
+		v, err := seen.getUint64(uint64(id))
+		if err != nil {
+			return err
+		}
+		if v != 0 {
+			if v&seenDir != 0 {
 				return formatErr(im.name, fmt.Sprintf("file %d", id), 0, "directory reachable twice")
 			}
-			n.f = f
-			return nil
+			var flags uint8
+			if v&seenReparse != 0 {
+				flags |= ixReparse
+			}
+			return link(v&(1<<32-1), 0, flags)
 		}
 		rec, err := im.record(id)
 		if err != nil {
@@ -270,28 +306,105 @@ func (w *Writer) loadParent(parent string) error {
 				f.streams = append(f.streams, adsEntry{name: a.Name, s: a.s})
 			}
 		}
-		files[id] = f
-		n.f = f
+		idx, err := w.tree.newFile()
+		if err != nil {
+			return err
+		}
+		if f.isDir {
+			f.dirKey = idx
+			f.data = stream{typ: streamLinkTable}
+		}
+		if err := w.tree.putFile(idx, f); err != nil {
+			return err
+		}
+		v = idx
+		flags := fileFlags(f)
+		if f.isDir {
+			v |= seenDir
+		}
+		if flags&ixReparse != 0 {
+			v |= seenReparse
+		}
+		if err := seen.putUint64(uint64(id), v); err != nil {
+			return err
+		}
+		if depth > 0 {
+			if err := link(idx, f.dirKey, flags); err != nil {
+				return err
+			}
+		}
 		if !f.isDir {
 			return nil
 		}
-		n.children = map[string]*node{}
-		f.data = stream{typ: streamLinkTable}
 		ents, err := im.readDirID(uint32(id), &rec)
 		if err != nil {
 			return err
 		}
 		for _, e := range ents {
-			c := &node{name: e.Name, key: string(nameKey(w.upcase, e.Name))}
-			if err := load(e.ID, c, depth+1); err != nil {
+			if err := load(e.ID, f.dirKey, e.Name, depth+1); err != nil {
 				return err
 			}
-			n.children[c.key] = c
 		}
 		return nil
 	}
-	w.root = &node{}
-	return load(im.Root(), w.root, 0)
+	return load(im.Root(), 0, "", 0)
+}
+
+// fileFlags returns the index flags of f.
+func fileFlags(f *wfile) uint8 {
+	var fl uint8
+	if f.isDir {
+		fl |= ixDir
+	}
+	if f.rp != 0 || f.rpTag != 0 {
+		fl |= ixReparse
+	}
+	if f.added {
+		fl |= ixAdded
+	}
+	return fl
+}
+
+// newDir makes a directory with default metadata and returns its fileIndex (its
+// dirKey too).
+func (w *Writer) newDir() (uint64, error) {
+	idx, err := w.tree.newFile()
+	if err != nil {
+		return 0, err
+	}
+	f := &wfile{isDir: true, info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}, data: stream{typ: streamLinkTable}, dirKey: idx}
+	return idx, w.tree.putFile(idx, f)
+}
+
+func (w *Writer) dedupGet(id objectID) (regionOffset, bool, error) {
+	k := hashKey(id.digest)
+	a, b, ok, err := w.dedup.get(&k)
+	if !ok || err != nil || b != id.length {
+		return 0, false, err
+	}
+	return regionOffset(a), true, nil
+}
+
+// dedupPut records where the object id is; with onlyNew an entry already there
+// stays.
+func (w *Writer) dedupPut(id objectID, off regionOffset, onlyNew bool) error {
+	k := hashKey(id.digest)
+	_, err := w.dedup.put(&k, uint64(off), id.length, onlyNew)
+	return err
+}
+
+// finishFile stores the record of the file added last, once its streams are
+// complete.
+func (w *Writer) finishFile() error {
+	if w.cur == nil {
+		return nil
+	}
+	f, idx := w.cur, w.curIndex
+	w.cur = nil
+	if err := w.tree.putFile(idx, f); err != nil {
+		return w.fail(err)
+	}
+	return nil
 }
 
 // regionWriter appends objects to one staged region file through a buffer, and can
@@ -304,7 +417,9 @@ type regionWriter struct {
 	size    int64
 	flushed int64
 	buf     []byte
-	ids     []objectIDEntry
+	ids     *spillFile // object ID entries, in offset order
+	nids    int64
+	lastID  int64
 
 	// A flush hands the full buffer to a goroutine and goes on filling the spare
 	// one, so the copy into the page cache overlaps reading and hashing the input.
@@ -314,12 +429,17 @@ type regionWriter struct {
 	werr    error
 }
 
-func newRegionWriter(path string, typ, index int) (*regionWriter, error) {
+func newRegionWriter(staging string, typ, index int) (*regionWriter, error) {
+	path := filepath.Join(staging, fmt.Sprintf("region_%d", typ))
+	ids, err := newSpillFile(filepath.Join(staging, fmt.Sprintf("ids_%d", typ)))
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	rw := &regionWriter{f: f, path: path, typ: typ, index: index, buf: make([]byte, 0, regionBufferSize)}
+	rw := &regionWriter{f: f, path: path, typ: typ, index: index, buf: make([]byte, 0, regionBufferSize), ids: ids}
 	_, err = rw.Write(encodeRegionHeader(typ, uint8(typ)))
 	return rw, err
 }
@@ -432,8 +552,8 @@ func (w *Writer) putObject(typ int, b []byte, dedup bool) (regionOffset, error) 
 		sum := sha256.Sum256(b)
 		id = objectID{length: uint64(len(b))}
 		copy(id.digest[:], sum[:])
-		if off, ok := w.dedup[id]; ok {
-			return off, nil
+		if off, ok, err := w.dedupGet(id); err != nil || ok {
+			return off, err
 		}
 	}
 	rw := w.regions[typ]
@@ -449,10 +569,30 @@ func (w *Writer) putObject(typ int, b []byte, dedup bool) (regionOffset, error) 
 	}
 	off := makeOffset(rw.index, start)
 	if dedup {
-		w.dedup[id] = off
-		rw.ids = append(rw.ids, objectIDEntry{id: id, offset: start})
+		if err := w.dedupPut(id, off, false); err != nil {
+			return 0, err
+		}
+		if err := rw.addID(id, start); err != nil {
+			return 0, err
+		}
 	}
 	return off, nil
+}
+
+// addID lists the object id stored at off; offsets only grow, which is the order
+// of the object ID file.
+func (rw *regionWriter) addID(id objectID, off int64) error {
+	if rw.nids > 0 && off <= rw.lastID {
+		return fmt.Errorf("cimfs: object at %d listed after one at %d", off, rw.lastID)
+	}
+	var b [objectIDEntrySize]byte
+	binary.LittleEndian.PutUint64(b[:], id.length)
+	copy(b[8:32], id.digest[:])
+	binary.LittleEndian.PutUint64(b[32:], uint64(off))
+	rw.ids.append(b[:])
+	rw.nids++
+	rw.lastID = off
+	return rw.ids.err
 }
 
 // putPrefixed stores a uint16 length followed by b (security descriptors, reparse
@@ -556,13 +696,19 @@ func (w *Writer) endData() error {
 		return d.rw.truncate(d.start)
 	}
 	id := digestOf(d.h, d.size)
-	if off, ok := w.dedup[id]; ok {
+	if off, ok, err := w.dedupGet(id); err != nil {
+		return err
+	} else if ok {
 		*d.target = stream{offset: off, length: d.size, typ: streamData}
 		return d.rw.truncate(d.start)
 	}
 	off := makeOffset(d.rw.index, d.dataStart)
-	w.dedup[id] = off
-	d.rw.ids = append(d.rw.ids, objectIDEntry{id: id, offset: d.dataStart})
+	if err := w.dedupPut(id, off, false); err != nil {
+		return err
+	}
+	if err := d.rw.addID(id, d.dataStart); err != nil {
+		return err
+	}
 	*d.target = stream{offset: off, length: d.size, typ: streamData}
 	return nil
 }
@@ -587,41 +733,71 @@ func (w *Writer) ready() error {
 	return nil
 }
 
-// lookup walks to the directory holding the last component of p, creating missing
-// directories when create is set.
-func (w *Writer) lookupParent(p string, create bool) (*node, string, error) {
+// lookupParent walks to the directory holding the last component of p, creating
+// missing directories when create is set, and returns its dirKey.
+func (w *Writer) lookupParent(p string, create bool) (uint64, string, error) {
 	comps := splitPath(p)
 	if len(comps) == 0 {
-		return nil, "", ErrInvalidName
+		return 0, "", ErrInvalidName
 	}
-	n := w.root
-	for _, c := range comps[:len(comps)-1] {
-		if err := checkName(c); err != nil {
-			return nil, "", err
-		}
-		k := string(nameKey(w.upcase, c))
-		child := n.children[k]
-		if child == nil {
-			if !create {
-				return nil, "", ErrNotFound
+	dirs := comps[:len(comps)-1]
+	var dirKey uint64 = rootIndex
+	keys := make([]string, len(dirs))
+	for i, c := range dirs {
+		keys[i] = string(nameKey(w.upcase, c))
+	}
+	full := strings.Join(keys, `\`)
+	if k, ok := w.tree.dirs[full]; ok && len(dirs) > 0 {
+		// A directory path seen recently: every component exists and is a
+		// directory, so only their names are checked, as the walk below would.
+		for _, c := range dirs {
+			if err := checkName(c); err != nil {
+				return 0, "", err
 			}
-			child = &node{name: c, key: k, children: map[string]*node{},
-				f: &wfile{isDir: true, info: winfile.BasicInfo{FileAttributes: winfile.AttrDirectory}}}
-			n.children[k] = child
 		}
-		if !child.f.isDir {
-			return nil, "", ErrNotDir
+		dirKey = k
+	} else {
+		for i, c := range dirs {
+			if err := checkName(c); err != nil {
+				return 0, "", err
+			}
+			e, ok, err := w.tree.lookup(dirKey, keys[i])
+			if err != nil {
+				return 0, "", err
+			}
+			if !ok {
+				if !create {
+					return 0, "", ErrNotFound
+				}
+				idx, err := w.newDir()
+				if err != nil {
+					return 0, "", err
+				}
+				if _, err := w.tree.link(dirKey, c, keys[i], idx, idx, ixDir, nil); err != nil {
+					return 0, "", err
+				}
+				e = ixEntry{flags: ixDir, file: idx, dirKey: idx}
+			}
+			if e.flags&ixDir == 0 {
+				return 0, "", ErrNotDir
+			}
+			dirKey = e.dirKey
 		}
-		n = child
+		if len(dirs) > 0 {
+			if len(w.tree.dirs) >= dirCacheMax {
+				clear(w.tree.dirs)
+			}
+			w.tree.dirs[full] = dirKey
+		}
 	}
 	last := comps[len(comps)-1]
 	if err := checkName(last); err != nil {
-		return nil, "", err
+		return 0, "", err
 	}
 	if utf16Len(p) > maxPathUnits {
-		return nil, "", ErrInvalidName
+		return 0, "", ErrInvalidName
 	}
-	return n, last, nil
+	return dirKey, last, nil
 }
 
 // Add adds a file or directory with its metadata; for a file, exactly h.Size bytes
@@ -632,6 +808,9 @@ func (w *Writer) Add(h *Header) error {
 	if err := w.ready(); err != nil {
 		return err
 	}
+	if err := w.finishFile(); err != nil {
+		return err
+	}
 	if err := w.add(h); err != nil {
 		return w.fail(&PathError{Op: "add", Path: h.Name, Err: err})
 	}
@@ -639,7 +818,7 @@ func (w *Writer) Add(h *Header) error {
 }
 
 func (w *Writer) add(h *Header) error {
-	dir, base, err := w.lookupParent(h.Name, true)
+	dirKey, base, err := w.lookupParent(h.Name, true)
 	if err != nil {
 		return err
 	}
@@ -678,17 +857,32 @@ func (w *Writer) add(h *Header) error {
 		f.info.FileAttributes &^= winfile.AttrReparsePoint
 	}
 	k := string(nameKey(w.upcase, base))
-	old := dir.children[k]
-	n := &node{name: base, key: k, f: f}
+	old, had, err := w.tree.lookup(dirKey, k)
+	if err != nil {
+		return err
+	}
+	idx, err := w.tree.newFile()
+	if err != nil {
+		return err
+	}
 	if isDir {
-		n.children = map[string]*node{}
-		if old != nil && old.f.isDir {
-			n.children = old.children
+		f.dirKey = idx
+		if had && old.flags&ixDir != 0 {
+			f.dirKey = old.dirKey
 		}
 		f.data = stream{typ: streamLinkTable}
 	}
-	dir.children[k] = n
-	w.cur = f
+	var op *ixEntry
+	if had {
+		op = &old
+		if old.flags&ixDir != 0 && !isDir {
+			clear(w.tree.dirs) // paths through the directory replaced
+		}
+	}
+	if _, err := w.tree.link(dirKey, base, k, idx, f.dirKey, fileFlags(f), op); err != nil {
+		return err
+	}
+	w.cur, w.curIndex = f, idx
 	if !isDir {
 		return w.startData(&f.data, h.Size, h.Info.FileAttributes&winfile.AttrSparseFile != 0)
 	}
@@ -732,31 +926,45 @@ func (w *Writer) AddLink(name, target string) error {
 	if err := w.ready(); err != nil {
 		return err
 	}
-	w.cur = nil
+	if err := w.finishFile(); err != nil {
+		return err
+	}
 	tn, err := w.find(target)
 	if err != nil {
 		return w.fail(&PathError{Op: "link", Path: name, Err: fmt.Errorf("target %s: %w", target, err)})
 	}
-	if tn.f.isDir {
+	if tn.flags&ixDir != 0 {
 		return w.fail(&PathError{Op: "link", Path: name, Err: fmt.Errorf("target %s: %w", target, ErrIsDir)})
 	}
-	dir, base, err := w.lookupParent(name, true)
+	dirKey, base, err := w.lookupParent(name, true)
 	if err != nil {
 		return w.fail(&PathError{Op: "link", Path: name, Err: err})
 	}
 	k := string(nameKey(w.upcase, base))
-	if old := dir.children[k]; old == tn {
+	old, had, err := w.tree.lookup(dirKey, k)
+	if err != nil {
+		return w.fail(&PathError{Op: "link", Path: name, Err: err})
+	}
+	if had && old.entry == tn.entry {
 		return nil
 	}
-	f := tn.f
-	if !f.added {
+	if tn.flags&ixAdded == 0 {
 		// A file inherited from a parent: the new name shares its record (one file
 		// ID, a real hard link, as NTFS links across layer folders on one volume),
 		// and the image lists the name among its links to inherited files (see
 		// Image.Links), so the layer's export names it as a link to the parent's file.
 		w.links = append(w.links, [2]string{strings.Join(splitPath(name), `\`), strings.Join(splitPath(target), `\`)})
 	}
-	dir.children[k] = &node{name: base, key: k, f: f}
+	var op *ixEntry
+	if had {
+		op = &old
+		if old.flags&ixDir != 0 {
+			clear(w.tree.dirs)
+		}
+	}
+	if _, err := w.tree.link(dirKey, base, k, tn.file, 0, tn.flags, op); err != nil {
+		return w.fail(&PathError{Op: "link", Path: name, Err: err})
+	}
 	return nil
 }
 
@@ -768,17 +976,20 @@ func (w *Writer) Lookup(name string) (found, isDir, reparse bool) {
 	if err != nil {
 		return false, false, false
 	}
-	return true, n.f.isDir, n.f.rp != 0 || n.f.rpTag != 0
+	return true, n.flags&ixDir != 0, n.flags&ixReparse != 0
 }
 
-func (w *Writer) find(p string) (*node, error) {
-	dir, base, err := w.lookupParent(p, false)
+func (w *Writer) find(p string) (ixEntry, error) {
+	dirKey, base, err := w.lookupParent(p, false)
 	if err != nil {
-		return nil, err
+		return ixEntry{}, err
 	}
-	n := dir.children[string(nameKey(w.upcase, base))]
-	if n == nil {
-		return nil, ErrNotFound
+	n, ok, err := w.tree.lookup(dirKey, string(nameKey(w.upcase, base)))
+	if err != nil {
+		return ixEntry{}, err
+	}
+	if !ok {
+		return ixEntry{}, ErrNotFound
 	}
 	return n, nil
 }
@@ -790,13 +1001,23 @@ func (w *Writer) Remove(name string) error {
 	if err := w.ready(); err != nil {
 		return err
 	}
-	w.cur = nil
-	dir, base, err := w.lookupParent(name, false)
+	if err := w.finishFile(); err != nil {
+		return err
+	}
+	dirKey, base, err := w.lookupParent(name, false)
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNotDir) {
 		return w.fail(&PathError{Op: "remove", Path: name, Err: err})
 	}
 	if err == nil {
-		delete(dir.children, string(nameKey(w.upcase, base)))
+		k := string(nameKey(w.upcase, base))
+		old, had, err := w.tree.lookup(dirKey, k)
+		if err == nil && had {
+			err = w.tree.unlink(dirKey, k, old)
+			clear(w.tree.dirs)
+		}
+		if err != nil {
+			return w.fail(&PathError{Op: "remove", Path: name, Err: err})
+		}
 	}
 	w.removals = append(w.removals, strings.Join(splitPath(name), `\`))
 	return nil
@@ -809,8 +1030,13 @@ func (w *Writer) Abort() error {
 		if rw != nil {
 			rw.wait()
 			rw.f.Close()
+			rw.ids.close()
 		}
 	}
+	if w.tree != nil {
+		w.tree.close()
+	}
+	w.dedup.close()
 	return os.RemoveAll(w.staging)
 }
 
@@ -829,66 +1055,231 @@ func (w *Writer) Close() error {
 	return nil
 }
 
+// Slots of the commit array, per fileIndex: the file ID, a directory's link table
+// stream and the alternate stream table's offset.
+const (
+	commitSlot     = 32
+	commitID       = 0
+	commitDirData  = 8
+	commitStreamTb = 24
+)
+
 func (w *Writer) commit() error {
+	if err := w.finishFile(); err != nil {
+		return err
+	}
+	t := w.tree
+	state, err := newDiskArray(w.cache, filepath.Join(w.staging, "commit"), commitSlot)
+	if err != nil {
+		return err
+	}
+	defer state.close()
+	order, err := newSpillFile(filepath.Join(w.staging, "order")) // fileIndex by file ID
+	if err != nil {
+		return err
+	}
+	defer order.close()
+	dirList, err := newSpillFile(filepath.Join(w.staging, "dirs")) // listings, in dirs order
+	if err != nil {
+		return err
+	}
+	defer dirList.close()
+	le := binary.LittleEndian
+
 	// File IDs in depth-first order of sorted names; a hard-linked file takes the ID
-	// of its first name.
-	var files []*wfile
-	var dirs []*node
-	var number func(n *node)
-	number = func(n *node) {
-		if n.f.id != 0 {
-			return
+	// of its first name. Each directory's sorted listing is kept for its link table.
+	var nfiles uint64
+	var slot [commitSlot]byte
+	var number func(idx uint64, depth int) error
+	number = func(idx uint64, depth int) error {
+		if err := state.get(idx, slot[:]); err != nil {
+			return err
 		}
-		files = append(files, n.f)
-		n.f.id = uint32(len(files))
-		if n.f.isDir {
-			dirs = append(dirs, n)
-			for _, c := range sortedChildren(n) {
-				number(c)
+		if le.Uint64(slot[commitID:]) != 0 {
+			return nil
+		}
+		nfiles++
+		if nfiles > 1<<32-2 {
+			return fmt.Errorf("%w: %d files", ErrTooLarge, nfiles)
+		}
+		var b [8]byte
+		le.PutUint64(b[:], nfiles)
+		if err := state.putAt(idx, commitID, b[:]); err != nil {
+			return err
+		}
+		le.PutUint64(b[:], idx)
+		order.append(b[:])
+		f, err := t.getFile(idx, false)
+		if err != nil {
+			return err
+		}
+		if !f.isDir {
+			return nil
+		}
+		if depth > maxPathUnits/2 {
+			return fmt.Errorf("cimfs: directory nesting deeper than a path allows")
+		}
+		cs, err := t.children(f.dirKey, w.upcase)
+		if err != nil {
+			return err
+		}
+		var h [12]byte
+		le.PutUint64(h[:], idx)
+		le.PutUint32(h[8:], uint32(len(cs)))
+		dirList.append(h[:])
+		for _, c := range cs {
+			var e [10]byte
+			le.PutUint64(e[:], c.file)
+			le.PutUint16(e[8:], uint16(len(c.name)))
+			dirList.append(e[:])
+			dirList.append([]byte(c.name))
+		}
+		for _, c := range cs {
+			if err := number(c.file, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := number(rootIndex, 0); err != nil {
+		return err
+	}
+	if order.err != nil || dirList.err != nil {
+		return errors.Join(order.err, dirList.err)
+	}
+
+	// Link tables of the directories, in the order they were numbered.
+	dr, err := dirList.reader()
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(dr, 64<<10)
+	for {
+		var h [12]byte
+		if _, err := io.ReadFull(br, h[:]); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		idx, n := le.Uint64(h[:]), int(le.Uint32(h[8:]))
+		names := make([]string, n)
+		vals := make([]byte, 4*n)
+		for i := range n {
+			var e [10]byte
+			if _, err := io.ReadFull(br, e[:]); err != nil {
+				return err
+			}
+			nb := make([]byte, le.Uint16(e[8:]))
+			if _, err := io.ReadFull(br, nb); err != nil {
+				return err
+			}
+			names[i] = string(nb)
+			if err := state.get(le.Uint64(e[:]), slot[:]); err != nil {
+				return err
+			}
+			le.PutUint32(vals[4*i:], uint32(le.Uint64(slot[commitID:])))
+		}
+		ds := stream{typ: streamLinkTable}
+		if n > 0 {
+			b := encodeLinkTable(names, vals, 4)
+			off, err := w.putObject(regionMetadata, b, false)
+			if err != nil {
+				return err
+			}
+			ds = stream{offset: off, length: int64(len(b)), typ: streamLinkTable}
+		}
+		var sb [streamSize]byte
+		ds.put(sb[:])
+		if err := state.putAt(idx, commitDirData, sb[:]); err != nil {
+			return err
+		}
+	}
+
+	// Alternate stream tables, then the file tables, both in file ID order.
+	forFiles := func(fn func(idx uint64) error) error {
+		or, err := order.reader()
+		if err != nil {
+			return err
+		}
+		br := bufio.NewReaderSize(or, 64<<10)
+		var b [8]byte
+		for {
+			if _, err := io.ReadFull(br, b[:]); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if err := fn(le.Uint64(b[:])); err != nil {
+				return err
 			}
 		}
 	}
-	number(w.root)
-	if len(files) > 1<<32-2 {
-		return fmt.Errorf("%w: %d files", ErrTooLarge, len(files))
-	}
-	for _, d := range dirs {
-		if err := w.writeDir(d); err != nil {
+	err = forFiles(func(idx uint64) error {
+		f, err := t.getFile(idx, true)
+		if err != nil || len(f.streams) == 0 {
 			return err
 		}
-	}
-	for _, f := range files {
-		if len(f.streams) == 0 {
-			continue
-		}
-		if err := w.writeStreamTable(f); err != nil {
+		off, err := w.writeStreamTable(f)
+		if err != nil {
 			return err
 		}
+		var b [8]byte
+		le.PutUint64(b[:], uint64(off))
+		return state.putAt(idx, commitStreamTb, b[:])
+	})
+	if err != nil {
+		return err
 	}
-	// File tables, then the file table directory.
 	var ftd []byte
 	recSize := recordSize
 	if w.opts.public {
 		recSize = recordSizeV2
 	}
 	var rb [recordSize]byte
-	for start := 0; start < len(files); start += filesPerTable {
-		end := min(start+filesPerTable, len(files))
-		tab := make([]byte, (end-start)*recSize)
-		for i, f := range files[start:end] {
-			r := f.record()
-			r.encode(rb[:])
-			copy(tab[i*recSize:], rb[:recSize])
+	tab := make([]byte, 0, filesPerTable*recSize)
+	flushTable := func() error {
+		if len(tab) == 0 {
+			return nil
 		}
 		off, err := w.putObject(regionMetadata, tab, false)
 		if err != nil {
 			return err
 		}
 		e := make([]byte, ftdEntrySize)
-		binary.LittleEndian.PutUint64(e, uint64(off))
-		binary.LittleEndian.PutUint16(e[8:], uint16(end-start))
-		binary.LittleEndian.PutUint16(e[10:], uint16(recSize))
+		le.PutUint64(e, uint64(off))
+		le.PutUint16(e[8:], uint16(len(tab)/recSize))
+		le.PutUint16(e[10:], uint16(recSize))
 		ftd = append(ftd, e...)
+		tab = tab[:0]
+		return nil
+	}
+	err = forFiles(func(idx uint64) error {
+		f, err := t.getFile(idx, false)
+		if err != nil {
+			return err
+		}
+		if err := state.get(idx, slot[:]); err != nil {
+			return err
+		}
+		if f.isDir {
+			f.data = getStream(slot[commitDirData:])
+		}
+		if f.nstreams > 0 {
+			f.streamTableOff = regionOffset(le.Uint64(slot[commitStreamTb:]))
+		}
+		r := f.record()
+		r.encode(rb[:])
+		tab = append(tab, rb[:recSize]...)
+		if len(tab) == filesPerTable*recSize {
+			return flushTable()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flushTable()
+	}
+	if err != nil {
+		return err
 	}
 	ftdOff, err := w.putObject(regionMetadata, ftd, false)
 	if err != nil {
@@ -917,14 +1308,21 @@ func (w *Writer) commit() error {
 		a := p.ID.ToArray()
 		sum.Write(a[:])
 	}
-	oidData := make([][]byte, regionCount)
+	oidHeads := make([][]byte, regionCount)
 	for t, rw := range w.regions {
 		if err := rw.drain(); err != nil {
 			return err
 		}
-		slices.SortFunc(rw.ids, func(a, b objectIDEntry) int { return int(a.offset - b.offset) })
-		oidData[t] = encodeObjectIDFile(t, uint8(t), rw.ids)
-		sum.Write(oidData[t])
+		oidHeads[t] = encodeObjectIDFile(t, uint8(t), nil)
+		le.PutUint32(oidHeads[t][44:], uint32(rw.nids))
+		sum.Write(oidHeads[t])
+		r, err := rw.ids.reader()
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(sum, r); err != nil {
+			return err
+		}
 	}
 	meta := w.regions[regionMetadata]
 	if _, err := io.Copy(sum, io.NewSectionReader(meta.f, 0, meta.size)); err != nil {
@@ -943,7 +1341,7 @@ func (w *Writer) commit() error {
 	// Sync everything in the staging folder, rename the region and object ID files,
 	// then commit the .cim file, which is what makes the image exist.
 	cp := filepath.Join(w.staging, "image")
-	if err := writeFileSync(cp, encodeFSHeader(hdr)); err != nil {
+	if err := writeFileSync(cp, encodeFSHeader(hdr), nil); err != nil {
 		return err
 	}
 	type move struct{ from, to string }
@@ -956,7 +1354,11 @@ func (w *Writer) commit() error {
 			return err
 		}
 		op := filepath.Join(w.staging, fmt.Sprintf("objectid_%d", t))
-		if err := writeFileSync(op, oidData[t]); err != nil {
+		r, err := rw.ids.reader()
+		if err != nil {
+			return err
+		}
+		if err := writeFileSync(op, oidHeads[t], r); err != nil {
 			return err
 		}
 		moves = append(moves, move{rw.path, filepath.Join(w.dir, hdr.own.regionName(t))},
@@ -986,7 +1388,9 @@ func (w *Writer) commit() error {
 	return syncDir(w.dir)
 }
 
-func writeFileSync(p string, b []byte) error {
+// writeFileSync writes b and then what rest reads (when not nil) to a new file
+// p, and syncs it.
+func writeFileSync(p string, b []byte, rest io.Reader) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
@@ -994,6 +1398,12 @@ func writeFileSync(p string, b []byte) error {
 	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return err
+	}
+	if rest != nil {
+		if _, err := io.Copy(f, rest); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -1011,42 +1421,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// sortedChildren returns a directory's entries in link table order (§10.3).
-func sortedChildren(n *node) []*node {
-	cs := make([]*node, 0, len(n.children))
-	for _, c := range n.children {
-		cs = append(cs, c)
-	}
-	// Keys are UTF-8, whose byte order is code point order: the §10.3 order.
-	slices.SortFunc(cs, func(a, b *node) int { return strings.Compare(a.key, b.key) })
-	return cs
-}
-
-// writeDir stores a directory's link table.
-func (w *Writer) writeDir(n *node) error {
-	cs := sortedChildren(n)
-	if len(cs) == 0 {
-		n.f.data = stream{typ: streamLinkTable}
-		return nil
-	}
-	names := make([]string, len(cs))
-	vals := make([]byte, 0, 4*len(cs))
-	for i, c := range cs {
-		names[i] = c.name
-		vals = binary.LittleEndian.AppendUint32(vals, c.f.id)
-	}
-	b := encodeLinkTable(names, vals, 4)
-	off, err := w.putObject(regionMetadata, b, false)
-	if err != nil {
-		return err
-	}
-	n.f.data = stream{offset: off, length: int64(len(b)), typ: streamLinkTable}
-	return nil
-}
-
 // writeStreamTable stores a file's alternate stream table in the prefixed form:
 // a uint32 byte count, then the link table, placed so the table is 8-byte aligned.
-func (w *Writer) writeStreamTable(f *wfile) error {
+func (w *Writer) writeStreamTable(f *wfile) (regionOffset, error) {
 	ss := slices.Clone(f.streams)
 	slices.SortFunc(ss, func(a, b adsEntry) int {
 		return compareKeys(nameKey(w.upcase, a.name), nameKey(w.upcase, b.name))
@@ -1060,19 +1437,18 @@ func (w *Writer) writeStreamTable(f *wfile) error {
 	tab := encodeLinkTable(names, vals, streamSize)
 	rw := w.regions[regionMetadata]
 	if err := rw.align(); err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := rw.Write(make([]byte, 4)); err != nil { // keep the table itself 8-aligned
-		return err
+		return 0, err
 	}
 	obj := binary.LittleEndian.AppendUint32(nil, uint32(len(tab)))
 	obj = append(obj, tab...)
 	start := rw.size
 	if _, err := rw.Write(obj); err != nil {
-		return err
+		return 0, err
 	}
-	f.streamTableOff = makeOffset(rw.index, start)
-	return nil
+	return makeOffset(rw.index, start), nil
 }
 
 // encodeLinkTable lays out a link table: header, values (valSize bytes each), name
