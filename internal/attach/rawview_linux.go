@@ -10,6 +10,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 
 	"github.com/hostcompute/hostcompute/internal/fusefs"
 	"github.com/hostcompute/hostcompute/pkg/vhd"
@@ -168,10 +169,12 @@ func (f *rawFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off
 	if rem := size - off; int64(len(dest)) > rem {
 		dest = dest[:rem]
 	}
-	if f.ext != nil {
+	// go-fuse splices a range into the reply through a pipe that holds the
+	// reply header, the data and a page; larger reads are copied (go-fuse
+	// would try, fail and log each time).
+	if f.ext != nil && len(dest)+2*os.Getpagesize() <= splice.MaxPipeSize() {
 		if fileOff, n, ok := f.ext.FileExtent(off, int64(len(dest))); ok && n == int64(len(dest)) {
-			// go-fuse splices the range into the reply, or preads it into
-			// dest when splice is not possible.
+			// go-fuse preads the range into dest if splice fails.
 			return fuse.ReadResultFd(f.src.Fd(), fileOff, len(dest)), 0
 		}
 	}
