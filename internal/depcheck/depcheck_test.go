@@ -13,6 +13,7 @@ const module = "github.com/hostcompute/hostcompute"
 // directly or not. Project packages are named without the module prefix.
 var allowed = map[string][]string{
 	"pkg/guid":       {},
+	"pkg/tarstream":  {},
 	"pkg/winfile":    {"pkg/guid"},
 	"pkg/vhd":        {"pkg/guid", "golang.org/x/sys/"},
 	"pkg/dmverity":   {"pkg/guid"},
