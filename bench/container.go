@@ -26,7 +26,9 @@ func containerRows(env *Env) []*Row {
 	var (
 		rootfs, bundle, runcRoot, state string
 		execID                          = fmt.Sprintf("bench-exec-%d", os.Getpid())
-		monitorRSS                      []int64
+		monitorRSS, monitorPSS          []int64
+		shimRSS, shimPSS                int64
+		shimErr                         error
 	)
 	ourEnv := func(c *exec.Cmd) *exec.Cmd {
 		c.Env = append(os.Environ(), "HOSTCOMPUTE_COMPUTE_STATE_DIR="+state)
@@ -103,6 +105,8 @@ func containerRows(env *Env) []*Row {
 					return Setup{}, fmt.Errorf("hcs %s: %w: %s", strings.Join(args, " "), err, out)
 				}
 			}
+			// The shim's memory for the same container, untimed.
+			shimRSS, shimPSS, shimErr = shimResident(ctx, env, rootfs, execs)
 			return Setup{Input: fmt.Sprintf("%d execs of /bin/true, one after another, in a running busybox container", execs),
 				Notes: []string{"ours: `hcs container exec ID -- /bin/true` (through the container's monitor, which runs runc exec --detach and reaps the process); peer: `runc exec ID /bin/true`"}}, nil
 		},
@@ -115,8 +119,8 @@ func containerRows(env *Env) []*Row {
 		}},
 		Ours: Side{Name: "hcs container exec", Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
 			r := &Run{Check: func() error {
-				if rss, err := monitorResident(filepath.Join(state, execID)); err == nil {
-					monitorRSS = append(monitorRSS, rss)
+				if rss, pss, err := monitorResident(filepath.Join(state, execID)); err == nil {
+					monitorRSS, monitorPSS = append(monitorRSS, rss), append(monitorPSS, pss)
 				}
 				return nil
 			}}
@@ -127,8 +131,21 @@ func containerRows(env *Env) []*Row {
 		}},
 		Verdict: func(res *Result) []string {
 			notes := containerGoalNote(res, "exec latency")
+			mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 			if len(monitorRSS) > 0 {
-				notes = append(notes, fmt.Sprintf("the monitor's resident memory (VmRSS) per container: %.1f MiB", float64(monitorRSS[len(monitorRSS)-1])/(1<<20)))
+				notes = append(notes, fmt.Sprintf("the monitor's resident memory per container, after the execs: VmRSS %.1f MiB, Pss %.1f MiB", mib(monitorRSS[len(monitorRSS)-1]), mib(monitorPSS[len(monitorPSS)-1])))
+			}
+			if shimErr != nil {
+				notes = append(notes, "containerd-shim-runc-v2 not measured: "+shimErr.Error())
+			} else {
+				notes = append(notes, fmt.Sprintf("containerd-shim-runc-v2 %s under containerd %s, same rootfs and execs (ctr run --rootfs, ctr task exec): VmRSS %.1f MiB, Pss %.1f MiB", containerdVersion, containerdVersion, mib(shimRSS), mib(shimPSS)))
+				if len(monitorRSS) > 0 {
+					verdict := "below"
+					if monitorRSS[len(monitorRSS)-1] >= shimRSS {
+						verdict = "NOT below"
+					}
+					notes = append(notes, fmt.Sprintf("goal (monitor memory): below the shim's: %s (VmRSS ratio shim/ours %.2f)", verdict, float64(shimRSS)/float64(monitorRSS[len(monitorRSS)-1])))
+				}
 			}
 			return notes
 		},
@@ -162,24 +179,18 @@ func containerGoalNote(res *Result, what string) []string {
 	return []string{fmt.Sprintf("goal (%s): ours ≤ %.1f× the bare runc command: %s (%.2f×)", what, containerGoal, met, r)}
 }
 
-// monitorResident reads the VmRSS of the monitor of the container whose state
-// directory is dir.
-func monitorResident(dir string) (int64, error) {
+// monitorResident reads the VmRSS and Pss of the monitor of the container
+// whose state directory is dir.
+func monitorResident(dir string) (rss, pss int64, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, "monitor.pid"))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/status")
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(st), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS")
+	return processMemory(pid)
 }
 
 // busyboxTree makes a directory with /bin/busybox and its links.

@@ -317,6 +317,8 @@ func buildHCS(ctx context.Context, env *Env, goTool string) (string, error) {
 	bin := filepath.Join(env.Work, "bin", "hcs")
 	env.logf("building ./cmd/hcs")
 	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/hcs")
+	// As the Makefile builds it: static, without cgo.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = env.Root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

@@ -115,6 +115,9 @@ func runMonitor(dir string, ready *os.File) error {
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
 	crashPoint("monitor-ready")
+	// A monitor idles for its container's life: what start-up allocated goes
+	// back to the system now, and after each request.
+	go debug.FreeOSMemory()
 	go func() {
 		<-m.stopped
 		// Connections being served are answered (the loop waits for them);
@@ -139,8 +142,10 @@ func runMonitor(dir string, ready *os.File) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
 			m.serve(c)
+			c.Close()
+			// After the answer, off the caller's path.
+			debug.FreeOSMemory()
 		}()
 	}
 }

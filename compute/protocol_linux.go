@@ -121,7 +121,12 @@ func send(c *net.UnixConn, v any, files ...*os.File) error {
 
 // receive reads one message into v and returns the descriptors that came with it.
 func receive(c *net.UnixConn, v any) ([]*os.File, error) {
-	buf := make([]byte, maxMessage)
+	size, err := messageSize(c)
+	if err != nil {
+		return nil, err
+	}
+	// One byte more than the message: a longer one is cut short, and fails.
+	buf := make([]byte, min(size, maxMessage)+1)
 	oob := make([]byte, unix.CmsgSpace(4*8))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
@@ -161,4 +166,31 @@ func closeAll(files []*os.File) {
 			f.Close()
 		}
 	}
+}
+
+// messageSize waits for the next message on c and returns its length (a
+// SOCK_SEQPACKET peek with MSG_TRUNC), so that receive allocates what the
+// message needs: a buffer of maxMessage for every request would be most of the
+// monitor's heap, which lives as long as its container.
+func messageSize(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		n    int
+		rerr error
+	)
+	var one [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		return rerr != unix.EAGAIN
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, nil
 }

@@ -48,3 +48,24 @@ if [ ! -x "$crane/crane" ]; then
 	mkdir -p "$crane"
 	GOBIN="$crane" GOFLAGS=-mod=mod go install github.com/google/go-containerregistry/cmd/crane@$crane_version
 fi
+
+# containerd, its ctr and its runc v2 shim: the peer of the container exec row's
+# memory figure (the shim's resident memory for the same container as our monitor's).
+# Into bin/peers/containerd/<version> and bin/peers/containerd-shim-runc-v2/<version>,
+# where bench/shim.go looks (containerdVersion there). Static, without the
+# snapshotters that need C headers; the bench runs the container from a rootfs.
+containerd_version=v2.4.2
+ctrd="$root/bin/peers/containerd/$containerd_version"
+shim="$root/bin/peers/containerd-shim-runc-v2/$containerd_version"
+if [ ! -x "$ctrd/containerd" ] || [ ! -x "$ctrd/ctr" ]; then
+	echo "installing containerd and ctr $containerd_version into $ctrd" >&2
+	mkdir -p "$ctrd"
+	GOBIN="$ctrd" GOFLAGS=-mod=mod CGO_ENABLED=0 go install -tags no_btrfs,no_devmapper,no_zfs \
+		github.com/containerd/containerd/v2/cmd/containerd@$containerd_version \
+		github.com/containerd/containerd/v2/cmd/ctr@$containerd_version
+fi
+if [ ! -x "$shim/containerd-shim-runc-v2" ]; then
+	echo "installing containerd-shim-runc-v2 $containerd_version into $shim" >&2
+	mkdir -p "$shim"
+	GOBIN="$shim" GOFLAGS=-mod=mod go install github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$containerd_version
+fi
