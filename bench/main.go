@@ -40,6 +40,7 @@ var registry = []func(env *Env) []*Row{
 	ext4Rows,
 	ocilayerRows,
 	cimRows,
+	cimStreamRows,
 	imageConvertRows,
 	cimTreeRows,
 	hnsRows,
