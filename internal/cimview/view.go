@@ -43,17 +43,20 @@ type View struct {
 	rootID cimfs.FileID
 
 	// nlink[id] is the number of names of file id (directories: 2 plus
-	// subdirectories), counted once at New; absent for IDs the walk did not
-	// reach. A map, not a slice: a corrupt image may use huge IDs.
+	// subdirectories), counted once at New, for directories and files with more
+	// than one name only: a file absent has one (or was not reached by the
+	// walk). A map, not a slice: a corrupt image may use huge IDs.
 	nlink map[cimfs.FileID]uint32
+	files int // distinct files the walk reached
 
 	mu    sync.Mutex                       // guards infos
 	infos map[cimfs.FileID]*cimfs.FileInfo // records read, bounded by infoCacheLimit
 }
 
 // infoCacheLimit bounds the record cache; readdirplus and lookups of the same
-// names read each record twice without it.
-const infoCacheLimit = 1 << 16
+// names read each record twice without it, and they come close together, so a
+// small cache serves them (and the helper's memory does not grow with the image).
+const infoCacheLimit = 1 << 12
 
 // stat returns the record of id, from the cache when it was read before: the
 // image never changes.
@@ -121,11 +124,29 @@ func New(im *cimfs.Image) *View {
 func (v *View) Image() *cimfs.Image { return v.im }
 
 // Files returns the number of distinct files in the tree.
-func (v *View) Files() int { return len(v.nlink) }
+func (v *View) Files() int { return v.files }
 
 func (v *View) countLinks() {
 	v.nlink = map[cimfs.FileID]uint32{}
-	bump := func(id cimfs.FileID, n uint32) { v.nlink[id] += n }
+	// met has a bit per file ID met: IDs are dense (the walk stats each one
+	// first, so only IDs of records the image has get here).
+	var met []uint64
+	bump := func(id cimfs.FileID, n uint32) {
+		w := int(id / 64)
+		if w >= len(met) {
+			met = append(met, make([]uint64, w+1-len(met))...)
+		}
+		if met[w]&(1<<(id%64)) == 0 {
+			met[w] |= 1 << (id % 64)
+			v.files++
+			if n == 1 {
+				return // a file's first name: the default count
+			}
+		} else if _, ok := v.nlink[id]; !ok && n == 1 {
+			n++ // a second name of a file: its first was not stored
+		}
+		v.nlink[id] += n
+	}
 	bump(v.rootID, 2)
 	seen := map[cimfs.FileID]bool{v.rootID: true}
 	stack := []cimfs.FileID{v.rootID}

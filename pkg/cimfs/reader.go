@@ -48,7 +48,7 @@ type regionFile struct {
 	objectIDs string // name of the object ID file in the image's directory, or "" if absent
 }
 
-const dirCacheLimit = 16 << 20
+const dirCacheLimit = 4 << 20
 
 // maxTableBytes bounds one link table: 64 Ki entries of 255-unit names fit in it.
 const maxTableBytes = 64 << 20
