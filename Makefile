@@ -56,6 +56,7 @@ demo: deps build
 
 bench: deps
 	@scripts/install-deps.sh bench
+	@scripts/install-go-peers.sh bench
 	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:

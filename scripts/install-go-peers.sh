@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Go programs that tests and benchmarks run beside ours as oracles,
 # into bin/peers of the repository. Idempotent: a peer already present is kept, so
-# the script is fast on every `make test`.
+# the script is fast on every `make test`. With the argument `bench` it also installs
+# the peers only benchmarks use.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers="$root/bin/peers"
@@ -48,6 +49,10 @@ if [ ! -x "$crane/crane" ]; then
 	mkdir -p "$crane"
 	GOBIN="$crane" GOFLAGS=-mod=mod go install github.com/google/go-containerregistry/cmd/crane@$crane_version
 fi
+
+# The rest is for `make bench` only (scripts/install-go-peers.sh bench): the tests do
+# not run it, so `make test` does not pay for building it.
+[ "${1:-}" = bench ] || exit 0
 
 # containerd, its ctr and its runc v2 shim: the peer of the container exec row's
 # memory figure (the shim's resident memory for the same container as our monitor's).
