@@ -101,4 +101,3 @@ func refused(err error) bool {
 	}
 	return false
 }
-
