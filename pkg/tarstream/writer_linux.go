@@ -33,9 +33,8 @@ func probeOutput(out *os.File) copyMode {
 
 // kernelCopy copies n bytes of src from off to the output's current position,
 // and returns the bytes copied and the mode to use from now on. When the kernel
-// refuses the copy before any byte moved (another file system, a file system
-// without the call, an output opened for appending), it returns 0, copyNone and
-// no error: the caller copies through user space. It stops early, without an
+// refuses the copy before any byte moved (a file system without the call, an
+// output opened for appending), it returns 0, copyNone and no error: the caller copies through user space. It stops early, without an
 // error, where src ends; the caller's own read then reports it.
 func kernelCopy(mode copyMode, out, src *os.File, off, n int64) (int64, copyMode, error) {
 	srcConn, err := src.SyscallConn()
@@ -83,6 +82,12 @@ func kernelCopy(mode copyMode, out, src *os.File, off, n int64) (int64, copyMode
 		cerr = err
 	}
 	if cerr != nil && done == 0 && refused(cerr) {
+		if mode == copyRange {
+			// copy_file_range refuses files on two file systems of a kind without
+			// a copy of its own (ext4 to ext4 on another device); sendfile
+			// splices between any two.
+			return kernelCopy(copySend, out, src, off, n)
+		}
 		return 0, copyNone, nil
 	}
 	if cerr != nil {

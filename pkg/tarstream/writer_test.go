@@ -277,3 +277,45 @@ func FuzzWriter(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteFileOtherFS copies from a file on another file system (tmpfs under
+// /dev/shm, where there is one) into a file in the test's directory.
+func TestWriteFileOtherFS(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "tarstream-")
+	if err != nil {
+		t.Skip("no /dev/shm:", err)
+	}
+	defer os.RemoveAll(shm)
+	data := bytes.Repeat([]byte("0123456789abcdef"), (KernelCopyMin+100)/16)
+	src := filepath.Join(shm, "src")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	h := &tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: int64(len(data)), ModTime: time.Unix(1, 1), Format: tar.FormatPAX}
+	tw := NewWriter(out)
+	tw.WriteHeader(h)
+	if n, err := tw.WriteFile(f, 0, h.Size); err != nil || n != h.Size {
+		t.Fatalf("WriteFile: %d, %v", n, err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	aw := tar.NewWriter(&want)
+	aw.WriteHeader(h)
+	aw.Write(data)
+	aw.Close()
+	if got, _ := os.ReadFile(out.Name()); !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("stream differs from archive/tar's")
+	}
+}
