@@ -13,7 +13,7 @@ const module = "github.com/hostcompute/hostcompute"
 // directly or not. Project packages are named without the module prefix.
 var allowed = map[string][]string{
 	"pkg/guid":       {},
-	"pkg/tarstream":  {},
+	"pkg/tarstream":  {"golang.org/x/sys/"},
 	"pkg/winfile":    {"pkg/guid"},
 	"pkg/vhd":        {"pkg/guid", "golang.org/x/sys/"},
 	"pkg/dmverity":   {"pkg/guid"},
@@ -21,7 +21,6 @@ var allowed = map[string][]string{
 	"pkg/ocilayer":   {"golang.org/x/sys/"},
 	"pkg/ext4":       {"pkg/ocilayer", "golang.org/x/sys/"},
 	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"pkg/tarstream":  {"golang.org/x/sys/"},
 	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "pkg/tarstream", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
 	"wclayer":        {"host", "pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
 	"computestorage": {"host", "pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
