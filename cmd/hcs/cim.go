@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -148,16 +147,12 @@ region and object ID files) and the time; -o json gives {"layer", "cim", "bytes"
 	return cmd
 }
 
-// cimBuildMemoryLimit is the Go heap's soft limit while a CIM is built: the
-// writer's state is fixed-size buffers and a page cache of its spill files, so
-// without the limit most of the heap would be garbage awaiting the collector.
-// GOMEMLIMIT in the environment overrides it.
-const cimBuildMemoryLimit = 48 << 20
-
 func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents []string) (retErr error) {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(cimBuildMemoryLimit))
-	}
+	// No soft heap limit by default: the writer's own state is bounded (spill
+	// files behind a fixed page cache), but the layer validator's name table still
+	// grows with the entries, and a limit near it made the collector run without
+	// pause (4 GiB input: 33 s at 79 MiB with a 48 MiB limit, 19 s at 134 MiB
+	// without). GOMEMLIMIT sets one for a caller that prefers memory to time.
 	start := time.Now()
 	if err := checkDestFolder(layer); err != nil {
 		return fmt.Errorf("create: %w", err)
