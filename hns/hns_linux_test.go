@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 
 	"github.com/hostcompute/hostcompute/internal/cnitest"
@@ -598,4 +599,47 @@ func TestDeleteRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, s, n, p, e)
+}
+
+// TestDeleteWhileOthersChangeIPTables deletes endpoints and networks while another
+// CNI user of the host creates and removes its own chains, as a second runtime does:
+// iptables-nft takes no lock, so the cleanup's reads catch those chains half made.
+func TestDeleteWhileOthersChangeIPTables(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	ipt, err := iptables.New()
+	if err != nil {
+		t.Skipf("iptables: %v", err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			chain := fmt.Sprintf("CNI-%012x%012x", os.Getpid(), i)
+			comment := []string{"-m", "comment", "--comment", "other runtime"}
+			_ = ipt.NewChain("nat", chain)
+			_ = ipt.Append("nat", chain, append([]string{"-d", "10.255.254.0/24"}, append(comment, "-j", "ACCEPT")...)...)
+			_ = ipt.Append("nat", chain, append([]string{"!", "-d", "224.0.0.0/4"}, append(comment, "-j", "MASQUERADE")...)...)
+			_ = ipt.ClearAndDeleteChain("nat", chain)
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for round := 0; round < 3; round++ {
+		n, p := testNetwork(t, s, TypeNAT)
+		e := testEndpoint(t, s, n, Endpoint{})
+		if err := s.DeleteEndpoint(ctx, e.ID); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		assertGone(t, s, n, p, e)
+	}
 }

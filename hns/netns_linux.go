@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/coreos/go-iptables/iptables"
@@ -194,9 +195,14 @@ func removeIPTablesRules(bridge string, subnets []netip.Prefix) error {
 				return fmt.Errorf("iptables -t %s: %w", table, err)
 			}
 			for _, chain := range chains {
-				rules, err := ipt.List(table, chain)
+				if perEndpointChain(chain) {
+					// A container's own chain matches addresses, never the
+					// bridge; its endpoint's deletion removes it.
+					continue
+				}
+				rules, err := listChain(ipt, table, chain)
 				if err != nil {
-					return fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
+					return err
 				}
 				for _, rule := range rules {
 					args, err := splitRule(rule)
@@ -235,9 +241,15 @@ func removeEndpointRules(containerID string, v6 bool) error {
 			}
 			targets := map[string]bool{}
 			for _, chain := range chains {
-				rules, err := ipt.List(table, chain)
+				rules, err := listChain(ipt, table, chain)
 				if err != nil {
-					return fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
+					if perEndpointChain(chain) {
+						// Another container's chain, caught mid-change by
+						// its own plugin run: ours are found through the
+						// tagged jumps in the shared chains.
+						continue
+					}
+					return err
 				}
 				for _, rule := range rules {
 					args, err := splitRule(rule)
@@ -262,6 +274,26 @@ func removeEndpointRules(containerID string, v6 bool) error {
 		}
 	}
 	return nil
+}
+
+// listChain lists a chain's rules as iptables -S prints them. Other CNI users change
+// the tables while we read them, and iptables-nft takes no lock (its --wait is a
+// no-op): a read can catch a chain being created or flushed and call it
+// "incompatible", or find it gone. A failed read is retried; a chain deleted
+// meanwhile has no rules left to remove.
+func listChain(ipt *iptables.IPTables, table, chain string) ([]string, error) {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var rules []string
+		if rules, err = ipt.List(table, chain); err == nil {
+			return rules, nil
+		}
+		if ok, cerr := ipt.ChainExists(table, chain); cerr == nil && !ok {
+			return nil, nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
 }
 
 // perEndpointChain reports whether chain is one a plugin made for one container
