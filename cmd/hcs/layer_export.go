@@ -90,6 +90,25 @@ func (a *app) export(ctx context.Context, w io.Writer, layer string, format comp
 	}
 	bar := a.progress("export", 0)
 	defer bar.Stop()
+	// An uncompressed tar without a progress bar goes straight into the output
+	// file, so that file data is copied by the kernel (see tarstream.Writer).
+	if bf, ok := w.(*bufferedFile); ok && format == compress.None && !bar.Enabled() {
+		f, start, err := bf.direct()
+		if err != nil {
+			return 0, err
+		}
+		if err := wclayer.ExportLayerToTar(ctx, f, layer, nil); err != nil {
+			return 0, err
+		}
+		if start < 0 {
+			return 0, nil // a pipe: the count is not reported
+		}
+		end, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, err
+		}
+		return end - start, nil
+	}
 	cw, err := compress.NewWriter(bar.Writer(w), format)
 	if err != nil {
 		return 0, err

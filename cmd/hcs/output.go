@@ -38,7 +38,7 @@ func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (in
 			}
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := &bufferedFile{bufio.NewWriterSize(f, 256<<10), f}
 	if n, err = write(bw); err != nil {
 		return 0, err
 	}
@@ -88,9 +88,36 @@ func (a *app) writeStdout(write func(w io.Writer) (int64, error)) error {
 	if progress.IsTerminal(a.stdout) {
 		return usageErrorf("refusing to write a tar to a terminal: give -f FILE or redirect standard output")
 	}
-	bw := bufio.NewWriterSize(a.stdout, 256<<10)
+	var bw interface {
+		io.Writer
+		Flush() error
+	} = bufio.NewWriterSize(a.stdout, 256<<10)
+	if f, ok := a.stdout.(*os.File); ok {
+		bw = &bufferedFile{bufio.NewWriterSize(f, 256<<10), f}
+	}
 	if _, err := write(bw); err != nil {
 		return err
 	}
 	return bw.Flush()
+}
+
+// bufferedFile is the buffered output of a command that writes to a file or to
+// standard output. A writer that can put data into the file by the kernel
+// (copy_file_range, sendfile) asks for the file itself with direct.
+type bufferedFile struct {
+	*bufio.Writer
+	f *os.File
+}
+
+// direct flushes the buffer and returns the file and its offset (-1 for a pipe),
+// so that the caller writes to it without the buffer from now on.
+func (b *bufferedFile) direct() (*os.File, int64, error) {
+	if err := b.Flush(); err != nil {
+		return nil, 0, err
+	}
+	off, err := b.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		off = -1
+	}
+	return b.f, off, nil
 }

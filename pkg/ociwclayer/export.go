@@ -2,17 +2,18 @@ package ociwclayer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -57,12 +58,14 @@ type EntryReader interface {
 
 // EncodeTar writes the entries of r to w as an OCI Windows layer tar, exactly as
 // ExportLayerToTar writes a layer folder; layer names the source in errors.
+//
+// When w is an *os.File (a file, or a pipe such as standard output), the data
+// of large files goes into it by the kernel (copy_file_range or sendfile, see
+// tarstream.Writer) rather than through this process; small files are read
+// straight into the tar's buffer.
 func EncodeTar(ctx context.Context, w io.Writer, layer string, r EntryReader) error {
-	// archive/tar writes every header block on its own; gather them.
-	bw := bufio.NewWriterSize(w, 1<<20)
-	tw := tar.NewWriter(bw)
-	buf := make([]byte, copyBufferSize)
-	small := make([]byte, smallFileSize)
+	tw := tarstream.NewWriter(w)
+	enc := &encoder{r: r, tw: tw, hdr: tar.Header{PAXRecords: map[string]string{}}}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -82,9 +85,9 @@ func EncodeTar(ctx context.Context, w io.Writer, layer string, r EntryReader) er
 			e = &c
 		}
 		it := &exportItem{e: e}
-		err = readEntry(r, it, small)
+		err = readEntry(r, it)
 		if err == nil {
-			err = writeEntry(tw, it, buf)
+			err = enc.writeEntry(it)
 		}
 		it.close()
 		if err != nil {
@@ -95,24 +98,29 @@ func EncodeTar(ctx context.Context, w io.Writer, layer string, r EntryReader) er
 			return &winlayer.EntryError{Layer: layer, Entry: e.Name, Op: "export", Err: err}
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return tw.Close()
 }
 
-// Files up to smallFileSize are read whole, in a few system calls, into one reused
-// buffer; larger ones are copied through.
+// encoder holds what writing one entry after another reuses.
+type encoder struct {
+	r   EntryReader
+	tw  *tarstream.Writer
+	hdr tar.Header // reused: the tar writer keeps nothing of a header
+}
+
+// Files up to smallFileSize are read whole, in a few system calls, straight into
+// the tar writer's buffer; larger ones are opened and copied by the kernel where the
+// output allows it.
 //
 // Measured on this project's benchmark machines, reading ahead in a second goroutine
 // was slower than this simple loop: the hand-offs and the larger working set cost more
 // than the overlap saved.
-const smallFileSize = 1 << 20
+const smallFileSize = tarstream.KernelCopyMin
 
-// exportItem is an entry with its contents read or opened.
+// exportItem is an entry with its contents opened.
 type exportItem struct {
 	e       *winlayer.Entry
-	data    []byte          // the data of a small file
+	small   bool            // the data is read in place with ReadDataInto
 	file    io.ReadCloser   // the data of a large file
 	streams []io.ReadCloser // alternate data streams, in e.Streams order
 }
@@ -141,16 +149,13 @@ func hasTarData(e *winlayer.Entry) bool {
 	return true
 }
 
-// readEntry reads a small file's data into small, or opens a large file's data, and
-// opens the alternate data streams.
-func readEntry(r EntryReader, it *exportItem, small []byte) error {
+// readEntry opens a large file's data and the alternate data streams; a small
+// file's data is read when it is written.
+func readEntry(r EntryReader, it *exportItem) error {
 	e := it.e
 	if hasTarData(e) {
-		if e.Size <= int64(len(small)) {
-			it.data = small[:e.Size]
-			if err := r.ReadDataInto(it.data); err != nil {
-				return fmt.Errorf("data changed while exporting: %w", err)
-			}
+		if e.Size < smallFileSize {
+			it.small = true
 		} else {
 			rc, err := r.OpenData()
 			if err != nil {
@@ -172,27 +177,30 @@ func readEntry(r EntryReader, it *exportItem, small []byte) error {
 	return nil
 }
 
-func writeEntry(tw *tar.Writer, it *exportItem, buf []byte) error {
-	e := it.e
+// header returns the reused header, reset.
+func (enc *encoder) header() *tar.Header {
+	recs := enc.hdr.PAXRecords
+	clear(recs)
+	enc.hdr = tar.Header{PAXRecords: recs, Format: tar.FormatPAX}
+	return &enc.hdr
+}
+
+func (enc *encoder) writeEntry(it *exportItem) error {
+	e, tw := it.e, enc.tw
 	if e.Removed {
-		return tw.WriteHeader(&tar.Header{
-			Name:     path.Dir(e.Name) + "/" + whiteoutPrefix + path.Base(e.Name),
-			Typeflag: tar.TypeReg,
-			ModTime:  time.Unix(0, 0),
-			Format:   tar.FormatPAX,
-		})
+		hdr := enc.header()
+		hdr.Name = path.Dir(e.Name) + "/" + whiteoutPrefix + path.Base(e.Name)
+		hdr.Typeflag = tar.TypeReg
+		hdr.ModTime = time.Unix(0, 0)
+		return tw.WriteHeader(hdr)
 	}
-	hdr := &tar.Header{
-		Name:       e.Name,
-		ModTime:    e.Info.LastWriteTime.Time(),
-		AccessTime: e.Info.LastAccessTime.Time(),
-		ChangeTime: e.Info.ChangeTime.Time(),
-		Format:     tar.FormatPAX,
-		PAXRecords: map[string]string{
-			paxFileAttr:     strconv.FormatUint(uint64(e.Info.FileAttributes), 10),
-			paxCreationTime: formatPAXTime(e.Info.CreationTime.Time()),
-		},
-	}
+	hdr := enc.header()
+	hdr.Name = e.Name
+	hdr.ModTime = e.Info.LastWriteTime.Time()
+	hdr.AccessTime = e.Info.LastAccessTime.Time()
+	hdr.ChangeTime = e.Info.ChangeTime.Time()
+	hdr.PAXRecords[paxFileAttr] = strconv.FormatUint(uint64(e.Info.FileAttributes), 10)
+	hdr.PAXRecords[paxCreationTime] = formatPAXTime(e.Info.CreationTime.Time())
 	if e.LinkTarget != "" {
 		// Later names of a hard-linked file: a tar link with the name's own times and
 		// attributes, no security descriptor.
@@ -242,51 +250,62 @@ func writeEntry(tw *tar.Writer, it *exportItem, buf []byte) error {
 		return err
 	}
 	switch {
-	case it.data != nil:
-		if _, err := tw.Write(it.data); err != nil {
-			return err
+	case it.small:
+		if err := tw.WriteInPlace(int(e.Size), enc.r.ReadDataInto); err != nil {
+			return fmt.Errorf("data changed while exporting: %w", err)
 		}
 	case it.file != nil:
-		n, err := io.CopyBuffer(tw, io.LimitReader(it.file, e.Size), buf)
-		if err != nil {
-			return err
-		}
-		if n != e.Size {
-			return fmt.Errorf("data changed while exporting: read %d of %d bytes", n, e.Size)
+		if err := copyData(tw, it.file, e.Size); err != nil {
+			return fmt.Errorf("data changed while exporting: %w", err)
 		}
 	}
+	mode, mt, at, ct := hdr.Mode, hdr.ModTime, hdr.AccessTime, hdr.ChangeTime
 	for i, s := range e.Streams {
-		if err := writeStream(tw, it.streams[i], e, hdr, s, buf); err != nil {
+		if err := enc.writeStream(it.streams[i], e, mode, mt, at, ct, s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// writeStream writes an alternate data stream as "<file>:<stream>" right after its file,
-// with the file's mode and times and no Windows records, as Windows producers do.
-func writeStream(tw *tar.Writer, rc io.Reader, e *winlayer.Entry, fileHdr *tar.Header, s winlayer.Stream, buf []byte) error {
-	sname := strings.TrimPrefix(s.Name, ":")
-	sname = strings.TrimSuffix(sname, ":$DATA")
-	hdr := &tar.Header{
-		Name:       e.Name + ":" + sname,
-		Typeflag:   tar.TypeReg,
-		Mode:       fileHdr.Mode,
-		Size:       s.Size,
-		ModTime:    fileHdr.ModTime,
-		AccessTime: fileHdr.AccessTime,
-		ChangeTime: fileHdr.ChangeTime,
-		Format:     tar.FormatPAX,
+// copyData writes size bytes of rc as the current entry's data: by the kernel
+// when rc is a file.
+func copyData(tw *tarstream.Writer, rc io.Reader, size int64) error {
+	var n int64
+	var err error
+	if f, ok := rc.(*os.File); ok {
+		n, err = tw.WriteFile(f, 0, size)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil // said below
+		}
+	} else {
+		n, err = io.Copy(tw, io.LimitReader(rc, size))
 	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	n, err := io.CopyBuffer(tw, io.LimitReader(rc, s.Size), buf)
 	if err != nil {
 		return err
 	}
-	if n != s.Size {
-		return fmt.Errorf("stream %s: read %d of %d bytes", s.Name, n, s.Size)
+	if n != size {
+		return fmt.Errorf("read %d of %d bytes", n, size)
+	}
+	return nil
+}
+
+// writeStream writes an alternate data stream as "<file>:<stream>" right after its file,
+// with the file's mode and times and no Windows records, as Windows producers do.
+func (enc *encoder) writeStream(rc io.Reader, e *winlayer.Entry, mode int64, mt, at, ct time.Time, s winlayer.Stream) error {
+	sname := strings.TrimPrefix(s.Name, ":")
+	sname = strings.TrimSuffix(sname, ":$DATA")
+	hdr := enc.header()
+	hdr.Name = e.Name + ":" + sname
+	hdr.Typeflag = tar.TypeReg
+	hdr.Mode = mode
+	hdr.Size = s.Size
+	hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = mt, at, ct
+	if err := enc.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if err := copyData(enc.tw, rc, s.Size); err != nil {
+		return fmt.Errorf("stream %s: %w", s.Name, err)
 	}
 	return nil
 }

@@ -20,6 +20,12 @@ const tarBlock = 512
 // reach the output in few large writes.
 const writeBufferSize = 1 << 20
 
+// headerRoom is the free space the buffer keeps for the next header: the buffer is
+// written out before it has less, so a header (security descriptors and other PAX
+// records are a few KiB) is appended without growing it. A larger header grows the
+// buffer for once; the next flush goes back to writeBufferSize.
+const headerRoom = 64 << 10
+
 // KernelCopyMin is the smallest data section WriteFile hands to the kernel
 // (copy_file_range or sendfile); smaller ones are read into the Writer's buffer,
 // where one read and a share of one large write cost less than flushing the buffer
@@ -81,6 +87,11 @@ func (tw *Writer) Offset() int64 { return tw.written + int64(len(tw.buf)) }
 func (tw *Writer) WriteHeader(hdr *tar.Header) error {
 	if err := tw.finishEntry(); err != nil {
 		return err
+	}
+	if cap(tw.buf)-len(tw.buf) < headerRoom {
+		if err := tw.flush(); err != nil {
+			return err
+		}
 	}
 	size, ok, err := tw.appendHeader(hdr)
 	if !ok {
@@ -257,18 +268,24 @@ func (tw *Writer) Close() error {
 }
 
 func (tw *Writer) maybeFlush() error {
-	if len(tw.buf) >= cap(tw.buf)-2*tarBlock {
+	if len(tw.buf) >= writeBufferSize-headerRoom {
 		return tw.flush()
 	}
 	return nil
 }
 
+// flush writes the buffer out. A buffer that a large header grew is dropped, so
+// the Writer's memory stays writeBufferSize whatever the input.
 func (tw *Writer) flush() error {
 	if len(tw.buf) == 0 {
 		return nil
 	}
 	err := tw.writeOut(tw.buf)
-	tw.buf = tw.buf[:0]
+	if cap(tw.buf) > writeBufferSize {
+		tw.buf = make([]byte, 0, writeBufferSize)
+	} else {
+		tw.buf = tw.buf[:0]
+	}
 	return err
 }
 

@@ -319,3 +319,37 @@ func TestWriteFileOtherFS(t *testing.T) {
 		t.Fatal("stream differs from archive/tar's")
 	}
 }
+
+// TestWriterBufferBounded writes many entries whose headers, data and padding do not
+// divide the buffer evenly, with a large header now and then, and checks that the
+// buffer never stays larger than writeBufferSize: memory must not grow with the
+// number of entries.
+func TestWriterBufferBounded(t *testing.T) {
+	tw := NewWriter(io.Discard)
+	sd := strings.Repeat("A", 3000)
+	data := make([]byte, 70_001)
+	peak := 0
+	for i := 0; i < 20_000; i++ {
+		recs := map[string]string{"MSWINDOWS.rawsd": sd}
+		if i%1000 == 999 {
+			recs["MSWINDOWS.rawsd"] = strings.Repeat("B", 900<<10) // more than the room the buffer keeps
+		}
+		n := i % len(data)
+		hdr := &tar.Header{Name: "Files/f" + strings.Repeat("x", i%200), Typeflag: tar.TypeReg, Size: int64(n), Mode: 0o644, Format: tar.FormatPAX, PAXRecords: recs}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 != 999 {
+			peak = max(peak, cap(tw.buf))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if peak > writeBufferSize {
+		t.Errorf("buffer grew to %d bytes, want at most %d", peak, writeBufferSize)
+	}
+}
