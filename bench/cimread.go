@@ -75,19 +75,7 @@ type cimImages struct {
 // Every side works on the same content: entries a Windows layer cannot hold
 // are removed from the tree first.
 func cimTreeRows(env *Env) []*Row {
-	rootfs := &cimInput{label: "Debian rootfs", extract: func(ctx context.Context, env *Env, dir string) (string, error) {
-		in, err := env.linuxRootfs(ctx)
-		if err != nil {
-			return "", err
-		}
-		if err := untar(ctx, in.Path, dir); err != nil {
-			return "", err
-		}
-		return in.Source, nil
-	}}
-	if env.Quick {
-		rootfs.label = "busybox rootfs"
-	}
+	rootfs := env.rootfsWindows()
 	large := sampletar.Options{Seed: env.Seed, Files: 4000, Bytes: 5 << 28, LargeFiles: 8}
 	if env.Quick {
 		large.Files, large.Bytes = 400, 128<<20
@@ -107,6 +95,30 @@ func cimTreeRows(env *Env) []*Row {
 		cimReadRow(rootfs, false), cimReadRow(rootfs, true),
 		cimReadRow(big, false), cimReadRow(big, true),
 	}
+}
+
+// rootfsWindows returns the Linux root file system input as a tree and a Windows
+// layer tar, one value shared by the CIM rows and the layer import row so that the
+// fixture is made once per invocation.
+func (env *Env) rootfsWindows() *cimInput {
+	if env.rootfsWin != nil {
+		return env.rootfsWin
+	}
+	rootfs := &cimInput{label: "Debian rootfs", extract: func(ctx context.Context, env *Env, dir string) (string, error) {
+		in, err := env.linuxRootfs(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := untar(ctx, in.Path, dir); err != nil {
+			return "", err
+		}
+		return in.Source, nil
+	}}
+	if env.Quick {
+		rootfs.label = "busybox rootfs"
+	}
+	env.rootfsWin = rootfs
+	return rootfs
 }
 
 // untar extracts a tar with GNU tar, as root keeping owners.

@@ -72,6 +72,7 @@ type Env struct {
 	lastDelete  time.Time // when bench last deleted files on the work disk
 	deleteStamp string    // file keeping lastDelete between invocations
 	fixtures    map[string]bool
+	rootfsWin   *cimInput // the Debian root file system as a Windows layer, shared by its rows
 }
 
 // logf prints a progress line to stderr.

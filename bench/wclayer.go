@@ -35,17 +35,24 @@ func wclayerRows(env *Env) []*Row {
 		return fmt.Sprintf("%s, %s files", sizeIEC(o.Bytes), countSI(o.Files))
 	}
 
-	durable := importRow(many, true)
+	durable := importRow(sampleImport(many), true)
 	durable.Name = fmt.Sprintf("windows layer import, durable (%s)", shape(many))
-	fast := importRow(many, false)
+	fast := importRow(sampleImport(many), false)
 	fast.Name = fmt.Sprintf("windows layer import, no sync (%s)", shape(many))
+	// A root file system's worth: many small files, symlinks and hard links, the
+	// shape of a real base layer rather than a generated one.
+	rootfs := env.rootfsWindows()
+	rootfsDurable := importRow(treeImport(rootfs), true)
+	rootfsDurable.Name = fmt.Sprintf("windows layer import, durable (%s)", rootfs.label)
+	rootfsFast := importRow(treeImport(rootfs), false)
+	rootfsFast.Name = fmt.Sprintf("windows layer import, no sync (%s)", rootfs.label)
 
 	exportDurable := exportRow(many, true)
 	exportDurable.Name = fmt.Sprintf("windows layer export, durable (%s)", shape(many))
 	exportFast := exportRow(many, false)
 	exportFast.Name = fmt.Sprintf("windows layer export, no sync (%s)", shape(many))
 
-	rss := importRow(large, true)
+	rss := importRow(sampleImport(large), true)
 	rss.Name = fmt.Sprintf("peak RSS importing a %s layer (%s files)", sizeIEC(large.Bytes), countSI(large.Files))
 	rss.Verdict = func(res *Result) []string {
 		got := maxRSS(res.Ours)
@@ -56,15 +63,46 @@ func wclayerRows(env *Env) []*Row {
 		return []string{fmt.Sprintf("goal ours peak RSS < %s: %s (%s)", sizeIEC(rssGoal), verdict, sizeIEC(got))}
 	}
 
-	return []*Row{durable, fast, exportDurable, exportFast, rss}
+	return []*Row{durable, fast, rootfsDurable, rootfsFast, exportDurable, exportFast, rss}
+}
+
+// importInput makes or finds the Windows layer tar an import row reads: its path,
+// a description for the report and its size.
+type importInput func(ctx context.Context, env *Env) (path, desc string, size int64, err error)
+
+// sampleImport is a generated sample tar.
+func sampleImport(o sampletar.Options) importInput {
+	return func(ctx context.Context, env *Env) (string, string, int64, error) {
+		in, err := env.sampleTar(ctx, o)
+		if err != nil {
+			return "", "", 0, err
+		}
+		return in.Path, in.String(), in.Size, nil
+	}
+}
+
+// treeImport is the Windows layer tar of a Linux tree (cimread.go), the same one
+// the CIM build rows read.
+func treeImport(in *cimInput) importInput {
+	return func(ctx context.Context, env *Env) (string, string, int64, error) {
+		t, err := in.prepareTree(ctx, env)
+		if err != nil {
+			return "", "", 0, err
+		}
+		st, err := os.Stat(t.winTar)
+		if err != nil {
+			return "", "", 0, err
+		}
+		return t.winTar, fmt.Sprintf("%s (%s): %s", filepath.Base(t.winTar), sizeIEC(st.Size()), t), st.Size(), nil
+	}
 }
 
 // importRow compares GNU tar extracting a layer tar with hcs layer import writing a
 // layer folder from it. With durable, both end with the data on stable storage: tar is
 // followed by sync -f (syncfs) on its directory, hcs syncs by default; without it tar
 // runs alone and hcs gets --no-sync.
-func importRow(o sampletar.Options, durable bool) *Row {
-	var in *sampleInput
+func importRow(input importInput, durable bool) *Row {
+	var inPath string
 	peer := "GNU tar -x"
 	ours := "hcs layer import --no-sync"
 	if durable {
@@ -77,16 +115,17 @@ func importRow(o sampletar.Options, durable bool) *Row {
 			if err := env.needGNUTar(ctx); err != nil {
 				return Setup{}, err
 			}
-			var err error
-			if in, err = env.sampleTar(ctx, o); err != nil {
+			path, desc, size, err := input(ctx, env)
+			if err != nil {
 				return Setup{}, err
 			}
-			return Setup{Input: in.String(), Bytes: in.Size, Warm: []string{in.Path}}, nil
+			inPath = path
+			return Setup{Input: desc, Bytes: size, Warm: []string{path}}, nil
 		},
 		Peer: Side{
 			Name: peer,
 			Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
-				cmds := []*exec.Cmd{env.command(ctx, "tar", tarQuiet, "-xf", in.Path, "-C", dir)}
+				cmds := []*exec.Cmd{env.command(ctx, "tar", tarQuiet, "-xf", inPath, "-C", dir)}
 				if durable {
 					cmds = append(cmds, env.command(ctx, "sync", "-f", dir))
 				}
@@ -100,7 +139,7 @@ func importRow(o sampletar.Options, durable bool) *Row {
 				if !durable {
 					args = append(args, "--no-sync")
 				}
-				args = append(args, "-f", in.Path, filepath.Join(dir, "layer"))
+				args = append(args, "-f", inPath, filepath.Join(dir, "layer"))
 				return &Run{Cmds: []*exec.Cmd{env.command(ctx, env.HCS, args...)}}, nil
 			},
 		},
