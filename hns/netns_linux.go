@@ -282,18 +282,20 @@ func removeEndpointRules(containerID string, v6 bool) error {
 // "incompatible", or find it gone. A failed read is retried; a chain deleted
 // meanwhile has no rules left to remove.
 func listChain(ipt *iptables.IPTables, table, chain string) ([]string, error) {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		var rules []string
-		if rules, err = ipt.List(table, chain); err == nil {
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		rules, err := ipt.List(table, chain)
+		if err == nil {
 			return rules, nil
 		}
 		if ok, cerr := ipt.ChainExists(table, chain); cerr == nil && !ok {
 			return nil, nil
 		}
-		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+		if attempt == attempts {
+			return nil, fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
+		}
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
 }
 
 // perEndpointChain reports whether chain is one a plugin made for one container

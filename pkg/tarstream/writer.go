@@ -88,10 +88,9 @@ func (tw *Writer) WriteHeader(hdr *tar.Header) error {
 	if err := tw.finishEntry(); err != nil {
 		return err
 	}
-	if cap(tw.buf)-len(tw.buf) < headerRoom {
-		if err := tw.flush(); err != nil {
-			return err
-		}
+	// Data written since the last header may have left less than headerRoom.
+	if err := tw.maybeFlush(); err != nil {
+		return err
 	}
 	size, ok, err := tw.appendHeader(hdr)
 	if !ok {
