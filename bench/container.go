@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // containerGoal is the issue's goal for both rows: ours at most this many times
@@ -46,13 +48,20 @@ func containerRows(env *Env) []*Row {
 			return err
 		}
 		bundle = filepath.Join(dir, "bundle")
-		runcRoot = filepath.Join(dir, "runc")
-		// State in /run (tmpfs), as by default: records are synced, and /run
-		// makes that free, as on a real host.
+		// Both sides keep their state on a tmpfs, as by default on a real host
+		// (/run/hostcompute, /run/runc; /run is a tmpfs there, where it is on
+		// the root disk of some machines, this one included): our records are
+		// synced, and a tmpfs makes that free, as it is in use.
 		var err error
 		if state, err = os.MkdirTemp("/run", "hostcompute-bench-"); err != nil {
 			return err
 		}
+		if err := unix.Mount("tmpfs", state, "tmpfs", 0, "mode=0700"); err != nil {
+			os.Remove(state)
+			state = ""
+			return fmt.Errorf("mounting a tmpfs for the state: %w", err)
+		}
+		runcRoot = filepath.Join(state, "peer-runc")
 		return writeBundle(bundle, rootfs)
 	}
 	runRow := &Row{
@@ -62,7 +71,7 @@ func containerRows(env *Env) []*Row {
 				return Setup{}, err
 			}
 			return Setup{Input: "busybox-static as a directory layer; start to exit of /bin/true, container removed",
-				Notes: []string{"ours: `hcs run -l LAYER -- /bin/true` (overlay over the layer with a scratch folder, monitor, runc run --detach, removal); peer: `runc run` of a bundle over the same tree, then `runc delete`"}}, nil
+				Notes: []string{"ours: `hcs run -l LAYER -- /bin/true` (overlay over the layer with a scratch folder, monitor, runc run --detach, removal); peer: `runc run` of a bundle over the same tree, then `runc delete`; both keep their state on a tmpfs, as under /run on a real host"}}, nil
 		},
 		Peer: Side{Name: "runc run + delete", Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
 			id := fmt.Sprintf("bench-run-%d-%d", os.Getpid(), run)
@@ -76,9 +85,7 @@ func containerRows(env *Env) []*Row {
 		}},
 		Verdict: func(res *Result) []string { return containerGoalNote(res, "start to exit") },
 		Teardown: func(env *Env) error {
-			if state != "" {
-				os.RemoveAll(state)
-			}
+			removeState(state)
 			return nil
 		},
 	}
@@ -152,11 +159,20 @@ func containerRows(env *Env) []*Row {
 		Teardown: func(env *Env) error {
 			exec.Command("runc", "--root", runcRoot, "delete", "--force", execID).Run()
 			ourEnv(exec.Command(env.HCS, "container", "rm", "-f", execID)).Run()
-			os.RemoveAll(state)
+			removeState(state)
 			return nil
 		},
 	}
 	return []*Row{runRow, execRow}
+}
+
+// removeState unmounts the rows' state tmpfs and removes its mount point.
+func removeState(state string) {
+	if state == "" {
+		return
+	}
+	unix.Unmount(state, unix.MNT_DETACH)
+	os.RemoveAll(state)
 }
 
 func containerGoalNote(res *Result, what string) []string {

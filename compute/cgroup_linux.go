@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hostcompute/hostcompute/internal/mountinfo"
@@ -57,23 +58,30 @@ func removeCgroups(id string) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, d := range dirs {
+	// One hierarchy at a time would pay each rmdir's wait (cgroup v1 removal
+	// waits for the kernel's grace period) one after another: a dozen
+	// hierarchies made that the larger part of a short container's stop.
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, d := range dirs {
 		if !exists(d) {
 			continue
 		}
-		var err error
-		for try := 0; try < 100; try++ {
-			killCgroup(d)
-			if err = removeTree(d); err == nil {
-				break
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			for try := 0; try < 100; try++ {
+				killCgroup(d)
+				if err = removeTree(d); err == nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", d, err))
-		}
+			errs[i] = fmt.Errorf("removing cgroup %s: %w", d, err)
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +28,30 @@ type Container struct {
 	id  string
 	dir string
 	rec *record
+	// local is the container's monitor when it runs in this process
+	// (InProcessMonitor); nil when it has a process of its own.
+	local *monitor
+}
+
+// CreateOption changes how Create makes a container.
+type CreateOption func(*createOptions)
+
+type createOptions struct {
+	inProcess bool
+}
+
+// InProcessMonitor runs the container's monitor in the calling process, on
+// goroutines, instead of in a process of its own: for a caller that stays until
+// the container has stopped and removes it, as `hcs run` does (and as `runc
+// run` without --detach supervises its container itself). It spares starting a
+// monitor process and the calls to it. Other processes open and drive the
+// container as any other. The calling process becomes the child subreaper of
+// the container's processes; it reaps only those (and the runc commands it
+// runs), never its other children. Should the process die before the
+// container has stopped, the container's monitor is gone: the next Open cleans
+// the container up, as after a killed monitor.
+func InProcessMonitor() CreateOption {
+	return func(o *createOptions) { o.inProcess = true }
 }
 
 // Process is a handle on a process of a container.
@@ -44,7 +70,11 @@ func newRunc(dir string) *runc.Runc {
 // Create makes the container cfg describes: its root file system, its record
 // and its monitor. It does not start a process (Start does). On failure
 // nothing of it is left.
-func Create(ctx context.Context, cfg Config) (_ *Container, err error) {
+func Create(ctx context.Context, cfg Config, opts ...CreateOption) (_ *Container, err error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	fail := func(err error) (*Container, error) { return nil, &Error{ID: cfg.ID, Op: "create", Err: err} }
 	if !ValidID(cfg.ID) {
 		return fail(fmt.Errorf("%w: container ID %q: want 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit", ErrInvalidArgument, cfg.ID))
@@ -90,15 +120,79 @@ func Create(ctx context.Context, cfg Config) (_ *Container, err error) {
 	if err := writeJSON(filepath.Join(dir, recordFile), r); err != nil {
 		return fail(err)
 	}
-	if err := startMonitor(dir); err != nil {
+	var local *monitor
+	if o.inProcess {
+		local, err = startLocalMonitor(dir)
+	} else {
+		err = startMonitor(dir)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	crashPoint("create-after-monitor")
 	r.Phase = "created"
 	if err := writeJSON(filepath.Join(dir, recordFile), r); err != nil {
+		if local != nil {
+			local.abandon()
+		}
 		return fail(err)
 	}
-	return &Container{id: cfg.ID, dir: dir, rec: r}, nil
+	return &Container{id: cfg.ID, dir: dir, rec: r, local: local}, nil
+}
+
+// startLocalMonitor starts the monitor of the container in dir on goroutines of
+// this process (InProcessMonitor). Its log is monitor.log, as a monitor
+// process's is.
+func startLocalMonitor(dir string) (*monitor, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, monitorLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMonitor(dir, true, log.New(logf, "", log.LstdFlags))
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting the monitor: %w", err)
+	}
+	localMu.Lock()
+	localMonitors[dir] = m
+	localMu.Unlock()
+	go func() {
+		if err := m.serveAll(); err != nil && !m.abandoned.Load() {
+			m.log.Print("serving: ", err)
+		}
+		localMu.Lock()
+		delete(localMonitors, dir)
+		localMu.Unlock()
+		logf.Close()
+	}()
+	return m, nil
+}
+
+// The monitors running in this process, by container directory.
+var (
+	localMu       sync.Mutex
+	localMonitors = map[string]*monitor{}
+)
+
+// endLocalMonitor is endMonitor for a monitor of this process: it is given
+// grace to finish serving, then abandoned. It reports false when dir has no
+// monitor here.
+func endLocalMonitor(dir string, grace time.Duration) bool {
+	localMu.Lock()
+	m := localMonitors[dir]
+	localMu.Unlock()
+	if m == nil {
+		return false
+	}
+	if grace > 0 {
+		select {
+		case <-m.done:
+			return true
+		case <-time.After(grace):
+		}
+	}
+	m.abandon()
+	return true
 }
 
 // startMonitor re-executes this binary as the container's monitor and waits

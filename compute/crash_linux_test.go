@@ -20,7 +20,7 @@ import (
 // helperRequest is what a test asks of the test binary re-executed as a caller
 // in another process.
 type helperRequest struct {
-	Action string // "create-start-exec", "open-process"
+	Action string // "create-start-exec", "open-process", "inprocess-run", "inprocess-serve"
 	Config Config
 	ID     string
 	Pid    int
@@ -44,6 +44,8 @@ func TestHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	switch req.Action {
+	case "inprocess-run", "inprocess-serve":
+		inProcessHelper(req)
 	case "create-start-exec":
 		c, err := Create(ctx, req.Config)
 		if err != nil {
@@ -92,11 +94,16 @@ func TestHelperProcess(t *testing.T) {
 // helper runs req in another process, with the crash hook at step.
 func helper(t *testing.T, req helperRequest, step string) (string, error) {
 	t.Helper()
+	out, err := helperCommand(req, step).CombinedOutput()
+	return string(out), err
+}
+
+// helperCommand is the command of the helper process doing req.
+func helperCommand(req helperRequest, step string) *exec.Cmd {
 	data, _ := json.Marshal(req)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envHelperRequest+"="+string(data), "HOSTCOMPUTE_COMPUTE_CRASH="+step)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd
 }
 
 func baseConfig(t *testing.T) Config {

@@ -31,6 +31,13 @@
 // wait, resize) on an abstract unix socket. A container thus outlives the
 // process that created it, and [Open] from any other process drives it.
 //
+// A caller that waits for its container and removes it (hcs run) may run the
+// monitor itself instead, on goroutines ([InProcessMonitor]), as `runc run`
+// without --detach supervises its container: the same monitor, serving the
+// same socket, without a process to start and call. The caller then reaps only
+// the container's processes and its runc commands, never its other children;
+// should it die first, its container is one whose monitor died.
+//
 // # State and crashes
 //
 // Each container has a directory StateDir()/<id>/ (StateDir is compute/

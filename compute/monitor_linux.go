@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,10 +64,16 @@ type mproc struct {
 }
 
 type monitor struct {
-	dir    string
-	rec    *record
-	runc   *runc.Runc
-	reaper *reaper
+	dir       string
+	rec       *record
+	runc      *runc.Runc
+	reaper    *reaper
+	lock      *os.File // monitor.lock, held while serving
+	listener  *net.UnixListener
+	inProcess bool
+	log       *log.Logger
+	done      chan struct{} // closed when serveAll has returned
+	abandoned atomic.Bool
 
 	mu       sync.Mutex
 	init     *mproc
@@ -81,52 +88,79 @@ type monitor struct {
 
 func runMonitor(dir string, ready *os.File) error {
 	debug.SetGCPercent(50)
-	lock, err := flock(filepath.Join(dir, monitorLock), unix.LOCK_EX, true)
-	if err != nil {
-		fmt.Fprintln(ready, "taking the monitor lock:", err)
-		return err
-	}
-	defer lock.Close()
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(ready, "becoming a subreaper:", err)
-		return err
-	}
-	r, err := readRecord(dir)
+	m, err := newMonitor(dir, false, log.New(os.Stderr, "", log.LstdFlags))
 	if err != nil {
 		fmt.Fprintln(ready, err)
 		return err
 	}
-	m := &monitor{dir: dir, rec: r, procs: map[int]*mproc{}, stopped: make(chan struct{}), reaper: newReaper(),
-		runc: &runc.Runc{Root: runcRoot(), Log: filepath.Join(dir, runcLog), LogFormat: runc.JSON, PdeathSignal: unix.SIGKILL}}
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: socketName(dir), Net: "unixpacket"})
-	if err != nil {
-		fmt.Fprintln(ready, "listening:", err)
-		return err
-	}
-	if err := writeAtomic(filepath.Join(dir, monitorPid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
-		fmt.Fprintln(ready, err)
-		return err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, procsDir), 0o700); err != nil {
-		fmt.Fprintln(ready, err)
-		return err
-	}
-	runc.Monitor = m.reaper
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
 	crashPoint("monitor-ready")
 	// A monitor idles for its container's life: what start-up allocated goes
 	// back to the system now, and after each request.
 	go debug.FreeOSMemory()
+	return m.serveAll()
+}
+
+// newMonitor makes the monitor of the container in dir: it takes the monitor
+// lock, makes this process the child subreaper, and listens on the container's
+// socket. inProcess says it serves from goroutines of its caller's process
+// (see InProcessMonitor) rather than from a process of its own.
+func newMonitor(dir string, inProcess bool, logger *log.Logger) (_ *monitor, err error) {
+	lock, err := flock(filepath.Join(dir, monitorLock), unix.LOCK_EX, true)
+	if err != nil {
+		return nil, fmt.Errorf("taking the monitor lock: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("becoming a subreaper: %w", err)
+	}
+	r, err := readRecord(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &monitor{dir: dir, rec: r, procs: map[int]*mproc{}, stopped: make(chan struct{}), done: make(chan struct{}),
+		lock: lock, inProcess: inProcess, log: logger,
+		runc: &runc.Runc{Root: runcRoot(), Log: filepath.Join(dir, runcLog), LogFormat: runc.JSON, PdeathSignal: unix.SIGKILL}}
+	if inProcess {
+		// The container's processes are not in the caller's process group,
+		// so that the terminal's signals reach the caller alone, as they reach
+		// a monitor of its own session.
+		m.runc.Setpgid = true
+	}
+	m.reaper = reaperFor(inProcess)
+	if m.listener, err = net.ListenUnix("unixpacket", &net.UnixAddr{Name: socketName(dir), Net: "unixpacket"}); err != nil {
+		return nil, fmt.Errorf("listening: %w", err)
+	}
+	if err := writeAtomic(filepath.Join(dir, monitorPid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		m.listener.Close()
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, procsDir), 0o700); err != nil {
+		m.listener.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// serveAll answers requests until the container has stopped and every
+// request being served is answered, then releases the monitor lock.
+func (m *monitor) serveAll() error {
+	defer close(m.done)
+	defer m.lock.Close()
 	go func() {
 		<-m.stopped
 		// Connections being served are answered (the loop waits for them);
 		// later ones are refused and read the records.
-		l.Close()
+		m.listener.Close()
 	}()
 	var wg sync.WaitGroup
 	for {
-		c, err := l.AcceptUnix()
+		c, err := m.listener.AcceptUnix()
 		if err != nil {
 			select {
 			case <-m.stopped:
@@ -144,10 +178,28 @@ func runMonitor(dir string, ready *os.File) error {
 			defer wg.Done()
 			m.serve(c)
 			c.Close()
-			// After the answer, off the caller's path.
-			debug.FreeOSMemory()
+			if !m.inProcess && !m.isStopping() {
+				// After the answer, off the caller's path.
+				debug.FreeOSMemory()
+			}
 		}()
 	}
+}
+
+// abandon stops serving at once, whatever the container's state, and waits
+// until the monitor lock is released: for a monitor in a caller's process
+// whose container is being cleaned up (a failed Create, or a cleanup that
+// found it still serving).
+func (m *monitor) abandon() {
+	m.abandoned.Store(true)
+	m.listener.Close()
+	<-m.done
+}
+
+func (m *monitor) isStopping() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopping
 }
 
 func (m *monitor) serve(c *net.UnixConn) {
@@ -409,7 +461,7 @@ func (m *monitor) reaped(p *mproc, ws unix.WaitStatus) {
 		e.Code = ws.ExitStatus()
 	}
 	if err := writeJSON(exitPath(m.dir, p.rec.Pid), e); err != nil {
-		log.Printf("recording the exit of %d: %v", p.rec.Pid, err)
+		m.log.Printf("recording the exit of %d: %v", p.rec.Pid, err)
 	}
 	m.mu.Lock()
 	p.exit = e
@@ -428,6 +480,14 @@ func (m *monitor) reaped(p *mproc, ws unix.WaitStatus) {
 func (m *monitor) signal(pid int, sig syscall.Signal) *response {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if pid == 0 && m.starting {
+		// A signal for the init being started is for the process it will be
+		// (it may run already: runc returns once it has started it).
+		end := m.startEnd
+		m.mu.Unlock()
+		<-end
+		m.mu.Lock()
+	}
 	p := m.lookup(pid)
 	if p == nil {
 		if pid == 0 {
@@ -557,10 +617,10 @@ func (m *monitor) finish(initExit *Exit) {
 		errs = append(errs, err.Error())
 	}
 	for _, e := range errs {
-		log.Print(e)
+		m.log.Print(e)
 	}
 	if err := writeJSON(filepath.Join(m.dir, stoppedFile), &stopRecord{Time: time.Now().UTC(), InitExit: initExit, CleanupErrors: errs}); err != nil {
-		log.Print("recording the stop: ", err)
+		m.log.Print("recording the stop: ", err)
 	}
 	close(m.stopped)
 }

@@ -18,7 +18,12 @@ import (
 // anything else that lands here (runc's intermediate processes, an exec that
 // failed half-way). An unreaped zombie in the container's PID namespace would
 // keep the namespace's init from ever finishing its exit.
+//
+// In a caller's process (InProcessMonitor) it reaps only the children it was
+// told of — the runc commands and the container processes it watches — each
+// with its own wait4: the caller's other children are its own to wait for.
 type reaper struct {
+	own       bool // reap only the pids registered
 	mu        sync.Mutex
 	commands  map[int]chan runc.Exit
 	processes map[int]func(unix.WaitStatus)
@@ -30,16 +35,76 @@ type unclaimedExit struct {
 	time time.Time
 }
 
-func newReaper() *reaper {
-	r := &reaper{commands: map[int]chan runc.Exit{}, processes: map[int]func(unix.WaitStatus){}, unclaimed: map[int]unclaimedExit{}}
+var (
+	theReaper     *reaper
+	theReaperOnce sync.Once
+)
+
+// reaperFor returns the process's one reaper (there is one SIGCHLD and one
+// go-runc process monitor per process), made on first use: in a process of its
+// own a monitor reaps every child; in a caller's process, only its own.
+func reaperFor(inProcess bool) *reaper {
+	theReaperOnce.Do(func() {
+		theReaper = newReaper(inProcess)
+		runc.Monitor = theReaper
+	})
+	return theReaper
+}
+
+func newReaper(own bool) *reaper {
+	r := &reaper{own: own, commands: map[int]chan runc.Exit{}, processes: map[int]func(unix.WaitStatus){}, unclaimed: map[int]unclaimedExit{}}
 	ch := make(chan os.Signal, 32)
 	signal.Notify(ch, unix.SIGCHLD)
 	go func() {
 		for range ch {
-			r.reapAll()
+			if r.own {
+				r.reapOwn()
+			} else {
+				r.reapAll()
+			}
 		}
 	}()
 	return r
+}
+
+// reapOwn reaps the registered children that have exited.
+func (r *reaper) reapOwn() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid := range r.commands {
+		r.reapPidLocked(pid)
+	}
+	for pid := range r.processes {
+		r.reapPidLocked(pid)
+	}
+}
+
+// reapPidLocked reaps pid if it has exited and hands its status to whoever
+// registered it.
+func (r *reaper) reapPidLocked(pid int) {
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	for err == unix.EINTR {
+		got, err = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	}
+	if err == unix.ECHILD {
+		// Not (or no longer) a child: a process that was never ours to reap.
+		// Its watcher learns nothing more; a status of "killed" says so.
+		ws = unix.WaitStatus(unix.SIGKILL)
+	} else if got != pid {
+		return
+	}
+	r.deliverLocked(pid, ws)
+}
+
+func (r *reaper) deliverLocked(pid int, ws unix.WaitStatus) {
+	if ch, ok := r.commands[pid]; ok {
+		delete(r.commands, pid)
+		ch <- runc.Exit{Timestamp: time.Now(), Pid: pid, Status: exitStatus(ws)}
+	} else if fn, ok := r.processes[pid]; ok {
+		delete(r.processes, pid)
+		go fn(ws)
+	}
 }
 
 func (r *reaper) reapAll() {
@@ -53,12 +118,10 @@ func (r *reaper) reapAll() {
 			return
 		}
 		r.mu.Lock()
-		if ch, ok := r.commands[pid]; ok {
-			delete(r.commands, pid)
-			ch <- runc.Exit{Timestamp: time.Now(), Pid: pid, Status: exitStatus(ws)}
-		} else if fn, ok := r.processes[pid]; ok {
-			delete(r.processes, pid)
-			go fn(ws)
+		if _, ok := r.commands[pid]; ok {
+			r.deliverLocked(pid, ws)
+		} else if _, ok := r.processes[pid]; ok {
+			r.deliverLocked(pid, ws)
 		} else {
 			now := time.Now()
 			for p, u := range r.unclaimed {
@@ -85,6 +148,11 @@ func (r *reaper) watch(pid int, fn func(unix.WaitStatus)) {
 		return
 	}
 	r.processes[pid] = fn
+	if r.own {
+		// It may have exited before it was registered: its SIGCHLD found
+		// nothing to reap then.
+		r.reapPidLocked(pid)
+	}
 }
 
 func exitStatus(ws unix.WaitStatus) int {

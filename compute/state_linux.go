@@ -196,6 +196,11 @@ func exists(path string) bool {
 // says pid, is gone: it is given grace to end by itself, then killed. Its end
 // is awaited through a pidfd (poll wakes at its exit), not by polling its lock.
 func endMonitor(dir string, pid int, grace time.Duration) {
+	if pid == os.Getpid() {
+		// A monitor in this process (InProcessMonitor): never a signal.
+		endLocalMonitor(dir, grace)
+		return
+	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return

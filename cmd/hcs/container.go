@@ -696,6 +696,32 @@ func (a *app) newContainerInspectCommand() *cobra.Command {
 	}
 }
 
+// forwardSignals sends the first signal of sigs to c's init process and kills
+// c at the second (or at the first when there is no init to take it), until
+// stop is closed; killed then says whether it killed c.
+func forwardSignals(c *compute.Container, sigs <-chan os.Signal, stop <-chan struct{}, killed chan<- bool) {
+	ctx := context.Background()
+	n, kill := 0, false
+	for {
+		select {
+		case s := <-sigs:
+			n++
+			sig, _ := s.(syscall.Signal)
+			if n == 1 {
+				err := c.Signal(ctx, 0, sig)
+				if err == nil || errors.Is(err, compute.ErrStopped) {
+					continue
+				}
+			}
+			kill = true
+			c.Kill(ctx)
+		case <-stop:
+			killed <- kill
+			return
+		}
+	}
+}
+
 func (a *app) newRunCommand() *cobra.Command {
 	var (
 		f    containerFlags
@@ -712,6 +738,11 @@ func (a *app) newRunCommand() *cobra.Command {
 standard streams (-t: this terminal, raw, resized with it; -i: standard input),
 wait for it and remove the container (--keep leaves it). The exit status is the
 command's. Without --scratch the scratch is a temporary folder, removed too.
+This command is the container's monitor (no monitor process of its own).
+
+SIGINT and SIGTERM go to COMMAND, as runc run forwards them (a PID 1 without a
+handler ignores them); a second one kills the container, which is removed, and
+the exit status is 130.
 
 --image NAME runs a stored image (hcs image pull, append) of the store under
 --root: its layers, unpacked in the layer store, are the container's read-only
@@ -754,15 +785,33 @@ applied: give COMMAND.
 			if err != nil {
 				return err
 			}
-			c, err := compute.Create(ctx, cfg)
+			// Signals go to the container's init, as runc run forwards them;
+			// a second one kills the container, which is then removed.
+			ownSignals.Store(true)
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, signals...)
+			defer signal.Stop(sigs)
+			// This command stays until the container has stopped, so it is
+			// the container's monitor itself, as runc run without --detach
+			// supervises its container: no monitor process to start.
+			c, err := compute.Create(ctx, cfg, compute.InProcessMonitor())
 			if err != nil {
 				return err
 			}
 			if !keep {
 				defer c.Delete(context.WithoutCancel(ctx), true)
 			}
+			stop := make(chan struct{})
+			killed := make(chan bool, 1)
+			go forwardSignals(c, sigs, stop, killed)
 			p.detach = false
-			return a.runProcess(ctx, c, true, &p, args)
+			// The first signal cancels ctx; from here on it is forwarded.
+			err = a.runProcess(context.WithoutCancel(ctx), c, true, &p, args)
+			close(stop)
+			if <-killed {
+				return fmt.Errorf("the container was killed: %w", context.Canceled)
+			}
+			return err
 		}),
 	}
 	f.register(cmd)

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // busyboxDir makes a directory layer with busybox and its links.
@@ -106,5 +110,76 @@ func TestContainerCommands(t *testing.T) {
 		if e.Name() != "runc" {
 			t.Errorf("state left: %s", e.Name())
 		}
+	}
+}
+
+// TestRunSignals: hcs run forwards a signal to the container's init, and a
+// second one kills the container, which is removed; nothing is left either way.
+func TestRunSignals(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("containers need root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc not installed")
+	}
+	bin := hcsBinary(t)
+	layer := busyboxDir(t)
+	for _, tc := range []struct {
+		name    string
+		script  string
+		signals int
+		code    int
+		out     string
+	}{
+		// sh as PID 1 takes SIGINT through its trap.
+		{"forwarded", `trap "echo got; exit 5" INT; echo ready; while true; do sleep 0.05; done`, 1, 5, "ready\ngot\n"},
+		// A PID 1 without a handler ignores it: the second signal kills.
+		{"second kills", `echo ready; exec sleep 100`, 2, exitInterrupted, "ready\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := t.TempDir()
+			cmd := exec.Command(bin, "run", "-l", layer, "--", "sh", "-c", tc.script)
+			cmd.Env = append(os.Environ(), "HOSTCOMPUTE_COMPUTE_STATE_DIR="+state)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r := bufio.NewReader(stdout)
+			line, _ := r.ReadString('\n')
+			if line != "ready\n" {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("first line %q; stderr %s", line, errb.String())
+			}
+			for i := 0; i < tc.signals; i++ {
+				cmd.Process.Signal(syscall.SIGINT)
+				time.Sleep(300 * time.Millisecond)
+			}
+			rest, _ := io.ReadAll(r)
+			err = cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got := line + string(rest); got != tc.out || code != tc.code {
+				t.Errorf("output %q exit %d, want %q exit %d; stderr %s", got, code, tc.out, tc.code, errb.String())
+			}
+			ents, _ := os.ReadDir(state)
+			for _, e := range ents {
+				if e.Name() != "runc" {
+					t.Errorf("state left: %s", e.Name())
+				}
+			}
+			if runc, _ := os.ReadDir(filepath.Join(state, "runc")); len(runc) > 0 {
+				t.Errorf("runc state left: %v", runc)
+			}
+		})
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hostcompute/hostcompute/internal/staging"
@@ -88,6 +89,11 @@ func isLongCommand(args []string) bool {
 
 // signals are the signals that interrupt a command.
 var signals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
+// ownSignals is set by a command that handles the signals after the first
+// itself (hcs run forwards them to its container): the default handling does
+// not come back for them.
+var ownSignals atomic.Bool
 
 // supervise runs args in a worker and returns the exit code.
 func supervise(args []string) int {
@@ -276,7 +282,9 @@ func workerSignals(worker bool) (context.Context, func()) {
 		}
 		cancel()
 		if !worker {
-			signal.Reset(signals...)
+			if !ownSignals.Load() {
+				signal.Reset(signals...)
+			}
 			return
 		}
 		for range sig {
