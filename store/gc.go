@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,12 +82,14 @@ func (m *mountRecord) alive() bool {
 	return m.PID > 0 && processStart(m.PID) == m.Start
 }
 
-var selfStart = processStart(os.Getpid())
+// selfStart is this process's start time, read when first needed (not at
+// start-up, which every process linking the store would pay).
+var selfStart = sync.OnceValue(func() uint64 { return processStart(os.Getpid()) })
 
 // addMountRecord records that the calling process is about to mount at target.
 func addMountRecord(tx *txn, key, target string) error {
 	_, _, _, mb := buckets(tx)
-	v, err := json.Marshal(mountRecord{Target: target, Key: key, PID: os.Getpid(), Start: selfStart})
+	v, err := json.Marshal(mountRecord{Target: target, Key: key, PID: os.Getpid(), Start: selfStart()})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -42,21 +43,23 @@ const (
 
 // bootID identifies this boot of the machine: /proc/sys/kernel/random/boot_id,
 // a random UUID the kernel draws at boot.
-var bootID = func() string {
+// It is read when first needed.
+var bootID = sync.OnceValue(func() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}()
+})
 
 // volatilePath is the volatile file of this boot, "" when the boot ID cannot be
 // read (then Prepare and View sync their records like every other operation).
 func (s *Store) volatilePath() string {
-	if bootID == "" || strings.ContainsAny(bootID, "/\x00") {
+	id := bootID()
+	if id == "" || strings.ContainsAny(id, "/\x00") {
 		return ""
 	}
-	return s.path(volatilePrefix + bootID + volatileSuffix)
+	return s.path(volatilePrefix + id + volatileSuffix)
 }
 
 // staleVolatileFiles lists the volatile files of earlier boots.

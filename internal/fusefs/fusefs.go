@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"time"
 
 	"github.com/hostcompute/hostcompute/internal/state"
@@ -98,10 +97,21 @@ const (
 // under the state root (package internal/state).
 func StateDir() string { return state.Dir(state.FUSE) }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
+// validID reports whether id is 1 to 64 letters, digits, '.', '_' or '-', and
+// not "." or "..". A loop, not a regular expression compiled at start-up: every
+// hcs process, each container monitor included, would pay for it.
 func validID(id string) bool {
-	return idPattern.MatchString(id) && id != "." && id != ".."
+	if len(id) == 0 || len(id) > 64 || id == "." || id == ".." {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Names in the kernel's mount table.
