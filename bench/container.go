@@ -163,7 +163,48 @@ func containerRows(env *Env) []*Row {
 			return nil
 		},
 	}
-	return []*Row{runRow, execRow}
+	// The same execs through the compute API from a running program: what a
+	// program that drives containers (as containerd drives its shims) waits
+	// for, without starting a command per exec.
+	var apiTool string
+	var apiPer []time.Duration
+	apiRow := &Row{
+		Name: "container exec /bin/true, compute API",
+		Setup: func(ctx context.Context, env *Env, dir string) (Setup, error) {
+			s, err := execRow.Setup(ctx, env, dir)
+			if err != nil {
+				return s, err
+			}
+			if apiTool, err = buildBenchTool(ctx, env, "execapi"); err != nil {
+				return Setup{}, err
+			}
+			s.Notes = []string{"ours: bench/cmd/execapi, one program that opens the container and runs the execs through compute (Exec, Wait: the container's monitor runs runc exec --detach and reaps the process), its start included; peer: `runc exec ID /bin/true` per exec"}
+			return s, nil
+		},
+		Peer: execRow.Peer,
+		Ours: Side{Name: "compute Exec+Wait", Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
+			var out strings.Builder
+			cmd := ourEnv(env.command(ctx, apiTool, "-id", execID, "-n", strconv.Itoa(execs), "/bin/true"))
+			cmd.Stdout = &out
+			return &Run{Cmds: []*exec.Cmd{cmd}, Check: func() error {
+				var ns int64
+				if _, err := fmt.Sscanf(out.String(), "median_ns=%d", &ns); err != nil {
+					return fmt.Errorf("execapi printed %q: %w", out.String(), err)
+				}
+				apiPer = append(apiPer, time.Duration(ns))
+				return nil
+			}}, nil
+		}},
+		Verdict: func(res *Result) []string {
+			notes := containerGoalNote(res, "exec latency, API")
+			if len(apiPer) > 0 {
+				notes = append(notes, fmt.Sprintf("one Exec+Wait alone, median: %s", fmtMillis(medianDuration(apiPer))))
+			}
+			return notes
+		},
+		Teardown: execRow.Teardown,
+	}
+	return []*Row{runRow, execRow, apiRow}
 }
 
 // removeState unmounts the rows' state tmpfs and removes its mount point.
