@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -65,9 +66,35 @@ func main() {
 	// commands can report them, or end quietly as inspect does.
 	signal.Ignore(syscall.SIGPIPE)
 	a := newApp(os.Stdin, os.Stdout, os.Stderr)
+	stopProfile := startProfile()
 	code := a.execute(ctx, args)
+	stopProfile()
 	stop()
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of this process to the file that
+// $HOSTCOMPUTE_CPUPROFILE names (for the engineers; a long command's worker
+// process writes FILE.worker): it returns the function that ends it.
+func startProfile() func() {
+	path := os.Getenv("HOSTCOMPUTE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	if workerPipe != nil {
+		path += ".worker"
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hcs: cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "hcs: cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // app holds the streams and global flags shared by all commands.

@@ -26,7 +26,9 @@ import (
 // folders of dead writers are removed by the next NewWriter in the same parent folder.
 //
 // A Writer is not safe for concurrent use. Errors are sticky: after the first failure
-// every call returns it and Close discards the staging folder.
+// every call returns it and Close discards the staging folder. On more than one
+// processor, files of up to 256 KiB are created by worker goroutines once their data
+// has arrived (writer_files.go); the layer is the same as one written sequentially.
 type Writer struct {
 	ctx      context.Context
 	path     string
@@ -37,8 +39,10 @@ type Writer struct {
 	opts     options
 	err      error
 	closed   bool
-	dirName  string // cached open directory, "" means rootFD
-	dirFD    int
+	rootRef  *dirRef // rootFD, for files made in the root
+	dirName  string  // cached open directory, "" means rootFD
+	dirRef   *dirRef // its fd, shared with the files being made in it
+	files    *fileWorkers
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
 	sds      map[string][]byte     // descriptors validated and stored, by content: their keys
@@ -50,16 +54,21 @@ const maxCachedSDs = 4096
 
 // current is the entry being written.
 type current struct {
-	rec      *record
-	dirFD    int // directory holding the entry (owned by the cache, not closed here)
-	base     string
-	file     *os.File // where Write goes: the main data or the current stream
-	size     int64    // declared size of what Write fills
-	written  int64    // bytes written sequentially
-	end      int64    // highest offset written
-	sparse   bool     // leave zero runs as holes
-	isStream bool
-	random   bool // WriteAt was used
+	rec   *record
+	dirFD int     // directory holding the entry (owned by the cache, not closed here)
+	dir   *dirRef // the same, held for a file made by a worker
+	base  string
+	file  *os.File // where Write goes: the main data or the current stream
+	// A small file's data, gathered here for a worker to write: its buffer,
+	// and whether Write goes there (file is nil then).
+	async     *[]byte
+	gathering bool
+	size      int64 // declared size of what Write fills
+	written   int64 // bytes written sequentially
+	end       int64 // highest offset written
+	sparse    bool  // leave zero runs as holes
+	isStream  bool
+	random    bool // WriteAt was used
 }
 
 // NewWriter starts writing a new layer at path, whose parents (immediate parent first,
@@ -110,7 +119,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	if err := os.Mkdir(staging, 0o755); err != nil {
 		return nil, fail(err)
 	}
-	w := &Writer{ctx: ctx, path: abs, staging: staging, rootFD: -1, dirFD: -1, parents: absParents, opts: o}
+	w := &Writer{ctx: ctx, path: abs, staging: staging, rootFD: -1, parents: absParents, opts: o}
 	defer func() {
 		if err != nil {
 			w.discard()
@@ -124,6 +133,8 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	if err := unix.Flock(w.rootFD, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fail(err)
 	}
+	w.rootRef = newDirRef(w.rootFD)
+	w.rootRef.root = true
 	if err := os.MkdirAll(filepath.Join(staging, streamsDir), 0o755); err != nil {
 		return nil, fail(err)
 	}
@@ -131,6 +142,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 		return nil, fail(err)
 	}
 	w.sds = map[string][]byte{}
+	w.files = newFileWorkers(abs)
 	w.v = NewValidator(len(absParents) == 0, w.parentKind)
 	w.v.SetFreeSpace(func() uint64 {
 		free, ok := freeBytes(w.rootFD)
@@ -221,27 +233,50 @@ func (w *Writer) ready() error {
 	if err := w.ctx.Err(); err != nil {
 		return w.fail(err)
 	}
+	if w.files != nil {
+		if err := w.files.failure(); err != nil {
+			return w.fail(err)
+		}
+	}
 	return nil
+}
+
+// waitFiles waits until the workers have made every file handed to them: before
+// anything that looks at or changes the files already written.
+func (w *Writer) waitFiles() error {
+	if w.files == nil {
+		return nil
+	}
+	return w.files.wait()
 }
 
 // dir returns an fd for a directory of the layer, creating missing directories as
 // implicit entries. The fd belongs to the cache.
 func (w *Writer) dir(name string) (int, error) {
-	if name == "" {
-		return w.rootFD, nil
-	}
-	if w.dirFD >= 0 && w.dirName == name {
-		return w.dirFD, nil
-	}
-	fd, err := w.openDir(name)
+	d, err := w.dirOf(name)
 	if err != nil {
 		return -1, err
 	}
-	if w.dirFD >= 0 {
-		unix.Close(w.dirFD)
+	return d.fd, nil
+}
+
+// dirOf is dir with the cache's shared fd.
+func (w *Writer) dirOf(name string) (*dirRef, error) {
+	if name == "" {
+		return w.rootRef, nil
 	}
-	w.dirName, w.dirFD = name, fd
-	return fd, nil
+	if w.dirRef != nil && w.dirName == name {
+		return w.dirRef, nil
+	}
+	fd, err := w.openDir(name)
+	if err != nil {
+		return nil, err
+	}
+	if w.dirRef != nil {
+		w.dirRef.release()
+	}
+	w.dirName, w.dirRef = name, newDirRef(fd)
+	return w.dirRef, nil
 }
 
 // openDir opens (creating if needed) a directory and returns a new fd.
@@ -299,6 +334,9 @@ func isDirRecord(r *record) bool {
 // removeExisting deletes what this layer holds at name (old is its record: a duplicate
 // entry, the later one wins), with its records and stream files.
 func (w *Writer) removeExisting(dirFD int, name string, old *record) error {
+	if err := w.waitFiles(); err != nil {
+		return err
+	}
 	base := baseOf(name)
 	if isDirRecord(old) {
 		if err := os.RemoveAll(filepath.Join(w.staging, name)); err != nil {
@@ -388,10 +426,11 @@ func (w *Writer) add(name string, e *Entry) error {
 	if err != nil {
 		return err
 	}
-	dirFD, err := w.dir(parentOf(name))
+	dref, err := w.dirOf(parentOf(name))
 	if err != nil {
 		return err
 	}
+	dirFD := dref.fd
 	base := baseOf(name)
 	rec := &record{entry: *e.Clone()}
 	rec.entry.Name = name
@@ -416,6 +455,14 @@ func (w *Writer) add(name string, e *Entry) error {
 	}
 	c := &current{rec: rec, dirFD: dirFD, base: base, size: rec.entry.Size,
 		sparse: rec.entry.Info.FileAttributes&winfile.AttrSparseFile != 0}
+	if w.files != nil && link == nil && !rec.entry.IsDir() && !c.sparse && c.size <= asyncFileMax {
+		// A worker makes it once its data is here (see writer_files.go).
+		c.async = getBuffer(int(c.size))
+		c.gathering = true
+		c.dir = dref.hold()
+		w.cur = c
+		return nil
+	}
 	switch {
 	case link != nil:
 		// Symbolic links and mount points become Linux symbolic links, so Files/ stays
@@ -485,7 +532,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil {
+	if c == nil || (c.file == nil && !c.gathering) {
 		name := ""
 		if c != nil {
 			name = c.rec.entry.Name
@@ -513,7 +560,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	c := w.cur
-	if c == nil || c.file == nil {
+	if c == nil || (c.file == nil && !c.gathering) {
 		return 0, w.fail(w.entryErr("write", "", ErrNoEntry))
 	}
 	if off < 0 || off+int64(len(p)) > c.size {
@@ -540,7 +587,13 @@ func (w *Writer) SetSize(size int64) error {
 	if size < 0 || size > maxFileSize || size < c.end {
 		return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: size %d", ErrSizeMismatch, size)))
 	}
-	if c.file == nil {
+	if c.gathering && size > int64(len(*c.async)) {
+		// Larger than gathered data may be: the file is made here after all.
+		if err := w.makeNow(c); err != nil {
+			return w.fail(w.entryErr("write", c.rec.entry.Name, err))
+		}
+	}
+	if c.file == nil && !c.gathering {
 		if c.rec.entry.IsDir() || size > 0 {
 			return w.fail(w.entryErr("write", c.rec.entry.Name, fmt.Errorf("%w: entry has no data", ErrSizeMismatch)))
 		}
@@ -559,6 +612,10 @@ func (w *Writer) writeAt(p []byte, off int64) (int, error) {
 	c := w.cur
 	if end := off + int64(len(p)); end > c.end {
 		c.end = end
+	}
+	if c.gathering {
+		// Within c.size, which the callers checked, and c.size fits the buffer.
+		return copy((*c.async)[off:], p), nil
 	}
 	if !c.sparse {
 		return c.file.WriteAt(p, off)
@@ -581,6 +638,15 @@ func (w *Writer) writeAt(p []byte, off int64) (int, error) {
 // endData completes the data or stream being written.
 func (w *Writer) endData() error {
 	c := w.cur
+	if c != nil && c.gathering {
+		name := c.rec.entry.Name
+		c.gathering = false
+		if !c.random && c.written != c.size {
+			return w.entryErr("write", name, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, c.written, c.size))
+		}
+		c.rec.entry.Size = c.size
+		return nil // a worker makes the file once the entry is finished
+	}
 	if c == nil || c.file == nil {
 		return nil
 	}
@@ -625,6 +691,8 @@ func (w *Writer) finish() error {
 	if c == nil {
 		return nil
 	}
+	// Unless handed to a worker below, what c holds for one goes back.
+	defer c.releaseAsync()
 	if err := w.endData(); err != nil {
 		w.cur = nil
 		return err
@@ -657,13 +725,50 @@ func (w *Writer) finish() error {
 	}
 	// Linux times follow the Windows ones, for people browsing Files/.
 	if !rec.entry.IsDir() {
-		ts := []unix.Timespec{
+		ts := [2]unix.Timespec{
 			unix.NsecToTimespec(rec.entry.Info.LastAccessTime.Time().UnixNano()),
 			unix.NsecToTimespec(rec.entry.Info.LastWriteTime.Time().UnixNano()),
 		}
-		unix.UtimesNanoAt(c.dirFD, c.base, ts, unix.AT_SYMLINK_NOFOLLOW)
+		if c.async != nil {
+			w.files.submit(&fileJob{dir: c.dir, base: c.base, name: name, data: (*c.async)[:rec.entry.Size], buf: c.async, times: ts})
+			c.async, c.dir = nil, nil
+			return nil
+		}
+		unix.UtimesNanoAt(c.dirFD, c.base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
+}
+
+// makeNow makes the file of c, whose data was being gathered for a worker, here
+// and now; Write then goes to the file.
+func (w *Writer) makeNow(c *current) error {
+	fd, err := unix.Openat(c.dirFD, c.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), c.rec.entry.Name)
+	if c.end > 0 {
+		if _, err := f.WriteAt((*c.async)[:c.end], 0); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	c.releaseAsync()
+	c.file = f
+	return nil
+}
+
+// releaseAsync gives back what c held for a worker.
+func (c *current) releaseAsync() {
+	if c.async != nil {
+		putBuffer(c.async)
+		c.async = nil
+	}
+	if c.dir != nil {
+		c.dir.release()
+		c.dir = nil
+	}
+	c.gathering = false
 }
 
 // AddLink adds name as a hard link to target, an entry of this layer or of one of its
@@ -686,6 +791,10 @@ func (w *Writer) AddLink(name, target string) error {
 }
 
 func (w *Writer) addLink(name, target string) error {
+	// The target may be a file a worker is making.
+	if err := w.waitFiles(); err != nil {
+		return err
+	}
 	old, err := w.existing(name)
 	if err != nil {
 		return err
@@ -929,10 +1038,19 @@ func (w *Writer) Abort() error {
 }
 
 func (w *Writer) discard() {
-	if w.cur != nil && w.cur.file != nil {
-		w.cur.file.Close()
+	if w.cur != nil {
+		if w.cur.file != nil {
+			w.cur.file.Close()
+		}
+		w.cur.releaseAsync()
 	}
 	w.cur = nil
+	if w.files != nil {
+		// What is queued is not worth making: the folder goes.
+		w.files.failed.Store(true)
+		w.files.stop()
+		w.files = nil
+	}
 	w.closeFDs()
 	if w.store != nil {
 		w.store.close()
@@ -946,9 +1064,9 @@ func (w *Writer) discard() {
 }
 
 func (w *Writer) closeFDs() {
-	if w.dirFD >= 0 {
-		unix.Close(w.dirFD)
-		w.dirFD = -1
+	if w.dirRef != nil {
+		w.dirRef.release()
+		w.dirRef, w.dirName = nil, ""
 	}
 	for _, s := range w.parentDB {
 		if s != nil {
@@ -979,6 +1097,14 @@ func (w *Writer) Close() error {
 func (w *Writer) commit() error {
 	if err := w.finish(); err != nil {
 		return err
+	}
+	if w.files != nil {
+		err := w.files.wait()
+		w.files.stop()
+		w.files = nil
+		if err != nil {
+			return err
+		}
 	}
 	w.closeFDs()
 	if len(w.parents) > 0 {
