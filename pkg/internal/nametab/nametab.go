@@ -158,9 +158,32 @@ func (t *Table) grow() {
 }
 
 // Each calls f with every record and its name, in the order they were inserted.
+// It reads the spilled names in large sequential pieces, not one by one.
 func (t *Table) Each(f func(i int, name string)) {
+	var win []byte
+	var winOff int64 = -1
 	for i := range t.n {
-		f(i, t.Name(i))
+		r := *t.rec(i)
+		off, n := int64(r>>(flagBits+lenBits)), int64(r>>flagBits&maxLen)
+		if off >= t.arena.flushed || t.arena.f == nil {
+			f(i, t.Name(i))
+			continue
+		}
+		if winOff < 0 || off < winOff || off+n > winOff+int64(len(win)) {
+			size := min(max(n, bufSize), t.arena.flushed-off)
+			if cap(win) < int(size) {
+				win = make([]byte, size)
+			}
+			win = win[:size]
+			if _, err := t.arena.f.ReadAt(win, off); err != nil {
+				if t.err == nil {
+					t.err = fmt.Errorf("nametab: reading back names: %w", err)
+				}
+				return
+			}
+			winOff = off
+		}
+		f(i, string(win[off-winOff:off-winOff+n]))
 	}
 }
 

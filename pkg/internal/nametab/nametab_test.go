@@ -57,3 +57,25 @@ func TestCollisions(t *testing.T) {
 		}
 	}
 }
+
+func TestEachSpilled(t *testing.T) {
+	tb := New()
+	var want []string
+	for i := range 100000 {
+		s := fmt.Sprintf("usr/lib/d%03d/name-%d", i%977, i)
+		want = append(want, s)
+		tb.Insert(tb.Hash(s), s, 1)
+	}
+	tb.SetName(3, "usr/lib/d003/renamed") // a record whose bytes moved to the end
+	want[3] = "usr/lib/d003/renamed"
+	i := 0
+	tb.Each(func(j int, s string) {
+		if j != i || s != want[i] {
+			t.Fatalf("record %d (%d): %q, want %q", j, i, s, want[i])
+		}
+		i++
+	})
+	if i != len(want) || tb.Err() != nil {
+		t.Fatal(i, tb.Err())
+	}
+}
