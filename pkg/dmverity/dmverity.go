@@ -242,8 +242,10 @@ func AppendLevel0(ctx context.Context, f *os.File, dataSize int64, p Params, l *
 		if !l.sameSalt(salt) {
 			return nil, fmt.Errorf("%w: the level-0 digests were made with another salt", ErrInvalidParams)
 		}
-		b.pre, b.stale = l.known(dataSize)
-		b.ra = f
+		if b.known, b.stale, err = l.known(dataSize); err != nil {
+			return nil, err
+		}
+		b.pre, b.ra = l, f
 	}
 	if info.RootHash, err = b.run(ctx, io.NewSectionReader(f, 0, dataSize), dataSize); err != nil {
 		return nil, err

@@ -53,8 +53,9 @@
 // attribute blocks, freed blocks). Hashing each buffer at once, split between
 // goroutines, measured cheaper than hashing it on another goroutine while the
 // producer fills a second buffer. The
-// digests cost 32 bytes per data block, up to [DefaultLevel0Limit] of data (32
-// MiB); blocks past the limit are read back. The tree is the same either way.
+// digests (32 bytes per data block) of the last 128 MiB of data stay in memory,
+// older ones spill to an unlinked temporary file; blocks past the limit
+// ([DefaultLevel0Limit] unless given) are read back. The tree is the same either way.
 //
 // # Errors
 //

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"hash"
+	"os"
 	"runtime"
 	"sync"
 )
 
 // DefaultLevel0Limit is the amount of data whose digests a Level0 made with limit 0
-// keeps: 4 GiB of data, 32 MiB of digests. Data past it is read back by
-// AppendLevel0.
-const DefaultLevel0Limit = 4 << 30
+// keeps: 16 TiB of data, the most a tree of this package covers in practice. Data
+// past it is read back by AppendLevel0.
+const DefaultLevel0Limit = 16 << 40
+
+// level0Mem is the most digest bytes a Level0 holds in memory (the digests of
+// 128 MiB of data); older ones go to an unlinked temporary file. Tests lower it.
+var level0Mem = 1 << 20
 
 // Level0 computes the digests of data blocks while a producer writes them, so that
 // AppendLevel0 builds the tree without reading the data back. The producer reports
@@ -20,17 +25,65 @@ const DefaultLevel0Limit = 4 << 30
 // truncated to 0 and grown. Rewritten blocks, and blocks past the limit, are read
 // back from the file. It implements ext4.WriteObserver.
 //
-// Memory: 32 bytes per 4096-byte block, up to the limit. The methods are not safe
-// for concurrent use.
+// Memory: the digests (32 bytes per 4096-byte block) of the last 128 MiB of data;
+// the older ones spill to an unlinked temporary file, read back once by
+// AppendLevel0. The methods are not safe for concurrent use.
 type Level0 struct {
 	salt    []byte
 	max     int64      // most blocks with a digest
-	digests []byte     // digest of blocks 0..len/DigestSize-1
+	digests []byte     // digests of blocks spilled/DigestSize.. in memory
+	spilled int64      // digest bytes in f: those of the first blocks
+	f       *os.File   // spilled digests, or nil
+	err     error      // the first error of f
 	carry   []byte     // the partly written block after them
 	end     int64      // end of the last Written region
 	dirty   [][2]int64 // rewritten byte ranges: offset, length
 	full    bool       // max reached: later bytes are not hashed
 	hs      []hash.Hash
+}
+
+// spill moves the digests in memory to the file once they are level0Mem bytes.
+func (l *Level0) spill() {
+	if len(l.digests) < level0Mem || l.err != nil {
+		return
+	}
+	if l.f == nil {
+		f, err := os.CreateTemp("", "dmverity-level0-*")
+		if err != nil {
+			l.err = fmt.Errorf("dmverity: level-0 digests: %w", err)
+			return
+		}
+		if os.Remove(f.Name()) != nil {
+			name := f.Name() // not removable while open (Windows)
+			runtime.AddCleanup(l, func(f *os.File) { f.Close(); os.Remove(name) }, f)
+		} else {
+			runtime.AddCleanup(l, func(f *os.File) { f.Close() }, f)
+		}
+		l.f = f
+	}
+	if _, err := l.f.WriteAt(l.digests, l.spilled); err != nil {
+		l.err = fmt.Errorf("dmverity: level-0 digests: %w", err)
+		return
+	}
+	l.spilled += int64(len(l.digests))
+	l.digests = l.digests[:0]
+}
+
+// readDigests copies the digests of blocks first.. into dst (which they must fill,
+// all below blocks()).
+func (l *Level0) readDigests(dst []byte, first int64) error {
+	off := first * DigestSize
+	if off < l.spilled {
+		n := min(int64(len(dst)), l.spilled-off)
+		if _, err := l.f.ReadAt(dst[:n], off); err != nil {
+			return fmt.Errorf("dmverity: reading back level-0 digests: %w", err)
+		}
+		dst, off = dst[n:], off+n
+	}
+	if len(dst) > 0 {
+		copy(dst, l.digests[off-l.spilled:])
+	}
+	return nil
 }
 
 // NewLevel0 returns a Level0 hashing with p's salt; AppendLevel0 must get the
@@ -58,7 +111,7 @@ func NewLevel0(p Params, limit int64) (*Level0, error) {
 	return l, nil
 }
 
-func (l *Level0) blocks() int64 { return int64(len(l.digests) / DigestSize) }
+func (l *Level0) blocks() int64 { return (l.spilled + int64(len(l.digests))) / DigestSize }
 
 // pos is the offset up to which bytes have been taken in.
 func (l *Level0) pos() int64 { return l.blocks()*BlockSize + int64(len(l.carry)) }
@@ -111,6 +164,7 @@ func (l *Level0) zeros(n int64) {
 		full = min(full, l.max-l.blocks())
 		for range full {
 			l.digests = append(l.digests, d...)
+			l.spill()
 		}
 		n -= full * BlockSize
 		l.checkFull()
@@ -136,6 +190,7 @@ func (l *Level0) take(b []byte) {
 		first := len(l.digests)
 		l.digests = append(l.digests, make([]byte, nb*DigestSize)...)
 		l.hashBlocks(b[:nb*BlockSize], l.digests[first:])
+		l.spill()
 		b = b[nb*BlockSize:]
 		l.checkFull()
 	}
@@ -182,6 +237,7 @@ func (l *Level0) flushCarry() {
 	if l.blocks() < l.max {
 		l.digests = append(l.digests, make([]byte, DigestSize)...)
 		hashBlock(l.hs[0], l.salt, l.carry, l.digests[len(l.digests)-DigestSize:])
+		l.spill()
 	}
 	l.carry = l.carry[:0]
 	l.checkFull()
@@ -193,12 +249,12 @@ func (l *Level0) checkFull() {
 	}
 }
 
-// known returns the digests valid for the first dataSize bytes, after taking in
-// the zeros up to dataSize, and a bitmap of the blocks among them that were
-// rewritten. Blocks from len(digests)/DigestSize on are not known.
-func (l *Level0) known(dataSize int64) (digests []byte, stale []uint64) {
+// known returns how many of the first blocks of dataSize bytes have a digest
+// (readDigests gives them), after taking in the zeros up to dataSize, and a bitmap
+// of the blocks among them that were rewritten.
+func (l *Level0) known(dataSize int64) (n int64, stale []uint64, err error) {
 	l.zeros(dataSize - l.pos())
-	n := min(l.blocks(), dataSize/BlockSize)
+	n = min(l.blocks(), dataSize/BlockSize)
 	stale = make([]uint64, (n+63)/64)
 	for _, r := range l.dirty {
 		if r[0] >= n*BlockSize {
@@ -209,7 +265,7 @@ func (l *Level0) known(dataSize int64) (digests []byte, stale []uint64) {
 			stale[b/64] |= 1 << (b % 64)
 		}
 	}
-	return l.digests[:n*DigestSize], stale
+	return n, stale, l.err
 }
 
 func (l *Level0) sameSalt(salt []byte) bool { return bytes.Equal(l.salt, salt) }

@@ -70,6 +70,14 @@ func produce(t *testing.T, f *os.File, l *Level0, seed uint64, size int64) int64
 // does, for producers with holes, unaligned writes, patches and limits below the
 // data size.
 func TestAppendLevel0(t *testing.T) {
+	t.Run("in memory", testAppendLevel0)
+	// The digests of all but the last 64 blocks spill to the file.
+	defer func(m int) { level0Mem = m }(level0Mem)
+	level0Mem = 64 * DigestSize
+	t.Run("spilled", testAppendLevel0)
+}
+
+func testAppendLevel0(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		seed  uint64

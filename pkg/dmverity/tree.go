@@ -87,11 +87,13 @@ type builder struct {
 	workers int
 	out     sink
 
-	// With a Level0: digests of the first len(pre)/DigestSize data blocks, those
-	// marked in stale excepted; the other blocks are read from ra.
-	pre   []byte
+	// With a Level0 (pre): digests of the first known data blocks, those marked
+	// in stale excepted; the other blocks are read from ra.
+	pre   *Level0
+	known int64
 	stale []uint64
 	ra    io.ReaderAt
+	dig   []byte // the known digests of one chunk
 
 	pend [][]byte // per level ≥ 1: block being filled
 	fill []int    // bytes used in pend
@@ -204,12 +206,21 @@ func (b *builder) fillKnown(c *chunk, off int64) error {
 		c.have = make([]bool, chunkSize/BlockSize)
 	}
 	first := off / BlockSize
-	known := int64(len(b.pre) / DigestSize)
+	known := b.known
+	if k := min(int64(nblocks), known-first); k > 0 {
+		if cap(b.dig) < int(k)*DigestSize {
+			b.dig = make([]byte, chunkSize/BlockSize*DigestSize)
+		}
+		b.dig = b.dig[:k*DigestSize]
+		if err := b.pre.readDigests(b.dig, first); err != nil {
+			return err
+		}
+	}
 	for i := range nblocks {
 		g := first + int64(i)
 		c.have[i] = g < known && b.stale[g/64]&(1<<(g%64)) == 0
 		if c.have[i] {
-			copy(c.hashes[i*DigestSize:(i+1)*DigestSize], b.pre[g*DigestSize:])
+			copy(c.hashes[i*DigestSize:(i+1)*DigestSize], b.dig[i*DigestSize:])
 		}
 	}
 	for i := 0; i < nblocks; {

@@ -6,6 +6,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/hostcompute/hostcompute/pkg/internal/nametab"
 )
 
 const (
@@ -133,12 +135,24 @@ const DefaultMaxFileSize = 128 << 30
 //   - Sizes: a regular file is at most the maximum file size (ErrTooLarge).
 //
 // A later entry of the same name replaces an earlier one, as OCI says. A Validator
-// is not safe for concurrent use; its memory grows with the number of names.
+// is not safe for concurrent use. It keeps about 20 bytes of memory per name of the
+// layer (pkg/internal/nametab); the names themselves spill to a temporary file past
+// the first MiB of them.
 type Validator struct {
 	standalone  bool
 	maxFileSize int64
-	names       map[string]EntryType // this layer's names still present (implied directories too)
+	// names holds every name this layer has had (implied directories too), with
+	// its EntryType while it is present and 0 once removed.
+	names *nametab.Table
+	// chain holds the records of names that are chainName or its ancestors, so
+	// that the next entry, usually a sibling, finds them without reading names
+	// back.
+	chain     []link
+	chainName string
 }
+
+// link says that chainName[:end] is the name of record rec.
+type link struct{ end, rec int }
 
 // ValidatorOption configures a Validator.
 type ValidatorOption func(*Validator)
@@ -152,7 +166,8 @@ func WithFileSizeLimit(n int64) ValidatorOption { return func(v *Validator) { v.
 
 // NewValidator returns a Validator for one layer.
 func NewValidator(opts ...ValidatorOption) *Validator {
-	v := &Validator{maxFileSize: DefaultMaxFileSize, names: map[string]EntryType{".": TypeDir}}
+	v := &Validator{maxFileSize: DefaultMaxFileSize, names: nametab.New()}
+	v.names.Insert(v.names.Hash("."), ".", uint8(TypeDir))
 	for _, o := range opts {
 		o(v)
 	}
@@ -195,8 +210,87 @@ func joinName(dir, base string) string {
 	return dir + "/" + base
 }
 
+// isPrefix says whether p is s or an ancestor of s.
+func isPrefix(p, s string) bool {
+	return len(p) <= len(s) && s[:len(p)] == p && (len(p) == len(s) || s[len(p)] == '/')
+}
+
+// follow makes the chain that of name, keeping the links it shares.
+func (v *Validator) follow(name string) {
+	keep := 0
+	for _, l := range v.chain {
+		if l.end <= len(name) && isPrefix(v.chainName[:l.end], name) {
+			v.chain[keep] = l
+			keep++
+		}
+	}
+	v.chain, v.chainName = v.chain[:keep], name
+}
+
+// find returns the record of name, or -1.
+func (v *Validator) find(name string) int {
+	onChain := isPrefix(name, v.chainName)
+	if onChain {
+		for _, l := range v.chain {
+			if l.end == len(name) {
+				return l.rec
+			}
+		}
+	}
+	rec := v.names.Lookup(v.names.Hash(name), func(s string) bool { return s == name })
+	if rec >= 0 && onChain {
+		v.chain = append(v.chain, link{len(name), rec})
+	}
+	return rec
+}
+
+// get returns the type of a name present in the layer.
+func (v *Validator) get(name string) (EntryType, bool) {
+	rec := v.find(name)
+	if rec < 0 {
+		return 0, false
+	}
+	k := EntryType(v.names.Flags(rec))
+	return k, k != 0
+}
+
+// set records name as present with type k.
+func (v *Validator) set(name string, k EntryType) {
+	if rec := v.find(name); rec >= 0 {
+		v.names.SetFlags(rec, uint8(k))
+		return
+	}
+	rec := v.names.Insert(v.names.Hash(name), name, uint8(k))
+	if isPrefix(name, v.chainName) {
+		v.chain = append(v.chain, link{len(name), rec})
+	}
+}
+
+// del records name as removed.
+func (v *Validator) del(name string) {
+	if rec := v.find(name); rec >= 0 {
+		v.names.SetFlags(rec, 0)
+	}
+}
+
+// tableErr reports a failure of the name table's spill file.
+func (v *Validator) tableErr() error {
+	if err := v.names.Err(); err != nil {
+		return fmt.Errorf("ocilayer: validator name table: %w", err)
+	}
+	return nil
+}
+
 // Check checks the next entry of the layer and returns what to do with it.
 func (v *Validator) Check(e *Entry) (Checked, error) {
+	c, err := v.check(e)
+	if err == nil {
+		err = v.tableErr()
+	}
+	return c, err
+}
+
+func (v *Validator) check(e *Entry) (Checked, error) {
 	if e.Type == TypeGlobal {
 		return Checked{Action: Ignore}, nil
 	}
@@ -204,6 +298,7 @@ func (v *Validator) Check(e *Entry) (Checked, error) {
 	if err != nil {
 		return Checked{}, err
 	}
+	v.follow(name)
 	dir, base := splitName(name)
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return v.whiteout(name, dir, base)
@@ -244,16 +339,16 @@ func (v *Validator) Check(e *Entry) (Checked, error) {
 	}
 	kind := e.Type
 	if kind == TypeLink {
-		kind = v.names[c.Target]
+		kind, _ = v.get(c.Target)
 		if kind == 0 || kind == TypeLink {
 			kind = TypeReg // inherited: some non-directory
 		}
 	}
-	old, had := v.names[name]
+	old, had := v.get(name)
 	if had && old == TypeDir && kind != TypeDir {
 		v.forget(name) // a directory replaced: what was below it is gone
 	}
-	v.names[name] = kind
+	v.set(name, kind)
 	return c, nil
 }
 
@@ -261,9 +356,9 @@ func (v *Validator) Check(e *Entry) (Checked, error) {
 // the missing ones as implied directories.
 func (v *Validator) parents(dir string) error {
 	for p := dir; p != "."; p, _ = splitName(p) {
-		k, ok := v.names[p]
+		k, ok := v.get(p)
 		if !ok {
-			v.names[p] = TypeDir
+			v.set(p, TypeDir)
 			continue
 		}
 		if k != TypeDir {
@@ -277,10 +372,10 @@ func (v *Validator) parents(dir string) error {
 // parents2 checks the ancestors above a known directory.
 func (v *Validator) parents2(dir string) error {
 	for p, _ := splitName(dir); p != "."; p, _ = splitName(p) {
-		if k, ok := v.names[p]; ok && k != TypeDir {
+		if k, ok := v.get(p); ok && k != TypeDir {
 			return fmt.Errorf("%w: %s is not a directory of this layer", ErrNotDir, p)
 		} else if !ok {
-			v.names[p] = TypeDir
+			v.set(p, TypeDir)
 		}
 	}
 	return nil
@@ -290,7 +385,7 @@ func (v *Validator) linkTarget(target string) error {
 	if target == "." {
 		return fmt.Errorf("%w: the root", ErrLinkTarget)
 	}
-	k, ok := v.names[target]
+	k, ok := v.get(target)
 	switch {
 	case ok && k == TypeDir:
 		return fmt.Errorf("%w: %s is a directory", ErrLinkTarget, target)
@@ -300,7 +395,7 @@ func (v *Validator) linkTarget(target string) error {
 		return fmt.Errorf("%w: %s is not an earlier entry of the layer", ErrLinkTarget, target)
 	}
 	for p, _ := splitName(target); p != "."; p, _ = splitName(p) {
-		if k, ok := v.names[p]; ok && k != TypeDir {
+		if k, ok := v.get(p); ok && k != TypeDir {
 			return fmt.Errorf("%w: %s is below %s, not a directory of this layer", ErrLinkTarget, target, p)
 		}
 	}
@@ -312,10 +407,10 @@ func (v *Validator) whiteout(name, dir, base string) (Checked, error) {
 		if err := v.parents(dir); err != nil {
 			return Checked{}, err
 		}
-		if k, ok := v.names[dir]; ok && k != TypeDir {
+		if k, ok := v.get(dir); ok && k != TypeDir {
 			return Checked{}, fmt.Errorf("%w: opaque marker in %s, which is not a directory", ErrInvalidEntry, dir)
 		}
-		v.names[dir] = TypeDir
+		v.set(dir, TypeDir)
 		return Checked{Action: Opaque, Name: name, Target: dir}, nil
 	}
 	if strings.HasPrefix(base, whiteoutMeta) {
@@ -333,8 +428,8 @@ func (v *Validator) whiteout(name, dir, base string) (Checked, error) {
 	}
 	t := joinName(dir, target)
 	// A whiteout also removes what the same layer put there before it.
-	if k, ok := v.names[t]; ok {
-		delete(v.names, t)
+	if k, ok := v.get(t); ok {
+		v.del(t)
 		if k == TypeDir {
 			v.forget(t)
 		}
@@ -345,9 +440,9 @@ func (v *Validator) whiteout(name, dir, base string) (Checked, error) {
 // forget drops the names below dir.
 func (v *Validator) forget(dir string) {
 	prefix := dir + "/"
-	for n := range v.names {
-		if strings.HasPrefix(n, prefix) {
-			delete(v.names, n)
+	v.names.Each(func(rec int, n string) {
+		if v.names.Flags(rec) != 0 && strings.HasPrefix(n, prefix) {
+			v.names.SetFlags(rec, 0)
 		}
-	}
+	})
 }

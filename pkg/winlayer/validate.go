@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hostcompute/hostcompute/pkg/internal/nametab"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
@@ -73,16 +74,26 @@ type ParentLookup func(name string) Kind
 //     filesystem has free); security descriptors, extended attributes and reparse
 //     buffers decode.
 //
-// A Validator is not safe for concurrent use. Its memory grows with the number of
-// names in the layer.
+// A Validator is not safe for concurrent use. It keeps about 20 bytes of memory per
+// name of the layer (pkg/internal/nametab); the names themselves spill to a
+// temporary file past the first MiB of them.
 type Validator struct {
 	base    bool
 	parents ParentLookup
-	names   map[string]*vname // by folded name
-	cur     *vname            // the entry alternate streams attach to
-	streams map[string]bool   // folded stream names of cur
-	free    func() uint64     // free bytes where the data goes, or nil
+	names   *nametab.Table // by folded name; each record holds the name as first spelled
+	// chain holds records known to hold prefixes of chainName exactly as spelled
+	// there: the ancestors (and the entry itself) of the last name walked, so that
+	// the next entry, usually a sibling, finds them without reading names back.
+	chain     []link
+	chainName string
+	cur       int             // the record alternate streams attach to, or -1
+	curName   string          // its name
+	streams   map[string]bool // folded stream names of cur
+	free      func() uint64   // free bytes where the data goes, or nil
 }
+
+// link says that chainName[:end] is the name of record rec.
+type link struct{ end, rec int }
 
 // SetFreeSpace gives the Validator a way to learn how many bytes the layer's
 // target filesystem has free: a file or stream declaring more than that (from
@@ -102,19 +113,87 @@ func (v *Validator) checkSize(size int64) error {
 	return nil
 }
 
+// The state of a name, in its record's flags: its Kind and these bits.
+const (
+	kindMask     = 0x7
+	flagExplicit = 0x8  // given as an entry (not only implied by names below it)
+	flagRemoved  = 0x10 // removed by this layer (and not added again)
+	flagOpaque   = 0x20 // added after being removed: the parents' content below it is hidden
+)
+
+// vname is the state of one name, read from and stored back into its record.
 type vname struct {
+	rec      int
 	name     string // as first spelled
 	kind     Kind
-	explicit bool // given as an entry (not only implied by names below it)
-	removed  bool // removed by this layer (and not added again)
-	opaque   bool // added after being removed: the parents' content below it is hidden
+	explicit bool
+	removed  bool
+	opaque   bool
+}
+
+func (v *Validator) load(rec int, name string) *vname {
+	f := v.names.Flags(rec)
+	return &vname{rec: rec, name: name, kind: Kind(f & kindMask), explicit: f&flagExplicit != 0,
+		removed: f&flagRemoved != 0, opaque: f&flagOpaque != 0}
+}
+
+func (n *vname) flags() uint8 {
+	f := uint8(n.kind)
+	if n.explicit {
+		f |= flagExplicit
+	}
+	if n.removed {
+		f |= flagRemoved
+	}
+	if n.opaque {
+		f |= flagOpaque
+	}
+	return f
+}
+
+// store writes n's state back to its record, and its name when respell says it
+// changed.
+func (v *Validator) store(n *vname, respell bool) {
+	if respell {
+		v.names.SetName(n.rec, n.name)
+	}
+	v.names.SetFlags(n.rec, n.flags())
+}
+
+// lookup finds the record of the folded name key, or returns nil.
+func (v *Validator) lookup(key string) *vname {
+	var got string
+	rec := v.names.Lookup(v.names.Hash(key), func(s string) bool {
+		if foldName(s) == key {
+			got = s
+			return true
+		}
+		return false
+	})
+	if rec < 0 {
+		return nil
+	}
+	return v.load(rec, got)
+}
+
+// insert records a new name.
+func (v *Validator) insert(key string, n *vname) {
+	n.rec = v.names.Insert(v.names.Hash(key), n.name, n.flags())
+}
+
+// tableErr reports a failure of the name table's spill file.
+func (v *Validator) tableErr() error {
+	if err := v.names.Err(); err != nil {
+		return fmt.Errorf("winlayer: validator name table: %w", err)
+	}
+	return nil
 }
 
 // NewValidator returns the validator of a layer; base says it has no parents.
 // parents answers for the parent layers and may be nil when there are none or they
 // are not known (then only this layer's own names are checked).
 func NewValidator(base bool, parents ParentLookup) *Validator {
-	return &Validator{base: base, parents: parents, names: map[string]*vname{}}
+	return &Validator{base: base, parents: parents, names: nametab.New(), cur: -1}
 }
 
 // walk checks the ancestors of name (a cleaned name) and records the missing ones as
@@ -122,73 +201,115 @@ func NewValidator(base bool, parents ParentLookup) *Validator {
 // visible (no ancestor removed or replaced by this layer).
 func (v *Validator) walk(name string) (inherit bool, err error) {
 	inherit = true
+	// The chain's records keep their prefixes of the last name while this one
+	// shares them; past the first prefix that differs, none does.
+	k, same := 0, true
+	defer func() {
+		if err != nil {
+			v.chain, v.chainName = v.chain[:0], ""
+		} else {
+			v.chainName = name
+		}
+	}()
 	for i := strings.IndexByte(name, '/'); i >= 0; {
 		p := name[:i]
-		key := foldName(p)
-		n := v.names[key]
-		switch {
-		case n != nil && n.removed:
-			// Removed earlier: the layer now makes a fresh directory here.
-			n.name, n.kind, n.removed, n.opaque, n.explicit = p, KindDir, false, true, false
-			inherit = false
-		case n != nil:
-			if n.name != p {
-				return false, fmt.Errorf("%w: %s and %s", ErrCaseCollision, n.name, p)
+		var n *vname
+		if same && k < len(v.chain) && v.chain[k].end == i && len(v.chainName) > i && v.chainName[:i] == p {
+			// Spelled as p: the record was checked when it entered the chain.
+			n = v.load(v.chain[k].rec, p)
+			k++
+		} else {
+			if same {
+				same = false
+				v.chain = v.chain[:k]
 			}
-			if n.kind != KindDir {
-				return false, fmt.Errorf("%w: %s is a %s of this layer", ErrParentNotDirectory, p, n.kind)
-			}
-			if n.opaque {
-				inherit = false
-			}
-		default:
-			if inherit && v.parents != nil {
-				switch k := v.parents(p); k {
-				case KindDir:
-				case KindNone:
-					inherit = false
-				default:
-					return false, fmt.Errorf("%w: %s is a %s in a parent layer", ErrParentNotDirectory, p, k)
+			key := foldName(p)
+			n = v.lookup(key)
+			switch {
+			case n != nil && n.removed:
+				// Removed earlier: the layer now makes a fresh directory here.
+				n.name, n.kind, n.removed, n.opaque, n.explicit = p, KindDir, false, true, false
+				v.store(n, true)
+			case n != nil:
+				if n.name != p {
+					return false, fmt.Errorf("%w: %s and %s", ErrCaseCollision, n.name, p)
 				}
+			default:
+				if inherit && v.parents != nil {
+					switch k := v.parents(p); k {
+					case KindDir:
+					case KindNone:
+						inherit = false
+					default:
+						return false, fmt.Errorf("%w: %s is a %s in a parent layer", ErrParentNotDirectory, p, k)
+					}
+				}
+				n = &vname{name: p, kind: KindDir}
+				v.insert(key, n)
+				if err := v.tableErr(); err != nil {
+					return false, err
+				}
+				v.chain = append(v.chain, link{i, n.rec})
+				goto next
 			}
-			v.names[key] = &vname{name: p, kind: KindDir}
+			v.chain = append(v.chain, link{i, n.rec})
 		}
+		if n.kind != KindDir {
+			return false, fmt.Errorf("%w: %s is a %s of this layer", ErrParentNotDirectory, p, n.kind)
+		}
+		if n.opaque {
+			inherit = false
+		}
+	next:
 		j := strings.IndexByte(name[i+1:], '/')
 		if j < 0 {
 			break
 		}
 		i += 1 + j
 	}
-	return inherit, nil
+	if same {
+		v.chain = v.chain[:k]
+	}
+	return inherit, v.tableErr()
 }
 
-// create checks that name may be created now as kind, and records it.
-func (v *Validator) create(name string, kind Kind) error {
+// create checks that name may be created now as kind, records it and returns its
+// record.
+func (v *Validator) create(name string, kind Kind) (int, error) {
 	if _, err := v.walk(name); err != nil {
-		return err
+		return -1, err
 	}
 	key := foldName(name)
-	n := v.names[key]
+	n := v.lookup(key)
 	if n != nil && !n.removed {
 		if n.name != name {
-			return fmt.Errorf("%w: %s and %s", ErrCaseCollision, n.name, name)
+			return -1, fmt.Errorf("%w: %s and %s", ErrCaseCollision, n.name, name)
 		}
 		if n.explicit {
-			return fmt.Errorf("%w: %s is given twice; Windows creates every name once", ErrDuplicate, name)
+			return -1, fmt.Errorf("%w: %s is given twice; Windows creates every name once", ErrDuplicate, name)
 		}
 		// Implied by entries below it: only a plain directory may take its place.
 		if kind != KindDir {
-			return fmt.Errorf("%w: %s holds entries of this layer, so it cannot be a %s", ErrDuplicate, name, kind)
+			return -1, fmt.Errorf("%w: %s holds entries of this layer, so it cannot be a %s", ErrDuplicate, name, kind)
 		}
 		n.explicit = true
-		return nil
+		v.store(n, false)
+	} else {
+		nn := &vname{name: name, kind: kind, explicit: true}
+		if n != nil { // removed earlier, added again: the parents' content below is hidden
+			nn.opaque = kind == KindDir
+			nn.rec = n.rec
+			v.store(nn, true)
+		} else {
+			v.insert(key, nn)
+		}
+		n = nn
 	}
-	nn := &vname{name: name, kind: kind, explicit: true}
-	if n != nil { // removed earlier, added again: the parents' content below is hidden
-		nn.opaque = kind == KindDir
+	if err := v.tableErr(); err != nil {
+		return -1, err
 	}
-	v.names[key] = nn
-	return nil
+	v.chain = append(v.chain, link{len(name), n.rec})
+	return n.rec, nil
 }
 
 // Add checks an entry (a file, directory or reparse point) and returns its cleaned
@@ -199,7 +320,7 @@ func (v *Validator) Add(e *Entry) (string, error) {
 	if len(e.Reparse) > 0 && e.Size == 0 && !e.IsDir() {
 		e.NoDataStream = true
 	}
-	v.cur = nil
+	v.cur = -1
 	name, err := CleanName(e.Name)
 	if err != nil {
 		return "", err
@@ -231,10 +352,11 @@ func (v *Validator) Add(e *Entry) (string, error) {
 			return "", fmt.Errorf("reparse buffer: %w", err)
 		}
 	}
-	if err := v.create(name, EntryKind(e)); err != nil {
+	rec, err := v.create(name, EntryKind(e))
+	if err != nil {
 		return "", err
 	}
-	v.cur = v.names[foldName(name)]
+	v.cur, v.curName = rec, name
 	v.streams = nil
 	return name, nil
 }
@@ -242,7 +364,7 @@ func (v *Validator) Add(e *Entry) (string, error) {
 // AddStream checks an alternate data stream of the entry added last and returns its
 // name in the form Windows reports it (":name:$DATA").
 func (v *Validator) AddStream(name string, size int64) (string, error) {
-	if v.cur == nil {
+	if v.cur < 0 {
 		return "", fmt.Errorf("%w: alternate data stream %s without its file", ErrNoEntry, name)
 	}
 	sname, err := canonicalStreamName(name)
@@ -254,7 +376,7 @@ func (v *Validator) AddStream(name string, size int64) (string, error) {
 	}
 	key := foldName(sname)
 	if v.streams[key] {
-		return "", fmt.Errorf("%w: alternate data stream %s%s is given twice", ErrDuplicate, v.cur.name, sname)
+		return "", fmt.Errorf("%w: alternate data stream %s%s is given twice", ErrDuplicate, v.curName, sname)
 	}
 	if v.streams == nil {
 		v.streams = map[string]bool{}
@@ -265,7 +387,7 @@ func (v *Validator) AddStream(name string, size int64) (string, error) {
 
 // AddLink checks a hard link and returns the cleaned name and target.
 func (v *Validator) AddLink(name, target string) (string, string, error) {
-	v.cur = nil
+	v.cur = -1
 	cname, err := CleanName(name)
 	if err != nil {
 		return "", "", err
@@ -278,7 +400,7 @@ func (v *Validator) AddLink(name, target string) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	if err := v.create(cname, kind); err != nil {
+	if _, err := v.create(cname, kind); err != nil {
 		return "", "", err
 	}
 	return cname, ctarget, nil
@@ -286,7 +408,7 @@ func (v *Validator) AddLink(name, target string) (string, string, error) {
 
 // linkTarget finds what a hard link points to.
 func (v *Validator) linkTarget(target string) (Kind, error) {
-	if n := v.names[foldName(target)]; n != nil {
+	if n := v.lookup(foldName(target)); n != nil {
 		switch {
 		case n.removed:
 			return 0, fmt.Errorf("%w: %s is removed by this layer", ErrLinkTarget, target)
@@ -300,7 +422,7 @@ func (v *Validator) linkTarget(target string) (Kind, error) {
 	// Not (yet) in this layer: it must be inherited, under ancestors this layer kept.
 	inherit := !v.base && v.parents != nil
 	for i := strings.IndexByte(target, '/'); i >= 0 && inherit; {
-		if n := v.names[foldName(target[:i])]; n != nil && (n.removed || n.opaque || n.kind != KindDir) {
+		if n := v.lookup(foldName(target[:i])); n != nil && (n.removed || n.opaque || n.kind != KindDir) {
 			inherit = false
 		}
 		j := strings.IndexByte(target[i+1:], '/')
@@ -322,7 +444,7 @@ func (v *Validator) linkTarget(target string) (Kind, error) {
 
 // Remove checks a removal (a whiteout) and returns the cleaned name.
 func (v *Validator) Remove(name string) (string, error) {
-	v.cur = nil
+	v.cur = -1
 	cname, err := CleanName(name)
 	if err != nil {
 		return "", err
@@ -337,12 +459,15 @@ func (v *Validator) Remove(name string) (string, error) {
 		return "", err
 	}
 	key := foldName(cname)
-	if n := v.names[key]; n != nil {
+	if n := v.lookup(key); n != nil {
 		if n.removed {
 			return "", fmt.Errorf("%w: %s is removed twice", ErrDuplicate, cname)
 		}
 		return "", fmt.Errorf("%w: %s is added by this layer; a layer removes only what its parents hold", ErrDuplicate, cname)
 	}
-	v.names[key] = &vname{name: cname, removed: true}
+	v.insert(key, &vname{name: cname, removed: true})
+	if err := v.tableErr(); err != nil {
+		return "", err
+	}
 	return cname, nil
 }
