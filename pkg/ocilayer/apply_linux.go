@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostcompute/hostcompute/pkg/internal/filejobs"
 )
 
 const (
@@ -63,7 +65,18 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		dirAt: make(map[string]int),
 		open:  make(map[string]int),
 	}
-	defer a.dropDirs()
+	if emptyDir(root) {
+		// Nothing is there but what this layer adds, so a file whose name
+		// the layer has not given before cannot exist: small ones are made
+		// by workers (see package filejobs).
+		a.files = filejobs.New()
+	}
+	defer func() {
+		if a.files != nil {
+			a.files.Stop(true) // after a failure; finish has stopped it otherwise
+		}
+		a.dropDirs()
+	}()
 	cr := &countingReader{r: r}
 	tr := tar.NewReader(cr)
 	for {
@@ -81,10 +94,22 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
 			return a.written, &EntryError{Offset: off, Op: "read", Err: err}
 		}
-		if len(a.open) >= maxCachedDirs {
-			a.dropDirs() // between entries, where no descriptor of it is in use
+		if a.files != nil {
+			if err := a.files.Failure(); err != nil {
+				return a.written, err // it names its own entry
+			}
 		}
+		if len(a.open) >= maxCachedDirs {
+			if err := a.dropDirs(); err != nil { // between entries, where no descriptor of it is in use
+				return a.written, err
+			}
+		}
+		a.off = off
 		if err := a.entry(hdr, tr); err != nil {
+			var we workerError
+			if errors.As(err, &we) {
+				return a.written, we.err // it names its own entry
+			}
 			var ee *EntryError
 			if !errors.As(err, &ee) {
 				ee = &EntryError{Err: err}
@@ -130,6 +155,42 @@ type applier struct {
 	// one lookup. Any removal empties it (see dropDirs): a removed or replaced
 	// directory, or a symlink on the way to one, must be resolved again.
 	open map[string]int
+	// files makes small regular files on worker goroutines (nil: all here);
+	// they use descriptors of open, which dropDirs closes only once they are
+	// done.
+	files *filejobs.Pool
+	off   int64 // the current entry's offset, for errors of its file
+}
+
+// workerError is a failure of a file made by a worker, reported when the
+// applier waited for it: it names its own entry, not the current one.
+type workerError struct{ err error }
+
+func (e workerError) Error() string { return e.err.Error() }
+func (e workerError) Unwrap() error { return e.err }
+
+// waitFiles waits until the workers have made the files handed to them: before
+// anything that looks at or changes files already written, or closes the
+// descriptors they use.
+func (a *applier) waitFiles() error {
+	if a.files == nil {
+		return nil
+	}
+	if err := a.files.Wait(); err != nil {
+		return workerError{err}
+	}
+	return nil
+}
+
+// emptyDir reports whether dir holds nothing.
+func emptyDir(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	return len(names) == 0 && err == io.EOF
 }
 
 type dirTimes struct {
@@ -170,6 +231,14 @@ func (a *applier) openDir(dir string, create bool, flags uint64) (int, error) {
 		case err == unix.EINTR || err == unix.EAGAIN:
 			continue
 		case err == unix.ENOENT && create && dir != ".":
+			// A file a worker has yet to make may be on the way: wait, so
+			// that the directory is made (or refused) as it would be here.
+			if err := a.waitFiles(); err != nil {
+				return -1, err
+			}
+			if fd, err := unix.Openat2(a.root, dir, how); err == nil {
+				return fd, nil
+			}
 			if err := a.mkdirAll(dir); err != nil {
 				return -1, err
 			}
@@ -220,20 +289,25 @@ func (a *applier) release(dir string, fd int) {
 }
 
 // dropDirs empties the directory cache, closing its descriptors except those
-// in keep, which their holders still use and close with release.
-func (a *applier) dropDirs(keep ...int) {
+// in keep, which their holders still use and close with release. The workers'
+// files are made first: they use these descriptors.
+func (a *applier) dropDirs(keep ...int) error {
+	err := a.waitFiles()
 	for _, fd := range a.open {
 		if !slices.Contains(keep, fd) {
 			unix.Close(fd)
 		}
 	}
 	clear(a.open)
+	return err
 }
 
 // removeAt removes name in the directory pfd and everything below it. hold
 // are the cached descriptors the caller still uses.
 func (a *applier) removeAt(pfd int, name string, hold ...int) error {
-	a.dropDirs(append(hold, pfd)...)
+	if err := a.dropDirs(append(hold, pfd)...); err != nil {
+		return err
+	}
 	return removeAllAt(pfd, name)
 }
 
@@ -299,6 +373,13 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	}
 	dir, base := splitPath(name)
 
+	_, again := a.added[name]
+	if again {
+		// What this layer made under the name before may be a worker's.
+		if err := a.waitFiles(); err != nil {
+			return err
+		}
+	}
 	pfd, err := a.parentDir(dir, true)
 	if err != nil {
 		return err
@@ -311,8 +392,17 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	case tar.TypeDir:
 		return a.directory(pfd, name, base, hdr)
 	case tar.TypeLink:
+		// The target may be a file a worker is making.
+		if err := a.waitFiles(); err != nil {
+			return err
+		}
 		return a.hardlink(pfd, base, c.Target, hdr.Linkname)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeRegA:
+		if a.files != nil && !again && !e.Sparse && hdr.Size <= filejobs.MaxSize {
+			return a.regularAsync(pfd, base, mode, hdr, body)
+		}
+		return a.regular(pfd, base, mode, hdr, e.Sparse, body)
+	case tar.TypeCont, tar.TypeGNUSparse:
 		return a.regular(pfd, base, mode, hdr, e.Sparse, body)
 	case tar.TypeSymlink:
 		if err := a.create(pfd, base, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
@@ -399,6 +489,35 @@ func (a *applier) regular(pfd int, base string, mode uint32, hdr *tar.Header, sp
 	if err := unix.Close(fd); err != nil {
 		return opError("close", err)
 	}
+	return nil
+}
+
+// regularAsync reads a small file's data and hands the file to a worker, which
+// creates it, writes the data and applies the metadata as regular does. Its
+// name is new to the root (see Apply), so O_EXCL cannot meet anything.
+func (a *applier) regularAsync(pfd int, base string, mode uint32, hdr *tar.Header, body io.Reader) error {
+	buf := filejobs.Buffer(int(hdr.Size))
+	if _, err := io.ReadFull(body, *buf); err != nil {
+		filejobs.PutBuffer(buf)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return opError("read", err)
+	}
+	a.written += hdr.Size
+	name, off := hdr.Name, a.off
+	a.files.Submit(&filejobs.Job{
+		Dir: filejobs.NewDir(pfd, false), Base: base, Perm: 0o600, Data: *buf, Buf: buf,
+		Meta: func(fd int) error { return a.fdMeta(fd, mode, hdr) },
+		Fail: func(err error) error {
+			var ee *EntryError
+			if !errors.As(err, &ee) {
+				ee = &EntryError{Op: "create", Err: err}
+			}
+			ee.Entry, ee.Offset = name, off
+			return ee
+		},
+	})
 	return nil
 }
 
@@ -710,7 +829,10 @@ func (a *applier) opaque(dir string) error {
 	if err != nil {
 		return err
 	}
-	a.dropDirs()
+	if err := a.dropDirs(); err != nil {
+		unix.Close(fd)
+		return err
+	}
 	if err := a.opaqueClean(fd, dir); err != nil {
 		return opError("opaque", err)
 	}
@@ -782,6 +904,15 @@ func removeAllAt(dirfd int, name string) error {
 
 // finish sets directory times, children before parents.
 func (a *applier) finish() error {
+	// Every file is made before the directories' times are set.
+	if a.files != nil {
+		err := a.files.Wait()
+		a.files.Stop(false)
+		a.files = nil
+		if err != nil {
+			return err
+		}
+	}
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		if len(a.open) >= maxCachedDirs {
 			a.dropDirs()

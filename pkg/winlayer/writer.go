@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hostcompute/hostcompute/pkg/internal/filejobs"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
@@ -28,7 +29,7 @@ import (
 // A Writer is not safe for concurrent use. Errors are sticky: after the first failure
 // every call returns it and Close discards the staging folder. On more than one
 // processor, files of up to 256 KiB are created by worker goroutines once their data
-// has arrived (writer_files.go); the layer is the same as one written sequentially.
+// has arrived (package filejobs); the layer is the same as one written sequentially.
 type Writer struct {
 	ctx      context.Context
 	path     string
@@ -39,10 +40,10 @@ type Writer struct {
 	opts     options
 	err      error
 	closed   bool
-	rootRef  *dirRef // rootFD, for files made in the root
-	dirName  string  // cached open directory, "" means rootFD
-	dirRef   *dirRef // its fd, shared with the files being made in it
-	files    *fileWorkers
+	rootRef  *filejobs.Dir  // rootFD, for files made in the root
+	dirName  string         // cached open directory, "" means rootFD
+	dirRef   *filejobs.Dir  // its fd, shared with the files being made in it
+	files    *filejobs.Pool // makes small files; nil on one processor
 	cur      *current
 	parentDB map[string]*metaStore // parent layer stores opened for hard-link lookups
 	sds      map[string][]byte     // descriptors validated and stored, by content: their keys
@@ -55,8 +56,8 @@ const maxCachedSDs = 4096
 // current is the entry being written.
 type current struct {
 	rec   *record
-	dirFD int     // directory holding the entry (owned by the cache, not closed here)
-	dir   *dirRef // the same, held for a file made by a worker
+	dirFD int           // directory holding the entry (owned by the cache, not closed here)
+	dir   *filejobs.Dir // the same, held for a file made by a worker
 	base  string
 	file  *os.File // where Write goes: the main data or the current stream
 	// A small file's data, gathered here for a worker to write: its buffer,
@@ -133,8 +134,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 	if err := unix.Flock(w.rootFD, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fail(err)
 	}
-	w.rootRef = newDirRef(w.rootFD)
-	w.rootRef.root = true
+	w.rootRef = filejobs.NewDir(w.rootFD, false)
 	if err := os.MkdirAll(filepath.Join(staging, streamsDir), 0o755); err != nil {
 		return nil, fail(err)
 	}
@@ -142,7 +142,7 @@ func NewWriter(ctx context.Context, path string, parents []string, opts ...Optio
 		return nil, fail(err)
 	}
 	w.sds = map[string][]byte{}
-	w.files = newFileWorkers(abs)
+	w.files = filejobs.New()
 	w.v = NewValidator(len(absParents) == 0, w.parentKind)
 	w.v.SetFreeSpace(func() uint64 {
 		free, ok := freeBytes(w.rootFD)
@@ -234,7 +234,7 @@ func (w *Writer) ready() error {
 		return w.fail(err)
 	}
 	if w.files != nil {
-		if err := w.files.failure(); err != nil {
+		if err := w.files.Failure(); err != nil {
 			return w.fail(err)
 		}
 	}
@@ -247,7 +247,7 @@ func (w *Writer) waitFiles() error {
 	if w.files == nil {
 		return nil
 	}
-	return w.files.wait()
+	return w.files.Wait()
 }
 
 // dir returns an fd for a directory of the layer, creating missing directories as
@@ -257,11 +257,11 @@ func (w *Writer) dir(name string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return d.fd, nil
+	return d.FD(), nil
 }
 
 // dirOf is dir with the cache's shared fd.
-func (w *Writer) dirOf(name string) (*dirRef, error) {
+func (w *Writer) dirOf(name string) (*filejobs.Dir, error) {
 	if name == "" {
 		return w.rootRef, nil
 	}
@@ -273,9 +273,9 @@ func (w *Writer) dirOf(name string) (*dirRef, error) {
 		return nil, err
 	}
 	if w.dirRef != nil {
-		w.dirRef.release()
+		w.dirRef.Release()
 	}
-	w.dirName, w.dirRef = name, newDirRef(fd)
+	w.dirName, w.dirRef = name, filejobs.NewDir(fd, true)
 	return w.dirRef, nil
 }
 
@@ -430,7 +430,7 @@ func (w *Writer) add(name string, e *Entry) error {
 	if err != nil {
 		return err
 	}
-	dirFD := dref.fd
+	dirFD := dref.FD()
 	base := baseOf(name)
 	rec := &record{entry: *e.Clone()}
 	rec.entry.Name = name
@@ -455,11 +455,11 @@ func (w *Writer) add(name string, e *Entry) error {
 	}
 	c := &current{rec: rec, dirFD: dirFD, base: base, size: rec.entry.Size,
 		sparse: rec.entry.Info.FileAttributes&winfile.AttrSparseFile != 0}
-	if w.files != nil && link == nil && !rec.entry.IsDir() && !c.sparse && c.size <= asyncFileMax {
-		// A worker makes it once its data is here (see writer_files.go).
-		c.async = getBuffer(int(c.size))
+	if w.files != nil && link == nil && !rec.entry.IsDir() && !c.sparse && c.size <= filejobs.MaxSize {
+		// A worker makes it once its data is here (see package filejobs).
+		c.async = filejobs.Buffer(int(c.size))
 		c.gathering = true
-		c.dir = dref.hold()
+		c.dir = dref.Hold()
 		w.cur = c
 		return nil
 	}
@@ -730,7 +730,12 @@ func (w *Writer) finish() error {
 			unix.NsecToTimespec(rec.entry.Info.LastWriteTime.Time().UnixNano()),
 		}
 		if c.async != nil {
-			w.files.submit(&fileJob{dir: c.dir, base: c.base, name: name, data: (*c.async)[:rec.entry.Size], buf: c.async, times: ts})
+			layer := w.path
+			w.files.Submit(&filejobs.Job{
+				Dir: c.dir, Base: c.base, Perm: 0o644, Data: (*c.async)[:rec.entry.Size], Buf: c.async,
+				Meta: func(fd int) error { return filejobs.Futimens(fd, &ts) },
+				Fail: func(err error) error { return &EntryError{Layer: layer, Entry: name, Op: "write", Err: err} },
+			})
 			c.async, c.dir = nil, nil
 			return nil
 		}
@@ -761,11 +766,11 @@ func (w *Writer) makeNow(c *current) error {
 // releaseAsync gives back what c held for a worker.
 func (c *current) releaseAsync() {
 	if c.async != nil {
-		putBuffer(c.async)
+		filejobs.PutBuffer(c.async)
 		c.async = nil
 	}
 	if c.dir != nil {
-		c.dir.release()
+		c.dir.Release()
 		c.dir = nil
 	}
 	c.gathering = false
@@ -1046,9 +1051,7 @@ func (w *Writer) discard() {
 	}
 	w.cur = nil
 	if w.files != nil {
-		// What is queued is not worth making: the folder goes.
-		w.files.failed.Store(true)
-		w.files.stop()
+		w.files.Stop(true) // what is queued is not worth making: the folder goes
 		w.files = nil
 	}
 	w.closeFDs()
@@ -1065,7 +1068,7 @@ func (w *Writer) discard() {
 
 func (w *Writer) closeFDs() {
 	if w.dirRef != nil {
-		w.dirRef.release()
+		w.dirRef.Release()
 		w.dirRef, w.dirName = nil, ""
 	}
 	for _, s := range w.parentDB {
@@ -1099,8 +1102,8 @@ func (w *Writer) commit() error {
 		return err
 	}
 	if w.files != nil {
-		err := w.files.wait()
-		w.files.stop()
+		err := w.files.Wait()
+		w.files.Stop(false)
 		w.files = nil
 		if err != nil {
 			return err
