@@ -307,13 +307,17 @@ func cleanup(ctx context.Context, dir string, r *record) error {
 		rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 	}
 	var errs []error
-	if err := removeCgroups(id); err != nil {
-		errs = append(errs, err)
+	// A monitor that recorded its stop without a cleanup error has removed
+	// the cgroups and released the root already: that is not done twice.
+	if st, err := readStopped(dir); err != nil || len(st.CleanupErrors) > 0 {
+		if err := removeCgroups(id); err != nil {
+			errs = append(errs, err)
+		}
+		if err := releaseRoot(ctx, dir, r); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	os.RemoveAll(filepath.Join(runcRoot(), id))
-	if err := releaseRoot(ctx, dir, r); err != nil {
-		errs = append(errs, err)
-	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
