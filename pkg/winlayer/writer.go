@@ -733,8 +733,8 @@ func (w *Writer) finish() error {
 			layer := w.path
 			w.files.Submit(&filejobs.Job{
 				Dir: c.dir, Base: c.base, Perm: 0o644, Data: (*c.async)[:rec.entry.Size], Buf: c.async,
-				Meta: func(fd int) error { return filejobs.Futimens(fd, &ts) },
-				Fail: func(err error) error { return &EntryError{Layer: layer, Entry: name, Op: "write", Err: err} },
+				Times: &ts,
+				Fail:  func(err error) error { return &EntryError{Layer: layer, Entry: name, Op: "write", Err: err} },
 			})
 			c.async, c.dir = nil, nil
 			return nil

@@ -19,7 +19,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,15 +64,17 @@ func (d *Dir) Release() {
 // Job is one file to make: Base in Dir (which the job holds once and releases
 // when done), opened with O_CREAT|O_EXCL|O_NOFOLLOW and permissions Perm, Data
 // written, then Meta (if set) called with the open descriptor before it is
-// closed. A failure is passed to Fail, whose result Wait and Failure report.
+// closed, and Times (if set: access, modification) given to it after. A failure
+// is passed to Fail, whose result Wait and Failure report.
 type Job struct {
-	Dir  *Dir
-	Base string
-	Perm uint32
-	Data []byte
-	Buf  *[]byte // Data's buffer from Buffer, given back when done; may be nil
-	Meta func(fd int) error
-	Fail func(error) error
+	Dir   *Dir
+	Base  string
+	Perm  uint32
+	Data  []byte
+	Buf   *[]byte // Data's buffer from Buffer, given back when done; may be nil
+	Meta  func(fd int) error
+	Times *[2]unix.Timespec
+	Fail  func(error) error
 }
 
 // Pool runs the jobs.
@@ -145,7 +146,13 @@ func makeFile(j *Job) error {
 			return err
 		}
 	}
-	return unix.Close(fd)
+	if err := unix.Close(fd); err != nil {
+		return err
+	}
+	if j.Times != nil {
+		return unix.UtimesNanoAt(j.Dir.fd, j.Base, j.Times[:], unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil
 }
 
 // Submit hands j to a worker; it blocks while Queue jobs wait.
@@ -179,16 +186,6 @@ func (p *Pool) Stop(discard bool) {
 	}
 	close(p.jobs)
 	p.stopped.Wait()
-}
-
-// Futimens sets the times of the open file fd: utimensat(2) with a NULL path,
-// which x/sys/unix does not offer.
-func Futimens(fd int, ts *[2]unix.Timespec) error {
-	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
 }
 
 // Buffers for small files' data, by size class, so that unpacking many small
