@@ -112,8 +112,10 @@ func TestCIMCreateKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cimDir := filepath.Join(dir, wcim.CimLayersDir)
+	var staging string
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if m, _ := filepath.Glob(filepath.Join(cimDir, ".cimfs-staging-*")); len(m) > 0 {
+			staging = m[0]
 			break
 		}
 		if time.Now().After(deadline) {
@@ -123,6 +125,20 @@ func TestCIMCreateKilled(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	pw.Close()
+	// The writer is the command's worker, killed with it (its parent-death
+	// signal): wait until it is dead. A worker in a disk write takes its
+	// SIGKILL when the write returns, and until then it is a live writer,
+	// whose staging the next build rightly leaves alone.
+	pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(staging), ".cimfs-staging-"), "-")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + pidStr + "/stat")
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed build's writer %s still runs: %s", pidStr, b)
+		}
+	}
 	if wcim.IsCimLayer(filepath.Join(dir, "1")) {
 		t.Fatal("killed build left a CIM")
 	}
