@@ -28,9 +28,6 @@ type Container struct {
 	id  string
 	dir string
 	rec *record
-	// local is the container's monitor when it runs in this process
-	// (InProcessMonitor); nil when it has a process of its own.
-	local *monitor
 }
 
 // CreateOption changes how Create makes a container.
@@ -137,7 +134,7 @@ func Create(ctx context.Context, cfg Config, opts ...CreateOption) (_ *Container
 		}
 		return fail(err)
 	}
-	return &Container{id: cfg.ID, dir: dir, rec: r, local: local}, nil
+	return &Container{id: cfg.ID, dir: dir, rec: r}, nil
 }
 
 // startLocalMonitor starts the monitor of the container in dir on goroutines of
@@ -174,25 +171,23 @@ var (
 	localMonitors = map[string]*monitor{}
 )
 
-// endLocalMonitor is endMonitor for a monitor of this process: it is given
-// grace to finish serving, then abandoned. It reports false when dir has no
-// monitor here.
-func endLocalMonitor(dir string, grace time.Duration) bool {
+// endLocalMonitor is endMonitor for a monitor of this process (if dir has
+// one): it is given grace to finish serving, then abandoned.
+func endLocalMonitor(dir string, grace time.Duration) {
 	localMu.Lock()
 	m := localMonitors[dir]
 	localMu.Unlock()
 	if m == nil {
-		return false
+		return
 	}
 	if grace > 0 {
 		select {
 		case <-m.done:
-			return true
+			return
 		case <-time.After(grace):
 		}
 	}
 	m.abandon()
-	return true
 }
 
 // startMonitor re-executes this binary as the container's monitor and waits

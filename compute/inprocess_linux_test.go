@@ -76,11 +76,15 @@ func inProcessHelper(req helperRequest) {
 	fmt.Println("removed")
 }
 
-// startHelper starts req in another process and returns it with its output.
-func startHelper(t *testing.T, req helperRequest) (*exec.Cmd, *bufio.Reader) {
+// serveInProcess starts a helper process whose container, with its monitor in
+// that process, runs `sleep 100` as init, and opens the container here.
+func serveInProcess(t *testing.T) (Config, *exec.Cmd, *bufio.Reader, *Container) {
 	t.Helper()
-	cmd := helperCommand(req, "")
-	out, err := cmd.StdoutPipe()
+	needRoot(t)
+	setState(t)
+	cfg := baseConfig(t)
+	cmd := helperCommand(helperRequest{Action: "inprocess-serve", Config: cfg}, "")
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +93,15 @@ func startHelper(t *testing.T, req helperRequest) (*exec.Cmd, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd, bufio.NewReader(out)
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	c, err := Open(context.Background(), cfg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cmd, out, c
 }
 
 func TestInProcessMonitorRun(t *testing.T) {
@@ -111,18 +123,8 @@ func TestInProcessMonitorRun(t *testing.T) {
 // TestInProcessMonitorServesOthers: a container whose monitor runs in its
 // creator's process is driven from another process as any other.
 func TestInProcessMonitorServesOthers(t *testing.T) {
-	needRoot(t)
-	setState(t)
-	cfg := baseConfig(t)
-	cmd, out := startHelper(t, helperRequest{Action: "inprocess-serve", Config: cfg})
-	if line, err := out.ReadString('\n'); line != "ready\n" {
-		t.Fatalf("helper: %q %v", line, err)
-	}
+	cfg, cmd, out, c := serveInProcess(t)
 	ctx := context.Background()
-	c, err := Open(ctx, cfg.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stdout, _, e := run(t, c, false, "", "sh", "-c", "echo exec; exit 4")
 	if stdout != "exec\n" || e.Code != 4 {
 		t.Errorf("exec: %q, exit %d", stdout, e.Code)
@@ -144,18 +146,8 @@ func TestInProcessMonitorServesOthers(t *testing.T) {
 // TestInProcessMonitorCreatorKilled: a creator killed while its container runs
 // leaves a container without a monitor, which the next Open cleans up.
 func TestInProcessMonitorCreatorKilled(t *testing.T) {
-	needRoot(t)
-	setState(t)
-	cfg := baseConfig(t)
-	cmd, out := startHelper(t, helperRequest{Action: "inprocess-serve", Config: cfg})
-	if line, err := out.ReadString('\n'); line != "ready\n" {
-		t.Fatalf("helper: %q %v", line, err)
-	}
+	cfg, cmd, _, c := serveInProcess(t)
 	ctx := context.Background()
-	c, err := Open(ctx, cfg.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	info, err := c.Info(ctx)
 	if err != nil || info.InitPid == 0 {
 		t.Fatalf("info: %+v %v", info, err)

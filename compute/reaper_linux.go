@@ -97,14 +97,20 @@ func (r *reaper) reapPidLocked(pid int) {
 	r.deliverLocked(pid, ws)
 }
 
-func (r *reaper) deliverLocked(pid int, ws unix.WaitStatus) {
+// deliverLocked hands the exit of pid to whoever registered it, and reports
+// whether someone had.
+func (r *reaper) deliverLocked(pid int, ws unix.WaitStatus) bool {
 	if ch, ok := r.commands[pid]; ok {
 		delete(r.commands, pid)
 		ch <- runc.Exit{Timestamp: time.Now(), Pid: pid, Status: exitStatus(ws)}
-	} else if fn, ok := r.processes[pid]; ok {
+		return true
+	}
+	if fn, ok := r.processes[pid]; ok {
 		delete(r.processes, pid)
 		go fn(ws)
+		return true
 	}
+	return false
 }
 
 func (r *reaper) reapAll() {
@@ -118,11 +124,7 @@ func (r *reaper) reapAll() {
 			return
 		}
 		r.mu.Lock()
-		if _, ok := r.commands[pid]; ok {
-			r.deliverLocked(pid, ws)
-		} else if _, ok := r.processes[pid]; ok {
-			r.deliverLocked(pid, ws)
-		} else {
+		if !r.deliverLocked(pid, ws) {
 			now := time.Now()
 			for p, u := range r.unclaimed {
 				// A pid is not reused this soon; older entries are runc's
