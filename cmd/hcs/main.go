@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,12 +76,15 @@ func main() {
 
 // startProfile writes a CPU profile of this process to the file that
 // $HOSTCOMPUTE_CPUPROFILE names (for the engineers; a long command's worker
-// process writes FILE.worker): it returns the function that ends it.
+// process writes FILE.worker, and "%p" in the name becomes the process ID, so
+// that a script running many commands keeps each one's profile): it returns
+// the function that ends it.
 func startProfile() func() {
 	path := os.Getenv("HOSTCOMPUTE_CPUPROFILE")
 	if path == "" {
 		return func() {}
 	}
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
 	if workerPipe != nil {
 		path += ".worker"
 	}
