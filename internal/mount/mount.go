@@ -36,6 +36,14 @@ type Overlay struct {
 	Source string
 }
 
+// source is the union's mount source: Source, or "overlay".
+func (o *Overlay) source() string {
+	if o.Source == "" {
+		return "overlay"
+	}
+	return o.Source
+}
+
 // Error records a failed mount or unmount.
 type Error struct {
 	Op     string // "mount overlay", "mount ext4", "unmount", ...

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -30,6 +31,20 @@ func mountOverlay(target string, o Overlay) error {
 	if len(o.Lower) == 1 && o.Upper == "" {
 		return bindReadOnly(o.Lower[0], target, "mount overlay")
 	}
+	if data, dir, ok := overlayOptionString(o); ok {
+		// One mount(2) is the fast way. Should it fail, the new mount API below
+		// tries again: the kernel explains a failure only to a file system
+		// context, and the error should carry that explanation.
+		if mountFrom(dir, o.source(), target, data, o.Upper == "") == nil {
+			return nil
+		}
+	}
+	return mountOverlayContext(target, o)
+}
+
+// mountOverlayContext mounts o through a file system context, one fsconfig call
+// per lower layer, which has no length limit and reports the kernel's messages.
+func mountOverlayContext(target string, o Overlay) error {
 	fail := func(src string, fsfd int, err error) error {
 		e := &Error{Op: "mount overlay", Target: target, Source: src, Err: err}
 		if fsfd >= 0 {
@@ -48,11 +63,7 @@ func mountOverlay(target string, o Overlay) error {
 		return fail("", -1, err)
 	}
 	defer unix.Close(fsfd)
-	source := o.Source
-	if source == "" {
-		source = "overlay"
-	}
-	if err := unix.FsconfigSetString(fsfd, "source", source); err != nil {
+	if err := unix.FsconfigSetString(fsfd, "source", o.source()); err != nil {
 		return fail("", fsfd, fmt.Errorf("fsconfig source: %w", err))
 	}
 	for _, l := range o.Lower {
@@ -84,6 +95,88 @@ func mountOverlay(target string, o Overlay) error {
 		return fail("", -1, fmt.Errorf("move_mount: %w", err))
 	}
 	return nil
+}
+
+// optionPage is the most of mount(2)'s option string the kernel reads: one page,
+// its terminating NUL included.
+const optionPage = 4096
+
+// overlayOptionString returns the option string of one mount(2) call for o, and
+// the directory its lower layers' names are relative to ("" when they are
+// absolute), if there is one: no path may hold a character the string would need
+// escaped (a comma, a colon or a backslash), and the string must fit in optionPage. When absolute
+// names do not fit, as with a hundred layers of a store, the lowers are named
+// relative to their deepest common directory (layers/<id>/fs becomes <id>/fs), the
+// way container engines shorten the string; mountinfo then shows those relative
+// names. A stack whose string fits neither way goes through the file system
+// context, one lower at a time.
+func overlayOptionString(o Overlay) (data, dir string, ok bool) {
+	paths := append([]string{o.Upper, o.Work}, o.Lower...)
+	for _, p := range paths {
+		if strings.ContainsAny(p, ",:\\") {
+			return "", "", false
+		}
+	}
+	for _, l := range o.Lower {
+		if !filepath.IsAbs(l) || filepath.Clean(l) != l || l == "/" {
+			return "", "", false
+		}
+	}
+	opts := func(lowers []string) string {
+		var b strings.Builder
+		b.WriteString("lowerdir=")
+		b.WriteString(strings.Join(lowers, ":"))
+		if o.Upper != "" {
+			b.WriteString(",upperdir=" + o.Upper + ",workdir=" + o.Work)
+		}
+		return b.String()
+	}
+	if data := opts(o.Lower); len(data) < optionPage {
+		return data, "", true
+	}
+	dir = filepath.Dir(o.Lower[0])
+	for _, l := range o.Lower[1:] {
+		for dir != "/" && !strings.HasPrefix(l, dir+"/") {
+			dir = filepath.Dir(dir)
+		}
+	}
+	rel := make([]string, len(o.Lower))
+	for i, l := range o.Lower {
+		rel[i] = strings.TrimPrefix(l[len(dir):], "/")
+	}
+	if data := opts(rel); len(data) < optionPage {
+		return data, dir, true
+	}
+	return "", "", false
+}
+
+// mountFrom mounts an overlay with mount(2) and option string data, whose
+// relative lower names are resolved from dir (none when dir is ""). The working
+// directory is a process's, so the call runs on a thread of its own that has
+// unshared it (CLONE_FS) and is never handed back to the Go scheduler: the
+// thread ends with its goroutine, and no other goroutine sees the directory change.
+func mountFrom(dir, source, target, data string, readOnly bool) error {
+	var flags uintptr
+	if readOnly {
+		flags = unix.MS_RDONLY
+	}
+	if dir == "" {
+		return unix.Mount(source, target, "overlay", flags, data)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- err
+			return
+		}
+		if err := unix.Chdir(dir); err != nil {
+			errc <- err
+			return
+		}
+		errc <- unix.Mount(source, target, "overlay", flags, data)
+	}()
+	return <-errc
 }
 
 // contextMessages drains the messages the kernel queued on a file system context

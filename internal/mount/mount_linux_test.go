@@ -286,3 +286,46 @@ func attachLoop(t *testing.T, file string) string {
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	return dev
 }
+
+// TestOverlayOptionString checks which unions go through one mount(2) call, with
+// absolute or relative lower names, and which through the file system context.
+func TestOverlayOptionString(t *testing.T) {
+	stack := func(n int, prefix string) []string {
+		ls := make([]string, n)
+		for i := range ls {
+			ls[i] = fmt.Sprintf("%s/layers/%d/fs", prefix, i)
+		}
+		return ls
+	}
+	long := "/var/lib/hostcompute/" + strings.Repeat("x", 40)
+	deep := stack(500, long)
+	for i := range deep {
+		deep[i] += "/" + strings.Repeat("y", 10)
+	}
+	for name, c := range map[string]struct {
+		o        Overlay
+		ok       bool
+		dir      string
+		contains string
+	}{
+		"absolute":       {o: Overlay{Lower: []string{"/a", "/b/c"}, Upper: "/u", Work: "/w"}, ok: true, contains: "lowerdir=/a:/b/c,upperdir=/u,workdir=/w"},
+		"read-only":      {o: Overlay{Lower: stack(16, long)}, ok: true, contains: "lowerdir=" + long + "/layers/0/fs:"},
+		"relative":       {o: Overlay{Lower: stack(128, long), Upper: "/u", Work: "/w"}, ok: true, dir: long + "/layers", contains: "lowerdir=0/fs:1/fs:2/fs:"},
+		"deepest common": {o: Overlay{Lower: append(stack(127, long), long+"/other")}, ok: true, dir: long, contains: "lowerdir=layers/0/fs:layers/1/fs:"},
+		"too long":       {o: Overlay{Lower: deep}},
+		"colon":          {o: Overlay{Lower: []string{"/a:b", "/c"}}},
+		"comma in upper": {o: Overlay{Lower: []string{"/a", "/c"}, Upper: "/u,x", Work: "/w"}},
+		"relative lower": {o: Overlay{Lower: []string{"a", "/c"}}},
+		"unclean lower":  {o: Overlay{Lower: []string{"/a/../b", "/c"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, dir, ok := overlayOptionString(c.o)
+			if ok != c.ok || dir != c.dir || !strings.Contains(data, c.contains) {
+				t.Fatalf("got (%.80q…, %q, %v), want ok %v, dir %q, data containing %q", data, dir, ok, c.ok, c.dir, c.contains)
+			}
+			if ok && len(data) >= optionPage {
+				t.Fatalf("option string of %d bytes", len(data))
+			}
+		})
+	}
+}
