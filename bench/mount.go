@@ -30,7 +30,7 @@ func mountRows(env *Env) []*Row {
 const unionMountGoal = 20 * time.Millisecond
 
 // unionMountRow compares one writable overlay mount of n directory layers: ours
-// through the new mount API (internal/mount), the peer with mount(2) and an option
+// through internal/mount's executor, the peer with mount(2) and an option
 // string. Both run in bench/cmd/unionmount, which times the mount call itself and
 // prints it; the table's wall times add the helper's start-up, the same on both
 // sides. Each run mounts on a fresh mount point with fresh upper and work
@@ -42,7 +42,7 @@ func unionMountRow(n int) *Row {
 		peerPaths    string
 	)
 	side := func(mode string) Side {
-		name := "internal/mount: fsopen + fsconfig lowerdir+ ×n + fsmount + move_mount"
+		name := "internal/mount.MountOverlay: one mount(2), lowers relative to their directory past a page"
 		if mode == "peer" {
 			name = "mount(2) with lowerdir=a:b:...,upperdir=,workdir="
 		}

@@ -174,7 +174,16 @@ func mountFrom(dir, source, target, data string, readOnly bool) error {
 			errc <- err
 			return
 		}
-		errc <- unix.Mount(source, target, "overlay", flags, data)
+		err := unix.Mount(source, target, "overlay", flags, data)
+		// Leave dir before answering: the thread may outlive the call a
+		// moment, and a working directory inside a mount keeps it busy.
+		if cerr := unix.Chdir("/"); err == nil && cerr != nil {
+			err = fmt.Errorf("leaving %s: %w", dir, cerr)
+			if uerr := unix.Unmount(target, 0); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("unmounting %s again: %w", target, uerr))
+			}
+		}
+		errc <- err
 	}()
 	return <-errc
 }

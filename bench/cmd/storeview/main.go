@@ -99,7 +99,7 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 		if err == nil {
 			_, err = store.MountAll(ctx, ms, target)
 		}
-		return time.Since(start), "lowerdir+", err
+		return time.Since(start), "executor", err
 	case "peer prepare", "peer view":
 		b, err := os.ReadFile(lowersFile)
 		if err != nil {

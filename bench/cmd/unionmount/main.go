@@ -7,8 +7,9 @@
 //	unionmount -mode ours|peer -lowers DIR -n N -upper DIR -work DIR -target DIR
 //
 // The lower layers are DIR/0 (top) to DIR/N-1 (bottom). Mode ours uses
-// internal/mount.MountOverlay (fsopen, one fsconfig lowerdir+ per layer, fsmount,
-// move_mount). Mode peer is a bare mount(2) with the lowerdir=...,upperdir=...,
+// internal/mount.MountOverlay (one mount(2) whose lower names are relative to
+// their common directory when absolute ones overflow the page, else fsopen, one
+// fsconfig lowerdir+ per layer, fsmount, move_mount). Mode peer is a bare mount(2) with the lowerdir=...,upperdir=...,
 // workdir=... option string: with absolute lower paths when the string fits in one
 // page, else (deep stacks) with paths relative to DIR after chdir(DIR), the usual
 // workaround; -peer-paths says which it used. The union is left mounted.
