@@ -67,6 +67,9 @@ type Env struct {
 	// Prefault says that the hypervisor takes free memory back (free page
 	// reporting), so the runner makes free memory resident before each run.
 	Prefault bool
+	// HeldMemory says that free page reporting is stopped for the bench's run
+	// (holdFreeMemory), so resident free memory stays resident.
+	HeldMemory bool
 
 	log         io.Writer // progress
 	lastDelete  time.Time // when bench last deleted files on the work disk
@@ -174,6 +177,25 @@ func run() int {
 	}
 	env.Cooldown = ext4WithoutJournal(env.Work)
 	env.Prefault = freePageReporting()
+	if env.Prefault {
+		// The balloon takes free memory back and makes every page handed out
+		// again cost a fault in the hypervisor: stop it while the bench runs.
+		if err := os.MkdirAll(env.Cache, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+		restore, err := holdFreeMemory(env.Cache)
+		if err != nil {
+			env.logf("free page reporting stays on (%v): figures of rows that write much will vary", err)
+		} else {
+			env.HeldMemory = true
+			defer func() {
+				if err := restore(); err != nil {
+					env.logf("%v", err)
+				}
+			}()
+		}
+	}
 	defer func() {
 		if *keep {
 			env.logf("keeping %s", env.Work)

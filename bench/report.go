@@ -48,8 +48,11 @@ func cpuModel() string {
 }
 
 func reportingFact(env *Env) string {
+	if env.Prefault && env.HeldMemory {
+		return "on (virtio balloon): stopped while the bench runs (page_reporting_order above the largest order, restored at exit), free memory made resident at the start and before each run"
+	}
 	if env.Prefault {
-		return "on (virtio balloon): free memory is made resident before each run"
+		return "on (virtio balloon): free memory is made resident before each run (reporting could not be stopped: figures of rows that write much vary)"
 	}
 	return "off"
 }
