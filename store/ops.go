@@ -156,7 +156,7 @@ func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
 func parentPaths(s *Store, parents []*record) []string {
 	ps := make([]string, len(parents))
 	for i, p := range parents {
-		ps[i] = filepath.Join(s.layerDir(p.ID), "fs")
+		ps[i] = s.layerDir(p.ID) + "/fs"
 	}
 	return ps
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -187,7 +188,13 @@ func (s *Store) path(elem ...string) string {
 }
 
 func (s *Store) layerDir(id uint64) string {
-	return filepath.Join(s.root, layersDir, strconv.FormatUint(id, 10))
+	// Joined by hand: root is absolute and clean, and Prepare and View build
+	// the path of every parent.
+	root := s.root
+	if root == "/" {
+		root = ""
+	}
+	return root + "/" + layersDir + "/" + strconv.FormatUint(id, 10)
 }
 
 // session is one locked use of the store: the flock on store.lock and the bbolt
@@ -463,37 +470,73 @@ func decodeLink(key string, v []byte) (*record, error) {
 	if !ok || !bytes.HasSuffix(v, []byte("}")) {
 		return decodeRecord(key, v)
 	}
+	// Parsed by hand, as the fields below are: this runs once per parent.
+	var id uint64
 	i := 0
-	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-		i++
+	for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9'; i++ {
+		d := uint64(rest[i] - '0')
+		if id > (math.MaxUint64-d)/10 {
+			return decodeRecord(key, v)
+		}
+		id = id*10 + d
 	}
-	id, err := strconv.ParseUint(string(rest[:i]), 10, 64)
-	if err != nil {
+	if i == 0 {
 		return decodeRecord(key, v)
 	}
 	rest = rest[i:]
-	field := func(name string, optional bool) (string, bool) {
-		p := `,"` + name + `":"`
-		after, ok := bytes.CutPrefix(rest, []byte(p))
+	field := func(prefix []byte, optional bool) ([]byte, bool) {
+		after, ok := bytes.CutPrefix(rest, prefix)
 		if !ok {
-			return "", optional
+			return nil, optional
 		}
 		end := bytes.IndexByte(after, '"')
 		if end < 0 || bytes.IndexByte(after[:end], '\\') >= 0 {
-			return "", false
+			return nil, false
 		}
 		rest = after[end+1:]
-		return string(after[:end]), true
+		return after[:end], true
 	}
-	k, ok1 := field("key", false)
-	parent, ok2 := field("parent", true)
-	kind, ok3 := field("kind", false)
-	format, ok4 := field("format", false)
-	if !ok1 || !ok2 || !ok3 || !ok4 || k != key || id == 0 {
+	k, ok1 := field(linkKey, false)
+	parent, ok2 := field(linkParent, true)
+	kind, ok3 := field(linkKind, false)
+	format, ok4 := field(linkFormat, false)
+	if !ok1 || !ok2 || !ok3 || !ok4 || string(k) != key || id == 0 {
 		return decodeRecord(key, v)
 	}
-	r.ID, r.Key, r.Parent, r.Kind, r.Format = id, k, parent, ParseKind(kind), Format(format)
+	r.ID, r.Key, r.Parent, r.Kind, r.Format = id, key, string(parent), kindOf(kind), internFormat(format)
 	return r, nil
+}
+
+// The fields decodeLink reads, as json.Marshal writes them.
+var (
+	linkKey    = []byte(`,"key":"`)
+	linkParent = []byte(`,"parent":"`)
+	linkKind   = []byte(`,"kind":"`)
+	linkFormat = []byte(`,"format":"`)
+)
+
+// kindOf is ParseKind of b, without a copy for the names json.Marshal writes.
+func kindOf(b []byte) Kind {
+	switch string(b) {
+	case "active":
+		return KindActive
+	case "committed":
+		return KindCommitted
+	case "view":
+		return KindView
+	}
+	return ParseKind(string(b))
+}
+
+// internFormat returns the Format named by b, without a copy for the formats
+// the store makes.
+func internFormat(b []byte) Format {
+	for _, f := range []Format{FormatLinuxDir, FormatWindowsFolder, FormatCIM, FormatExt4VHD, FormatScratchDisk} {
+		if string(b) == string(f) {
+			return f
+		}
+	}
+	return Format(b)
 }
 
 // parentChain is chain for Prepare and View: the records of the parents hold
@@ -524,7 +567,7 @@ func parentChain(tx *txn, parent string) ([]*record, error) {
 
 func putRecord(tx *txn, r *record) error {
 	lb, ib, _, _ := buckets(tx)
-	v, err := json.Marshal(r)
+	v, err := encodeRecord(r)
 	if err != nil {
 		return err
 	}
