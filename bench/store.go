@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -77,17 +76,11 @@ func storeMountRow(op string, n int) *Row {
 						}
 						return nil
 					},
-					Cleanup: func() error {
-						err := mnt.Unmount(target)
-						if mode == "ours" {
-							s, oerr := store.Open(context.Background(), root)
-							if oerr != nil {
-								return errors.Join(err, oerr)
-							}
-							err = errors.Join(err, s.Remove(context.Background(), key), s.Close())
-						}
-						return err
-					},
+					// The layer stays in the store until the row ends, as the
+					// peer's directories do: removing it here would free inodes
+					// before the next run, which on ext4 without a journal makes
+					// the next run's directories slow to create (see runner.go).
+					Cleanup: func() error { return mnt.Unmount(target) },
 				}, nil
 			},
 		}

@@ -70,6 +70,12 @@ func removeCgroups(id string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A container that stopped left its cgroups empty and without
+			// children: one rmdir removes each, where killing and walking it
+			// first reads every control file's entry.
+			if unix.Rmdir(d) == nil {
+				return
+			}
 			var err error
 			for try := 0; try < 100; try++ {
 				killCgroup(d)

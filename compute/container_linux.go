@@ -76,6 +76,7 @@ func Create(ctx context.Context, cfg Config, opts ...CreateOption) (_ *Container
 	if !ValidID(cfg.ID) {
 		return fail(fmt.Errorf("%w: container ID %q: want 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit", ErrInvalidArgument, cfg.ID))
 	}
+	go warmSpecEncoding()
 	if err := os.MkdirAll(StateDir(), 0o711); err != nil {
 		return fail(err)
 	}
