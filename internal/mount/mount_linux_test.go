@@ -329,3 +329,17 @@ func TestOverlayOptionString(t *testing.T) {
 		})
 	}
 }
+
+// plainAbsolute is the one-pass form of what overlayOptionString needs of a
+// lower path; it must agree with the plain definition.
+func FuzzPlainAbsolute(f *testing.F) {
+	for _, s := range []string{"/", "/a", "//a", "/a/", "/a/.", "/a/..", "/./a", "/a/b/c", "a/b", "", "/a,b", "/a:b", "/a\\b", "/...", "/.a", "/a..", "/a//b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		want := filepath.IsAbs(p) && filepath.Clean(p) == p && p != "/" && !strings.ContainsAny(p, ",:\\")
+		if got := plainAbsolute(p); got != want {
+			t.Fatalf("plainAbsolute(%q) = %v, want %v", p, got, want)
+		}
+	})
+}

@@ -160,7 +160,7 @@ func OverlayMount(target string, o Overlay) Mount {
 	if src == "" {
 		src = "overlay"
 	}
-	m := Mount{Type: TypeOverlay, Source: src, Target: target}
+	m := Mount{Type: TypeOverlay, Source: src, Target: target, Options: make([]string, 0, len(o.Lower)+2)}
 	for _, l := range o.Lower {
 		m.Options = append(m.Options, "lowerdir+="+l)
 	}
@@ -213,7 +213,7 @@ func hasFlag(opts []string, flag string) bool {
 
 // overlayOf reads an overlay step back into an Overlay.
 func overlayOf(m Mount) Overlay {
-	o := Overlay{Source: m.Source}
+	o := Overlay{Source: m.Source, Lower: make([]string, 0, len(m.Options))}
 	for _, opt := range m.Options {
 		switch k, v, _ := strings.Cut(opt, "="); k {
 		case "lowerdir+":
