@@ -29,6 +29,11 @@ func storeRows(env *Env) []*Row {
 	return append(rows, storeOpenRow())
 }
 
+// steadyCalls is how many more calls each storeview run makes after the
+// timed first one, in the same process: the steady state of a long-running
+// caller, reported beside the goal's first-call figure.
+const steadyCalls = 10
+
 // storeMountGoal is the goal: at 128 parents, the store's prepare or view
 // plus its mount within 1.5 times a bare mount(2) of the same union.
 const storeMountGoal = 1.5
@@ -37,6 +42,7 @@ func storeMountRow(op string, n int) *Row {
 	var (
 		tool, root, lowers, top string
 		inProc                  = map[string][]time.Duration{}
+		steady                  = map[string][]time.Duration{}
 		peerPaths               string
 	)
 	side := func(mode string) Side {
@@ -55,18 +61,19 @@ func storeMountRow(op string, n int) *Row {
 				}
 				key := fmt.Sprintf("bench-%s-%d", mode, run)
 				cmd := env.command(ctx, tool, "-mode", mode, "-op", op, "-store", root, "-parent", top, "-key", key,
-					"-lowers", lowers, "-upper", upper, "-work", work, "-target", target)
+					"-lowers", lowers, "-upper", upper, "-work", work, "-target", target, "-steady", strconv.Itoa(steadyCalls))
 				var out bytes.Buffer
 				cmd.Stdout = &out
 				return &Run{
 					Cmds: []*exec.Cmd{cmd},
 					Check: func() error {
-						var ns int64
+						var ns, steadyNs int64
 						var paths string
-						if _, err := fmt.Sscanf(out.String(), "op_ns=%d paths=%s", &ns, &paths); err != nil {
+						if _, err := fmt.Sscanf(out.String(), "op_ns=%d paths=%s steady_ns=%d", &ns, &paths, &steadyNs); err != nil {
 							return fmt.Errorf("storeview printed %q: %w", out.String(), err)
 						}
 						inProc[mode] = append(inProc[mode], time.Duration(ns))
+						steady[mode] = append(steady[mode], time.Duration(steadyNs))
 						if mode == "peer" {
 							peerPaths = paths
 						}
@@ -138,6 +145,9 @@ func storeMountRow(op string, n int) *Row {
 			notes := []string{fmt.Sprintf("timed call alone, median: peer %s, ours %s", fmtMillis(p), fmtMillis(o))}
 			if p > 0 && o > 0 {
 				notes = append(notes, fmt.Sprintf("ours / peer = %.2f×", float64(o)/float64(p)))
+			}
+			if sp, so := medianDuration(steady["peer"]), medianDuration(steady["ours"]); sp > 0 && so > 0 {
+				notes = append(notes, fmt.Sprintf("in one process, the %d calls after the first (each unmounted again, untimed), median: peer %s, ours %s (%.2f×)", steadyCalls, fmtMillis(sp), fmtMillis(so), float64(so)/float64(sp)))
 			}
 			if peerPaths == "relative" {
 				notes = append(notes, "peer: absolute lower paths overflow mount(2)'s one-page option string, so it chdirs to layers/ and passes <id>/fs names")

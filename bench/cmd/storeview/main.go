@@ -4,9 +4,14 @@
 //
 // Usage:
 //
-//	storeview -mode ours -op prepare|view -store DIR -parent KEY -key KEY -target DIR
-//	storeview -mode peer -op prepare|view -lowers FILE -upper DIR -work DIR -target DIR
+//	storeview -mode ours -op prepare|view -store DIR -parent KEY -key KEY -target DIR [-steady N]
+//	storeview -mode peer -op prepare|view -lowers FILE -upper DIR -work DIR -target DIR [-steady N]
 //	storeview -mode ours|peer -op open -store DIR
+//
+// With -steady N, N more calls follow in the same process, each after
+// unmounting the previous one (untimed), and their median is printed as
+// steady_ns: the cost in a long-running process, such as a snapshotter
+// service, where the first call's is that of a command.
 //
 // Mode ours times store.Prepare (or View) of key over parent plus mounting the
 // returned mounts at target through the host engine's executor; the mount is
@@ -26,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,13 +53,46 @@ func main() {
 	lowersFile := flag.String("lowers", "", "file listing the lower directories, topmost first")
 	upper := flag.String("upper", "", "upper directory (peer prepare)")
 	work := flag.String("work", "", "work directory (peer prepare)")
+	steady := flag.Int("steady", 0, "after the first call, make this many more in the same process (each unmounted again, untimed) and print their median as steady_ns")
 	flag.Parse()
+	again = *steady
 	took, paths, err := run(*mode, *op, *root, *parent, *key, *target, *lowersFile, *upper, *work)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "storeview: %s %s: %v\n", *mode, *op, err)
 		os.Exit(1)
 	}
-	fmt.Printf("op_ns=%d paths=%s\n", took.Nanoseconds(), paths)
+	fmt.Printf("op_ns=%d paths=%s steady_ns=%d\n", took.Nanoseconds(), paths, median(steadyTimes).Nanoseconds())
+}
+
+// again is how many calls follow the first; steadyTimes are their times.
+var (
+	again       int
+	steadyTimes []time.Duration
+)
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// repeat runs call again times after unmounting target each time, untimed, and
+// keeps the time of each call.
+func repeat(target string, call func(i int) (time.Duration, error)) error {
+	for i := range again {
+		if err := unix.Unmount(target, 0); err != nil {
+			return fmt.Errorf("unmounting %s between calls: %w", target, err)
+		}
+		d, err := call(i)
+		if err != nil {
+			return err
+		}
+		steadyTimes = append(steadyTimes, d)
+	}
+	return nil
 }
 
 func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (time.Duration, string, error) {
@@ -89,17 +128,25 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 			return 0, "", err
 		}
 		defer s.Close()
-		start := time.Now()
-		var ms []store.Mount
-		if op == "prepare" {
-			ms, err = s.Prepare(ctx, key, parent)
-		} else {
-			ms, err = s.View(ctx, key, parent)
+		call := func(key string) (time.Duration, error) {
+			start := time.Now()
+			var ms []store.Mount
+			var err error
+			if op == "prepare" {
+				ms, err = s.Prepare(ctx, key, parent)
+			} else {
+				ms, err = s.View(ctx, key, parent)
+			}
+			if err == nil {
+				_, err = store.MountAll(ctx, ms, target)
+			}
+			return time.Since(start), err
 		}
+		took, err := call(key)
 		if err == nil {
-			_, err = store.MountAll(ctx, ms, target)
+			err = repeat(target, func(i int) (time.Duration, error) { return call(fmt.Sprintf("%s-steady-%d", key, i)) })
 		}
-		return time.Since(start), "executor", err
+		return took, "executor", err
 	case "peer prepare", "peer view":
 		b, err := os.ReadFile(lowersFile)
 		if err != nil {
@@ -107,12 +154,19 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 		}
 		lowers := strings.Fields(string(b))
 		if op == "view" && len(lowers) == 1 {
-			start := time.Now()
-			err := unix.Mount(lowers[0], target, "", unix.MS_BIND, "")
-			if err == nil {
-				err = unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+			call := func(int) (time.Duration, error) {
+				start := time.Now()
+				err := unix.Mount(lowers[0], target, "", unix.MS_BIND, "")
+				if err == nil {
+					err = unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+				}
+				return time.Since(start), err
 			}
-			return time.Since(start), "absolute", err
+			took, err := call(0)
+			if err == nil {
+				err = repeat(target, call)
+			}
+			return took, "absolute", err
 		}
 		opts := func(ls []string) string {
 			o := "lowerdir=" + strings.Join(ls, ":")
@@ -141,9 +195,16 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 		if op == "view" {
 			flags = unix.MS_RDONLY
 		}
-		start := time.Now()
-		err = unix.Mount("bench", target, "overlay", flags, data)
-		return time.Since(start), paths, err
+		call := func(int) (time.Duration, error) {
+			start := time.Now()
+			err := unix.Mount("bench", target, "overlay", flags, data)
+			return time.Since(start), err
+		}
+		took, err := call(0)
+		if err == nil {
+			err = repeat(target, call)
+		}
+		return took, paths, err
 	}
 	return 0, "", fmt.Errorf("want -mode ours|peer and -op prepare|view|open")
 }
