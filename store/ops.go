@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -154,9 +155,27 @@ func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
 }
 
 func parentPaths(s *Store, parents []*record) []string {
-	ps := make([]string, len(parents))
+	// One string holds them all, sliced: a hundred parents are a hundred
+	// allocations otherwise, on every Prepare and View.
+	root := s.root
+	if root == "/" {
+		root = ""
+	}
+	b := make([]byte, 0, len(parents)*(len(root)+len("/"+layersDir+"/")+len("/fs")+20))
+	ends := make([]int, len(parents))
 	for i, p := range parents {
-		ps[i] = s.layerDir(p.ID) + "/fs"
+		b = append(b, root...)
+		b = append(b, "/"+layersDir+"/"...)
+		b = strconv.AppendUint(b, p.ID, 10)
+		b = append(b, "/fs"...)
+		ends[i] = len(b)
+	}
+	all := string(b)
+	ps := make([]string, len(parents))
+	start := 0
+	for i, end := range ends {
+		ps[i] = all[start:end]
+		start = end
 	}
 	return ps
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,9 @@ type Store struct {
 	log    *slog.Logger
 	lockTO time.Duration
 	closed atomic.Bool
+
+	volatileOnce sync.Once
+	volatile     string // see volatilePath
 }
 
 // OpenOption configures Open.

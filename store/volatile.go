@@ -55,11 +55,12 @@ var bootID = sync.OnceValue(func() string {
 // volatilePath is the volatile file of this boot, "" when the boot ID cannot be
 // read (then Prepare and View sync their records like every other operation).
 func (s *Store) volatilePath() string {
-	id := bootID()
-	if id == "" || strings.ContainsAny(id, "/\x00") {
-		return ""
-	}
-	return s.path(volatilePrefix + id + volatileSuffix)
+	s.volatileOnce.Do(func() {
+		if id := bootID(); id != "" && !strings.ContainsAny(id, "/\x00") {
+			s.volatile = s.path(volatilePrefix + id + volatileSuffix)
+		}
+	})
+	return s.volatile
 }
 
 // staleVolatileFiles lists the volatile files of earlier boots.
