@@ -59,8 +59,15 @@ type Writer struct {
 	kernel copyMode
 	probed bool
 
+	// bg is set when the output is a regular file (and not opened for
+	// appending): full buffers are then written at their offsets from a
+	// goroutine while the next one fills, and kernel copies name their output
+	// offset (see background).
+	bg       *background
+	bgProbed bool
+
 	buf     []byte
-	written int64 // bytes that reached w
+	written int64 // bytes that reached w (or, with bg, were handed to it)
 	remain  int64 // data bytes the current entry still expects
 	pad     int64 // zero bytes after the current entry's data
 	err     error // sticky: a failed write leaves the stream unusable
@@ -210,7 +217,14 @@ func (tw *Writer) WriteFile(f *os.File, off, n int64) (int64, error) {
 			if err := tw.flush(); err != nil {
 				return 0, err
 			}
-			k, mode, err := kernelCopy(tw.kernel, tw.out, f, off, n)
+			var outOff *int64
+			if tw.bg != nil {
+				// After the buffer just handed over, which may still be
+				// being written.
+				o := tw.bg.base + tw.written
+				outOff = &o
+			}
+			k, mode, err := kernelCopy(tw.kernel, tw.out, f, off, n, outOff)
 			tw.kernel = mode
 			done += k
 			tw.written += k
@@ -249,7 +263,27 @@ func (tw *Writer) Flush() error {
 	if tw.err != nil {
 		return tw.err
 	}
-	return tw.flush()
+	if err := tw.flush(); err != nil {
+		return err
+	}
+	return tw.settle()
+}
+
+// settle waits for the background write, if any, and leaves the output's
+// position at the end of what was written, as sequential writes would have.
+func (tw *Writer) settle() error {
+	if tw.bg == nil {
+		return nil
+	}
+	if err := tw.bg.wait(); err != nil {
+		tw.err = err
+		return err
+	}
+	if _, err := tw.out.Seek(tw.bg.base+tw.written, io.SeekStart); err != nil {
+		tw.err = err
+		return err
+	}
+	return nil
 }
 
 // Close finishes the current entry, writes the two zero blocks that end a tar and
@@ -260,6 +294,9 @@ func (tw *Writer) Close() error {
 	}
 	tw.buf = append(tw.buf, zeroPad[:]...)
 	if err := tw.flush(); err != nil {
+		return err
+	}
+	if err := tw.settle(); err != nil {
 		return err
 	}
 	tw.err = fmt.Errorf("tarstream: %w", tar.ErrWriteAfterClose)
@@ -279,6 +316,27 @@ func (tw *Writer) flush() error {
 	if len(tw.buf) == 0 {
 		return nil
 	}
+	if !tw.bgProbed {
+		tw.bgProbed = true
+		if tw.out != nil {
+			if base, ok := positionalOutput(tw.out); ok {
+				tw.bg = &background{out: tw.out, base: base, done: make(chan error, 1)}
+			}
+		}
+	}
+	if tw.bg != nil {
+		free, err := tw.bg.submit(tw.buf, tw.bg.base+tw.written)
+		if err != nil {
+			tw.err = err
+			return err
+		}
+		tw.written += int64(len(tw.buf))
+		if free == nil || cap(free) > writeBufferSize {
+			free = make([]byte, 0, writeBufferSize)
+		}
+		tw.buf = free[:0]
+		return nil
+	}
 	err := tw.writeOut(tw.buf)
 	if cap(tw.buf) > writeBufferSize {
 		tw.buf = make([]byte, 0, writeBufferSize)
@@ -288,7 +346,57 @@ func (tw *Writer) flush() error {
 	return err
 }
 
+// background writes the Writer's full buffers into a regular file at their
+// offsets, one at a time, each from a goroutine of its own, so that the Writer
+// fills its next buffer (headers, small files read in place) while the kernel
+// copies the last one into the page cache. In a layer export the two take about
+// as long as each other. A Writer abandoned with a write in flight leaks
+// nothing: the goroutine ends with its write.
+type background struct {
+	out      *os.File
+	base     int64 // the output's position when the stream began
+	done     chan error
+	inFlight []byte // the buffer being written, nil when none
+}
+
+// submit waits for the write in flight, starts writing p at off, and returns
+// the buffer the finished write used (nil if none), free for reuse.
+func (b *background) submit(p []byte, off int64) ([]byte, error) {
+	free := b.inFlight
+	if err := b.wait(); err != nil {
+		return nil, err
+	}
+	b.inFlight = p
+	go func() {
+		_, err := b.out.WriteAt(p, off)
+		b.done <- err
+	}()
+	return free, nil
+}
+
+// wait waits for the write in flight, if any, and returns its error.
+func (b *background) wait() error {
+	if b.inFlight == nil {
+		return nil
+	}
+	b.inFlight = nil
+	return <-b.done
+}
+
 func (tw *Writer) writeOut(p []byte) error {
+	if tw.bg != nil {
+		// A caller's large slice, written now, after the buffer in flight.
+		if err := tw.bg.wait(); err != nil {
+			tw.err = err
+			return err
+		}
+		n, err := tw.out.WriteAt(p, tw.bg.base+tw.written)
+		tw.written += int64(n)
+		if err != nil {
+			tw.err = err
+		}
+		return err
+	}
 	n, err := tw.w.Write(p)
 	tw.written += int64(n)
 	if err == nil && n < len(p) {

@@ -353,3 +353,111 @@ func TestWriterBufferBounded(t *testing.T) {
 		t.Errorf("buffer grew to %d bytes, want at most %d", peak, writeBufferSize)
 	}
 }
+
+// A regular-file output is written at offsets from a background goroutine;
+// the stream must be the bytes a buffer gets, wherever the file's position
+// started, with large files copied by the kernel between buffered parts, and
+// the position must end after the stream. An output opened for appending is
+// written in order instead.
+func TestWriterRegularFileOutput(t *testing.T) {
+	dir := t.TempDir()
+	var srcs []*os.File
+	for i, size := range []int{KernelCopyMin, 3 << 20, KernelCopyMin + 1} {
+		p := filepath.Join(dir, "src"+string(rune('a'+i)))
+		data := bytes.Repeat([]byte{byte('A' + i)}, size)
+		binary.BigEndian.PutUint64(data, uint64(i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		srcs = append(srcs, f)
+	}
+	// Enough small entries between the large ones to fill several buffers.
+	write := func(tw *Writer) error {
+		for i := range 3000 {
+			small := bytes.Repeat([]byte{byte(i)}, i%1500)
+			if err := tw.WriteHeader(&tar.Header{Name: "f" + strings.Repeat("x", i%90), Typeflag: tar.TypeReg, Size: int64(len(small)), Format: tar.FormatPAX, ModTime: time.Unix(int64(i), 0)}); err != nil {
+				return err
+			}
+			if i%2 == 0 {
+				if _, err := tw.Write(small); err != nil {
+					return err
+				}
+			} else if err := tw.WriteInPlace(len(small), func(p []byte) error { copy(p, small); return nil }); err != nil {
+				return err
+			}
+			if i%1000 == 999 {
+				src := srcs[i/1000]
+				fi, _ := src.Stat()
+				if err := tw.WriteHeader(&tar.Header{Name: src.Name(), Typeflag: tar.TypeReg, Size: fi.Size(), Format: tar.FormatPAX}); err != nil {
+					return err
+				}
+				if n, err := tw.WriteFile(src, 0, fi.Size()); err != nil || n != fi.Size() {
+					return errors.Join(err, errors.New("short WriteFile"))
+				}
+			}
+			if i == 1500 {
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if i == 2500 {
+				// Larger than the buffer: written straight from the caller's slice.
+				big := bytes.Repeat([]byte("big"), 1<<20)
+				if err := tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Size: int64(len(big)), Format: tar.FormatPAX}); err != nil {
+					return err
+				}
+				if _, err := tw.Write(big); err != nil {
+					return err
+				}
+			}
+		}
+		return tw.Close()
+	}
+	var want bytes.Buffer
+	if err := write(NewWriter(&want)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		flags int
+	}{{"regular", os.O_RDWR}, {"append", os.O_RDWR | os.O_APPEND}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, "out-"+c.name)
+			preamble := []byte("preamble: the stream starts at the file's position\n")
+			if err := os.WriteFile(p, preamble, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(p, c.flags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Seek(int64(len(preamble)), io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			tw := NewWriter(f)
+			if err := write(tw); err != nil {
+				t.Fatal(err)
+			}
+			if (tw.bg != nil) != (c.flags&os.O_APPEND == 0) {
+				t.Fatalf("background writes: %v, want them only without O_APPEND", tw.bg != nil)
+			}
+			end, err := f.Seek(0, io.SeekCurrent)
+			if err != nil || end != int64(len(preamble)+want.Len()) {
+				t.Fatalf("position after Close %d (%v), want %d", end, err, len(preamble)+want.Len())
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[:len(preamble)], preamble) || !bytes.Equal(got[len(preamble):], want.Bytes()) {
+				t.Fatalf("file output (%d bytes) differs from the buffer's (%d bytes after the preamble)", len(got), want.Len())
+			}
+		})
+	}
+}
