@@ -25,7 +25,6 @@ package ociwclayer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -37,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
@@ -138,8 +138,9 @@ func DecodeTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, error) {
 }
 
 func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, error) {
-	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
-	tr := tar.NewReader(cr)
+	// The project's own header codec (entries and errors as archive/tar's,
+	// differentially fuzzed), which knows each header's offset.
+	tr := tarstream.NewReader(r)
 	buf := make([]byte, copyBufferSize)
 	var total int64
 	current := "" // the last regular file or directory added, for alternate streams
@@ -148,18 +149,31 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, 
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		start := (cr.n + 511) &^ 511
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return total, nil
 		}
 		if err != nil {
+			var se *tarstream.Error
+			if errors.As(err, &se) {
+				err = se.Err
+			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrTruncated
 			}
-			return 0, &TarError{Entry: current, Offset: start, Err: fmt.Errorf("reading the next header: %w", err)}
+			return 0, &TarError{Entry: current, Offset: tr.Offset(), Err: fmt.Errorf("reading the next header: %w", err)}
 		}
-		terr := func(err error) error { return &TarError{Entry: hdr.Name, Offset: start, Err: err} }
+		start := tr.Offset()
+		terr := func(err error) error {
+			var se *tarstream.Error
+			if errors.As(err, &se) {
+				err = se.Err // the entry and offset are said once, here
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = ErrTruncated
+			}
+			return &TarError{Entry: hdr.Name, Offset: start, Err: err}
+		}
 		name := strings.TrimSuffix(strings.ReplaceAll(hdr.Name, `\`, "/"), "/")
 		base := path.Base(name)
 		dir := path.Dir(name)

@@ -333,9 +333,14 @@ func (tr *Reader) next() (*tar.Header, error) {
 			tr.remain = 0
 		}
 		if tr.pad > 0 {
-			// A stream that ends in the padding ends there (archive/tar does the same).
+			// A stream that ends in the padding ends there (archive/tar does the
+			// same); a source that fails there (a truncated gzip stream says
+			// io.ErrUnexpectedEOF) fails the archive, as in archive/tar.
 			if err := tr.discard(tr.pad); err != nil {
-				return nil, io.EOF
+				if tr.srcErr == io.EOF {
+					return nil, io.EOF
+				}
+				return nil, &Error{Entry: prev, Offset: tr.pos, Err: err}
 			}
 			tr.pad = 0
 		}

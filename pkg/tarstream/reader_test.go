@@ -474,3 +474,54 @@ func writeCorpusFile(t *testing.T, p string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// failingReader gives data, then an error other than io.EOF, as a truncated
+// gzip stream does.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if len(f.data) == 0 {
+		return 0, f.err
+	}
+	n := copy(p, f.data)
+	f.data = f.data[n:]
+	return n, nil
+}
+
+// A source that fails, rather than ends, at any point of the stream (in a header,
+// in data, in padding) fails the archive with that error, as archive/tar does;
+// only io.EOF may end it early.
+func TestSourceErrorsAreNotEOF(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for i, size := range []int{5, 512, 700} {
+		tw.WriteHeader(&tar.Header{Name: "f" + string(rune('a'+i)), Typeflag: tar.TypeReg, Size: int64(size), Mode: 0o644})
+		tw.Write(bytes.Repeat([]byte{'x'}, size))
+	}
+	tw.Close()
+	stream := b.Bytes()
+	drain := func(r interface {
+		Next() (*tar.Header, error)
+		Read([]byte) (int, error)
+	}) error {
+		for {
+			if _, err := r.Next(); err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+		}
+	}
+	for cut := 1; cut < len(stream)-1024; cut++ {
+		src := func() io.Reader { return &failingReader{data: stream[:cut], err: io.ErrUnexpectedEOF} }
+		want := drain(tar.NewReader(src()))
+		got := drain(NewReader(src()))
+		if (want == io.EOF) != (got == io.EOF) || !errors.Is(got, io.ErrUnexpectedEOF) && got != io.EOF {
+			t.Fatalf("stream cut at %d by a failing source: archive/tar %v, ours %v", cut, want, got)
+		}
+	}
+}
