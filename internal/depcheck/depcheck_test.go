@@ -22,14 +22,15 @@ var allowed = map[string][]string{
 	// name table, the small-file workers): formats tier, standard library only.
 	"pkg/internal/nametab":  {},
 	"pkg/internal/filejobs": {"golang.org/x/sys/"},
-	"pkg/ocilayer":          {"pkg/internal/", "golang.org/x/sys/"},
-	"pkg/ext4":              {"pkg/ocilayer", "pkg/internal/", "golang.org/x/sys/"},
-	"pkg/winlayer":          {"pkg/guid", "pkg/winfile", "pkg/internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"pkg/ociwclayer":        {"pkg/guid", "pkg/winfile", "pkg/winlayer", "pkg/tarstream", "pkg/internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
-	"wclayer":               {"host", "pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
-	"computestorage":        {"host", "pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
-	"internal/mount":        {"internal/mountinfo", "internal/loop", "internal/diskfs", "golang.org/x/sys/"},
-	"layers":                {"host", "internal/state", "internal/atomicfile", "pkg/", "internal/mount", "internal/wcowunion", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
+	// The tar codec (pkg/tarstream) serves every path that reads or writes a tar.
+	"pkg/ocilayer":   {"pkg/tarstream", "pkg/internal/", "golang.org/x/sys/"},
+	"pkg/ext4":       {"pkg/ocilayer", "pkg/tarstream", "pkg/internal/", "golang.org/x/sys/"},
+	"pkg/winlayer":   {"pkg/guid", "pkg/winfile", "pkg/internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"pkg/ociwclayer": {"pkg/guid", "pkg/winfile", "pkg/winlayer", "pkg/tarstream", "pkg/internal/", "golang.org/x/sys/", "go.etcd.io/bbolt/"},
+	"wclayer":        {"host", "pkg/", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"computestorage": {"host", "pkg/", "wclayer", "golang.org/x/sys/", "go.etcd.io/bbolt/", "internal/", "github.com/hanwen/go-fuse/"},
+	"internal/mount": {"internal/mountinfo", "internal/loop", "internal/diskfs", "golang.org/x/sys/"},
+	"layers":         {"host", "internal/state", "internal/atomicfile", "pkg/", "internal/mount", "internal/wcowunion", "internal/basedisk", "internal/loop", "internal/attach", "internal/fusefs", "internal/mountinfo", "internal/diskfs", "internal/cimview", "wclayer", "wclayer/cim", "golang.org/x/sys/", "go.etcd.io/bbolt/", "github.com/hanwen/go-fuse/"},
 
 	"internal/mountinfo":  {},
 	"internal/atomicfile": {},

@@ -2,11 +2,11 @@ package ext4
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"io"
 	"strings"
 
@@ -153,39 +153,29 @@ func Build(ctx context.Context, out Output, r io.Reader, opts ...Option) (*Resul
 	return res, nil
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
-}
-
 func build(ctx context.Context, out Output, r io.Reader, o *options) (*Result, error) {
 	w, err := newWriter(out, o)
 	if err != nil {
 		return nil, &Error{Op: "start", Offset: -1, Err: err}
 	}
 	defer func() { w.ob.wb.stop() }() // after a failure; close stops it on success
-	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
-	tr := tar.NewReader(cr)
+	// The project's own header codec (entries and errors as archive/tar's,
+	// differentially fuzzed), which knows each header's offset.
+	tr := tarstream.NewReader(r)
 	w.rules = ocilayer.NewValidator(ocilayer.WithoutBase(), ocilayer.WithFileSizeLimit(o.maxFileSize))
 	for {
-		off := (cr.n + 511) &^ 511
 		if err := ctx.Err(); err != nil {
-			return nil, &Error{Op: "read", Offset: off, Err: err}
+			return nil, &Error{Op: "read", Offset: tr.Offset(), Err: err}
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			return nil, &Error{Op: "read header", Offset: off, Err: fmt.Errorf("%w: %w", ErrInvalidTar, err)}
+		off := tr.Offset()
+		if err != nil {
+			return nil, &Error{Op: "read header", Offset: off, Err: fmt.Errorf("%w: %w", ErrInvalidTar, tarstream.Cause(err))}
 		}
-		if err := w.add(ctx, hdr, tr, o); err != nil {
+		if err := w.add(ctx, hdr, tr.Plain(), o); err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"io"
 	"os"
 	"path"
@@ -77,22 +78,20 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		}
 		a.dropDirs()
 	}()
-	cr := &countingReader{r: r}
-	tr := tar.NewReader(cr)
+	// The project's own header codec (entries and errors as archive/tar's,
+	// differentially fuzzed), which knows each header's offset.
+	tr := tarstream.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
 			return a.written, err
 		}
-		// The previous body ends where it was read up to; its padding runs to
-		// the next 512-byte block, where this entry's headers start.
-		off := (cr.n + 511) &^ 511
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
-		// tar.ErrInsecurePath comes with a usable header; names are checked below.
-		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
-			return a.written, &EntryError{Offset: off, Op: "read", Err: err}
+		off := tr.Offset()
+		if err != nil {
+			return a.written, &EntryError{Offset: off, Op: "read", Err: tarstream.Cause(err)}
 		}
 		if a.files != nil {
 			if err := a.files.Failure(); err != nil {
@@ -105,7 +104,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 			}
 		}
 		a.off = off
-		if err := a.entry(hdr, tr); err != nil {
+		if err := a.entry(hdr, tr.Plain()); err != nil {
 			var we workerError
 			if errors.As(err, &we) {
 				return a.written, we.err // it names its own entry
@@ -122,17 +121,6 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOption) (
 		return a.written, err
 	}
 	return a.written, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // applier holds the state of one Apply call.

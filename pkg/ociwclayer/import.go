@@ -154,26 +154,15 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, 
 			return total, nil
 		}
 		if err != nil {
-			var se *tarstream.Error
-			if errors.As(err, &se) {
-				err = se.Err
-			}
+			err = tarstream.Cause(err)
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrTruncated
 			}
 			return 0, &TarError{Entry: current, Offset: tr.Offset(), Err: fmt.Errorf("reading the next header: %w", err)}
 		}
 		start := tr.Offset()
-		terr := func(err error) error {
-			var se *tarstream.Error
-			if errors.As(err, &se) {
-				err = se.Err // the entry and offset are said once, here
-			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = ErrTruncated
-			}
-			return &TarError{Entry: hdr.Name, Offset: start, Err: err}
-		}
+		terr := func(err error) error { return &TarError{Entry: hdr.Name, Offset: start, Err: err} }
+		data := tr.Plain() // errors without entry and offset: terr adds them
 		name := strings.TrimSuffix(strings.ReplaceAll(hdr.Name, `\`, "/"), "/")
 		base := path.Base(name)
 		dir := path.Dir(name)
@@ -209,7 +198,7 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, 
 			if err := w.AddStream(base[i:], hdr.Size, 0); err != nil {
 				return 0, terr(err)
 			}
-			if err := copyBody(w, tr, buf); err != nil {
+			if err := copyBody(w, data, buf); err != nil {
 				return 0, terr(err)
 			}
 			continue
@@ -224,7 +213,7 @@ func writeLayerFromTar(ctx context.Context, r io.Reader, w EntryWriter) (int64, 
 		}
 		current = name
 		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
-			if err := copyBody(w, tr, buf); err != nil {
+			if err := copyBody(w, data, buf); err != nil {
 				return 0, terr(err)
 			}
 			total += hdr.Size

@@ -651,3 +651,15 @@ func unexpected(err error) error {
 	}
 	return err
 }
+
+// Plain returns a reader of the current entry's data, as tr's Read, whose errors
+// are their causes alone (see Cause): for callers whose own errors name the
+// entry and offset.
+func (tr *Reader) Plain() io.Reader { return plainReader{tr} }
+
+type plainReader struct{ tr *Reader }
+
+func (p plainReader) Read(b []byte) (int, error) {
+	n, err := p.tr.Read(b)
+	return n, Cause(err)
+}

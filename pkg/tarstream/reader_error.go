@@ -34,3 +34,12 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Cause returns the error err is, without the entry and offset: the Err of an
+// *Error, or err itself. For callers whose own errors name the entry and offset.
+func Cause(err error) error {
+	if e, ok := err.(*Error); ok {
+		return e.Err
+	}
+	return err
+}
