@@ -83,17 +83,6 @@ func (e *TarError) Error() string {
 
 func (e *TarError) Unwrap() error { return e.Err }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // ImportLayerFromTar reads an OCI Windows layer tar from r and writes it as a new layer
 // folder at path. parentLayerPaths are the layer's parents, immediate parent first and
 // base layer last; a base layer has none. It returns the sum of the sizes of the files'

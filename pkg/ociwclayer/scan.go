@@ -2,7 +2,6 @@ package ociwclayer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"github.com/hostcompute/hostcompute/pkg/winlayer"
 )
 
@@ -18,8 +18,7 @@ import (
 // and size) of their file; whiteouts come as entries with Removed set; hard links have
 // LinkTarget set. Names are checked as an import would check them. File data is skipped.
 func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) error {
-	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
-	tr := tar.NewReader(cr)
+	tr := tarstream.NewReader(r)
 	var pending *winlayer.Entry
 	sds := &sdCache{}
 	var pendingOff int64
@@ -38,12 +37,13 @@ func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) e
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		start := (cr.n + 511) &^ 511
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return flush()
 		}
+		start := tr.Offset()
 		if err != nil {
+			err = tarstream.Cause(err)
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = ErrTruncated
 			}
@@ -62,7 +62,7 @@ func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) e
 				return terr(fmt.Errorf("%w: %s is not the entry before it", ErrOrphanStream, file))
 			}
 			pending.Streams = append(pending.Streams, winlayer.Stream{Name: base[i:], Size: hdr.Size})
-			if _, err := io.Copy(io.Discard, tr); err != nil {
+			if _, err := io.Copy(io.Discard, tr.Plain()); err != nil {
 				return terr(ErrTruncated)
 			}
 			continue
@@ -70,7 +70,7 @@ func ScanTar(ctx context.Context, r io.Reader, fn func(*winlayer.Entry) error) e
 		if err := flush(); err != nil {
 			return err
 		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
+		if _, err := io.Copy(io.Discard, tr.Plain()); err != nil {
 			return terr(ErrTruncated)
 		}
 		var e *winlayer.Entry
