@@ -29,5 +29,12 @@
 // Errors tied to an entry are *Error values naming the entry and the byte
 // offset of the header block or data where the stream went wrong; they wrap
 // archive/tar's errors (tar.ErrHeader, tar.ErrFieldTooLong) or io errors
-// (io.ErrUnexpectedEOF), so errors.Is keeps working. Errors are sticky.
+// (io.ErrUnexpectedEOF), so errors.Is keeps working. Errors are sticky. A
+// source that fails (rather than ends) anywhere, even in an entry's padding,
+// fails the stream with its error, as in archive/tar; only io.EOF ends it early
+// there. Callers whose own errors name the entry and offset take the bare cause
+// with Cause, or read data through Plain.
+//
+// The Windows layer import, the CIM build, the OCI layer apply, tar2ext4 and
+// layer inspection read their tars with it; Writer writes the exports.
 package tarstream
