@@ -85,7 +85,6 @@ func cpuShares(w uint64) uint64 {
 // cfsPeriod is the CFS period of a CPU maximum, in microseconds.
 const cfsPeriod = 100000
 
-// bundleSpec is the OCI spec of the container r with init process p.
 // warmSpecEncoding builds encoding/json's encoders for the OCI spec's types,
 // once per process. json.Marshal builds them by reflection on first use, about
 // 1.6 ms here for the spec's few dozen types; Create starts this on another
@@ -96,6 +95,7 @@ var warmSpecEncoding = sync.OnceFunc(func() {
 	json.Marshal(&specs.Process{})
 })
 
+// bundleSpec is the OCI spec of the container r with init process p.
 func bundleSpec(r *record, p *ProcessSpec, blockDev *specs.LinuxWeightDevice) (*specs.Spec, error) {
 	cfg := &r.Config
 	ps := processSpec(p)

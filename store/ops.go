@@ -157,15 +157,11 @@ func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
 func parentPaths(s *Store, parents []*record) []string {
 	// One string holds them all, sliced: a hundred parents are a hundred
 	// allocations otherwise, on every Prepare and View.
-	root := s.root
-	if root == "/" {
-		root = ""
-	}
-	b := make([]byte, 0, len(parents)*(len(root)+len("/"+layersDir+"/")+len("/fs")+20))
+	prefix := s.layersPrefix()
+	b := make([]byte, 0, len(parents)*(len(prefix)+len("/fs")+20))
 	ends := make([]int, len(parents))
 	for i, p := range parents {
-		b = append(b, root...)
-		b = append(b, "/"+layersDir+"/"...)
+		b = append(b, prefix...)
 		b = strconv.AppendUint(b, p.ID, 10)
 		b = append(b, "/fs"...)
 		ends[i] = len(b)

@@ -192,13 +192,17 @@ func (s *Store) path(elem ...string) string {
 }
 
 func (s *Store) layerDir(id uint64) string {
-	// Joined by hand: root is absolute and clean, and Prepare and View build
-	// the path of every parent.
-	root := s.root
-	if root == "/" {
-		root = ""
+	return s.layersPrefix() + strconv.FormatUint(id, 10)
+}
+
+// layersPrefix is "<root>/layers/". Layer paths are joined by hand rather than
+// with filepath.Join: root is absolute and clean, and Prepare and View build the
+// path of every parent.
+func (s *Store) layersPrefix() string {
+	if s.root == "/" {
+		return "/" + layersDir + "/"
 	}
-	return root + "/" + layersDir + "/" + strconv.FormatUint(id, 10)
+	return s.root + "/" + layersDir + "/"
 }
 
 // session is one locked use of the store: the flock on store.lock and the bbolt

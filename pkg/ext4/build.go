@@ -6,11 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"io"
 	"strings"
 
 	"github.com/hostcompute/hostcompute/pkg/ocilayer"
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 )
 
 // Result describes a built image.

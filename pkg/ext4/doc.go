@@ -67,9 +67,10 @@
 // formed ones are stored as plain files, as tar2ext4 does) and empty symlink targets
 // are refused. Its errors match both the ocilayer class and this package's.
 //
-// Files may be up to 128 GiB (WithMaximumFileSize lowers that). Holes count: the tar
-// reader (pkg/tarstream, as archive/tar) hands sparse files over with their holes as zeros, so a sparse file of
-// n bytes costs reading n bytes of zeros, none of which is written.
+// Files may be up to 128 GiB (WithMaximumFileSize lowers that). Holes count: the
+// tar reader (pkg/tarstream, as archive/tar) hands sparse files over with their
+// holes as zeros, so a sparse file of n bytes costs reading n bytes of zeros,
+// none of which is written.
 //
 // # Errors
 //

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hostcompute/hostcompute/pkg/tarstream"
 	"io"
 	"os"
 	"path"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/internal/filejobs"
+	"github.com/hostcompute/hostcompute/pkg/tarstream"
 )
 
 const (

@@ -27,7 +27,8 @@
 //
 // Sparse files (GNU 'S' entries and PAX GNU.sparse 0.x and 1.0 records) are
 // applied with their holes left as holes: the tar reader (pkg/tarstream, as
-// archive/tar) hands the holes over as zeros, and runs of whole 64 KiB zero chunks are skipped rather than written.
+// archive/tar) hands the holes over as zeros, and runs of whole 64 KiB zero
+// chunks are skipped rather than written.
 // Their logical size is bounded like any file's (DefaultMaxFileSize, 128 GiB,
 // or WithMaxFileSize), so a small layer cannot claim an unbounded file;
 // reading the synthesised zeros costs time, not space.

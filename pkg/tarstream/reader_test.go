@@ -371,15 +371,7 @@ func TestErrorsNameEntryAndOffset(t *testing.T) {
 
 func TestDataSectionSkip(t *testing.T) {
 	data := writeTar(t, tar.FormatPAX)
-	p := filepath.Join(t.TempDir(), "l.tar")
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeAndOpen(t, filepath.Join(t.TempDir(), "l.tar"), data)
 	tr := NewReader(f)
 	for {
 		h, err := tr.Next()

@@ -152,15 +152,7 @@ func TestWriteFile(t *testing.T) {
 			data[j] = byte(j*7 + i)
 		}
 		p := filepath.Join(dir, "f"+string(rune('a'+i)))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		files = append(files, f)
+		files = append(files, writeAndOpen(t, p, data))
 		h := &tar.Header{Name: "Files/" + filepath.Base(p), Typeflag: tar.TypeReg, Size: int64(n), ModTime: time.Unix(5, 5), Format: tar.FormatPAX}
 		aw.WriteHeader(h)
 		aw.Write(data)
@@ -366,15 +358,7 @@ func TestWriterRegularFileOutput(t *testing.T) {
 		p := filepath.Join(dir, "src"+string(rune('a'+i)))
 		data := bytes.Repeat([]byte{byte('A' + i)}, size)
 		binary.BigEndian.PutUint64(data, uint64(i))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		srcs = append(srcs, f)
+		srcs = append(srcs, writeAndOpen(t, p, data))
 	}
 	// Enough small entries between the large ones to fill several buffers.
 	write := func(tw *Writer) error {
@@ -460,4 +444,19 @@ func TestWriterRegularFileOutput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeAndOpen writes data to a new file p and opens it for reading; the file
+// is closed when the test ends.
+func writeAndOpen(t testing.TB, p string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
