@@ -72,11 +72,16 @@
 // # Files
 //
 //	<root>/store.lock    flock: exclusive for writers, shared for readers
-//	<root>/meta.db       bbolt: v1/layers, v1/ids, v1/children, v1/mounts
+//	<root>/meta.db       bbolt: v1/layers, v1/ids, v1/children, v1/chains, v1/mounts
 //	<root>/volatile-<boot ID>.db  bbolt, unsynced: records of Prepare and View not yet in meta.db
 //	<root>/layers/<id>/  fs/ (content or upper), work/, upper/, whiteouts/
 //	<root>/staging/      work in progress, flock-held by its writer
 //	<root>/trash/        removed layers being deleted
+//
+// v1/ids and v1/children index the records by ID and by parent; v1/chains
+// keeps each committed layer's line of parent IDs, so that Prepare and View
+// read one entry instead of one record per parent (see chains.go). All three
+// are rebuilt from the records by Repair.
 //
 // # Concurrency
 //

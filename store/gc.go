@@ -41,7 +41,7 @@ const (
 	ProblemMissingDir  = "missing-directory"     // record whose layer directory is gone
 	ProblemDangling    = "dangling-parent"       // record whose parent has no record
 	ProblemCorrupt     = "corrupt-record"        // record that does not decode (truncated, overwritten)
-	ProblemIndex       = "index"                 // ID or parent index disagreeing with the records
+	ProblemIndex       = "index"                 // ID, children or parent chain index disagreeing with the records
 	ProblemUnknownFile = "unknown-file"          // a name under layers/ the store never makes
 	ProblemLayerFiles  = "layer-content-missing" // layer directory without the content its format needs
 	ProblemOldVolatile = "earlier-boot-records"  // volatile file of an earlier boot: Prepares and Views never made durable
@@ -325,6 +325,11 @@ func (s *Store) check(ctx context.Context, tx *txn) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
+	chainProblems, err := checkChains(tx, recs)
+	if err != nil {
+		return nil, err
+	}
+	ps = append(ps, chainProblems...)
 	err = cb.ForEach(func(k, _ []byte) error {
 		parent, child, ok := strings.Cut(string(k), "\x00")
 		if r := recs[child]; !ok || r == nil || r.Parent != parent {
@@ -454,6 +459,9 @@ func (s *Store) Repair(ctx context.Context) ([]Problem, error) {
 			if _, err := v1.CreateBucket(name); err != nil {
 				return err
 			}
+		}
+		if err := rebuildChains(tx, recs); err != nil {
+			return err
 		}
 		_, ib, cb, _ := buckets(tx)
 		for _, r := range recs {

@@ -62,18 +62,18 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 		if lb.Get([]byte(key)) != nil {
 			return classf(ErrAlreadyExists, "layer %q exists", key)
 		}
-		parents, err := parentChain(tx, parent)
+		top, parents, err := parentChain(tx, parent)
 		if err != nil {
 			return fmt.Errorf("parent %q: %w", parent, err)
 		}
-		if len(parents) > 0 {
-			if parents[0].Kind != KindCommitted {
-				return classf(ErrFailedPrecondition, "parent %q is %s, not committed", parent, parents[0].Kind)
+		if top != nil {
+			if top.Kind != KindCommitted {
+				return classf(ErrFailedPrecondition, "parent %q is %s, not committed", parent, top.Kind)
 			}
-			if info.Format != "" && info.Format != parents[0].Format {
-				return classf(ErrInvalidArgument, "format %s asked for over parent %q of format %s", info.Format, parent, parents[0].Format)
+			if info.Format != "" && info.Format != top.Format {
+				return classf(ErrInvalidArgument, "format %s asked for over parent %q of format %s", info.Format, parent, top.Format)
 			}
-			info.Format = parents[0].Format
+			info.Format = top.Format
 		} else if info.Format == "" {
 			info.Format = FormatLinuxDir
 		}
@@ -115,7 +115,7 @@ func (s *Store) create(ctx context.Context, kind Kind, key, parent string, opts 
 // the next reconcile removes it. With sync, the directory is made durable before
 // the record; without, the record goes to the volatile file, and the fold that
 // makes it durable syncs the directory first.
-func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
+func (s *Store) makeLayerDir(r *record, parents []uint64, sync bool) error {
 	dir := s.layerDir(r.ID)
 	// The ID is new, so anything under its name was left by a process that died
 	// before committing the same ID.
@@ -154,15 +154,16 @@ func (s *Store) makeLayerDir(r *record, parents []*record, sync bool) error {
 	return syncDir(filepath.Dir(dir))
 }
 
-func parentPaths(s *Store, parents []*record) []string {
+// parentPaths returns the content directories of the layers parents (IDs).
+func parentPaths(s *Store, parents []uint64) []string {
 	// One string holds them all, sliced: a hundred parents are a hundred
 	// allocations otherwise, on every Prepare and View.
 	prefix := s.layersPrefix()
 	b := make([]byte, 0, len(parents)*(len(prefix)+len("/fs")+20))
 	ends := make([]int, len(parents))
-	for i, p := range parents {
+	for i, id := range parents {
 		b = append(b, prefix...)
-		b = strconv.AppendUint(b, p.ID, 10)
+		b = strconv.AppendUint(b, id, 10)
 		b = append(b, "/fs"...)
 		ends[i] = len(b)
 	}
@@ -348,6 +349,11 @@ func (s *Store) remove(ctx context.Context, key string) error {
 		}
 		if err := ib.Delete(idKey(r.ID)); err != nil {
 			return err
+		}
+		if r.Kind == KindCommitted {
+			if err := deleteChain(tx, r.ID); err != nil {
+				return err
+			}
 		}
 		if r.Parent != "" {
 			if err := cb.Delete(childKey(r.Parent, key)); err != nil {

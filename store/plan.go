@@ -22,8 +22,8 @@ func (s *Store) upperDir(r *record) string {
 	return filepath.Join(s.layerDir(r.ID), "fs")
 }
 
-// plan returns the mounts of the active layer or view r over parents (immediate
-// parent first), in the shapes containerd's overlay snapshotter uses:
+// plan returns the mounts of the active layer or view r over parents (their IDs,
+// immediate parent first), in the shapes containerd's overlay snapshotter uses:
 //
 //   - an active layer without parents: a read-write bind mount of its directory;
 //   - an active layer with parents: an overlay with the parents as lowerdir
@@ -35,7 +35,7 @@ func (s *Store) upperDir(r *record) string {
 // Windows layer folders are unioned through their Files/ folders, each
 // followed, when the layer removes files of its parents, by a directory of
 // whiteouts made from its tombstones at Prepare or View.
-func (s *Store) plan(r *record, parents []*record) ([]Mount, error) {
+func (s *Store) plan(r *record, parents []uint64) ([]Mount, error) {
 	var lowers []string
 	switch r.Format {
 	case FormatLinuxDir:

@@ -151,7 +151,7 @@ func (s *Store) Mounts(ctx context.Context, key string) ([]Mount, error) {
 		if r.Kind == KindCommitted {
 			return classf(ErrFailedPrecondition, "layer %q is committed; make a view of it to mount it", key)
 		}
-		parents, err := chain(tx, r.Parent)
+		_, parents, err := parentChain(tx, r.Parent)
 		if err != nil {
 			return err
 		}

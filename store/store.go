@@ -145,6 +145,12 @@ func Open(ctx context.Context, root string, opts ...OpenOption) (*Store, error) 
 				return err
 			}
 		}
+		if b.Bucket(bucketChains) == nil {
+			// A new store, or one from before the parent chain index.
+			if err := rebuildChains(tx, committedRecords(tx)); err != nil {
+				return err
+			}
+		}
 		if o.noReconcile {
 			return nil
 		}
@@ -547,30 +553,48 @@ func internFormat(b []byte) Format {
 	return Format(b)
 }
 
-// parentChain is chain for Prepare and View: the records of the parents hold
-// only what decodeLink reads.
-func parentChain(tx *txn, parent string) ([]*record, error) {
+// parentChain returns, for Prepare and View, the record of parent (holding
+// only what decodeLink reads) and the IDs of its line: parent's own first, then
+// its parent's, down to the bottom layer. The line comes from the parent chain
+// index (chains.go) where it has an entry, else from the records, one parent
+// at a time.
+func parentChain(tx *txn, parent string) (*record, []uint64, error) {
+	if parent == "" {
+		return nil, nil, nil
+	}
 	lb, _, _, _ := buckets(tx)
-	var out []*record
-	for p := parent; p != ""; {
+	var top *record
+	var ids []uint64
+	for p, child := parent, ""; p != ""; {
 		v := lb.Get([]byte(p))
 		if v == nil {
-			if len(out) > 0 {
-				return nil, classf(ErrCorrupt, "layer %q names parent %q, which has no record", out[len(out)-1].Key, p)
+			if top != nil {
+				return nil, nil, classf(ErrCorrupt, "layer %q names parent %q, which has no record", child, p)
 			}
-			return nil, classf(ErrNotFound, "no layer %q", p)
+			return nil, nil, classf(ErrNotFound, "no layer %q", p)
 		}
 		r, err := decodeLink(p, v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, r)
-		if len(out) > 100000 {
-			return nil, classf(ErrCorrupt, "parent chain of %q loops", parent)
+		if top == nil {
+			top = r
 		}
-		p = r.Parent
+		if r.Kind == KindCommitted {
+			if line, ok := cachedChain(tx, r.ID); ok {
+				if ids == nil {
+					return top, line, nil
+				}
+				return top, append(ids, line...), nil
+			}
+		}
+		ids = append(ids, r.ID)
+		if len(ids) > 100000 {
+			return nil, nil, classf(ErrCorrupt, "parent chain of %q loops", parent)
+		}
+		child, p = r.Key, r.Parent
 	}
-	return out, nil
+	return top, ids, nil
 }
 
 func putRecord(tx *txn, r *record) error {
@@ -582,7 +606,22 @@ func putRecord(tx *txn, r *record) error {
 	if err := lb.Put([]byte(r.Key), v); err != nil {
 		return err
 	}
-	return ib.Put(idKey(r.ID), []byte(r.Key))
+	if err := ib.Put(idKey(r.ID), []byte(r.Key)); err != nil {
+		return err
+	}
+	if r.Kind == KindCommitted {
+		return putChain(tx, r)
+	}
+	return nil
+}
+
+// idsOf returns the IDs of records.
+func idsOf(rs []*record) []uint64 {
+	ids := make([]uint64, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // chain returns the records of key's parents, immediate parent first.

@@ -80,9 +80,9 @@ func (s *Store) importLayer(ctx context.Context, key, parent string, r io.Reader
 	fsDir := filepath.Join(st.dir, "fs")
 	switch want.Format {
 	case FormatLinuxDir:
-		err = s.applyLinux(ctx, st, key, fsDir, parentPaths(s, parents), src)
+		err = s.applyLinux(ctx, st, key, fsDir, parentPaths(s, idsOf(parents)), src)
 	case FormatWindowsFolder:
-		_, err = ociwclayer.ImportLayerFromTar(ctx, src, fsDir, parentPaths(s, parents), winlayer.WithSync(false))
+		_, err = ociwclayer.ImportLayerFromTar(ctx, src, fsDir, parentPaths(s, idsOf(parents)), winlayer.WithSync(false))
 	case FormatExt4VHD:
 		err = buildExt4VHD(ctx, fsDir, src)
 	}
@@ -334,9 +334,9 @@ func (s *Store) export(ctx context.Context, w io.Writer, key string) error {
 		return s.exportExt4(ctx, w, r)
 	case FormatWindowsFolder:
 		if r.Kind == KindActive {
-			return ociwclayer.ExportUpperToTar(ctx, w, s.upperDir(r), parentPaths(s, parents))
+			return ociwclayer.ExportUpperToTar(ctx, w, s.upperDir(r), parentPaths(s, idsOf(parents)))
 		}
-		return ociwclayer.ExportLayerToTar(ctx, w, filepath.Join(s.layerDir(r.ID), "fs"), parentPaths(s, parents))
+		return ociwclayer.ExportLayerToTar(ctx, w, filepath.Join(s.layerDir(r.ID), "fs"), parentPaths(s, idsOf(parents)))
 	}
 	return classf(ErrUnsupported, "exporting a %s layer is not supported", r.Format)
 }
@@ -353,7 +353,7 @@ func (s *Store) commitWindows(ctx context.Context, name, key string, id uint64, 
 	}
 	defer st.close()
 	upper := filepath.Join(s.layerDir(id), "upper")
-	folders := parentPaths(s, parents)
+	folders := parentPaths(s, idsOf(parents))
 	pr, pw := io.Pipe()
 	hash := sha256.New()
 	go func() {

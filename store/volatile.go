@@ -96,11 +96,13 @@ func (s *Store) openVolatile(write, create bool) (*bolt.DB, error) {
 	db, err := bolt.Open(p, 0o600, &bolt.Options{
 		Timeout:  s.lockTO,
 		ReadOnly: !write,
-		NoSync:   true,
 		// Nothing here is meant to reach the disk in order, so neither the
-		// freelist nor the file's growth need syncing.
-		NoFreelistSync: true,
-		NoGrowSync:     true,
+		// commits nor the file's growth are synced. The freelist is written
+		// (unsynced) with each commit: reading it back is cheaper than the
+		// scan of every page bbolt makes at open without it, and each Prepare
+		// and View opens the file.
+		NoSync:     true,
+		NoGrowSync: true,
 	})
 	if err != nil {
 		return nil, err
