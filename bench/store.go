@@ -135,7 +135,7 @@ func storeMountRow(op string, n int) *Row {
 			}
 			return Setup{
 				Input: fmt.Sprintf("a store with a chain of %d committed directory layers of 2 files each; a new %s per run over the top one, mounted at a fresh mount point", n, op),
-				Notes: []string{"wall times include starting bench/cmd/storeview and, for ours, opening the store; the notes give the median of the timed call alone (ours: the store call plus the mount; peer: mount(2))"},
+				Notes: []string{"wall times include starting bench/cmd/storeview and, for ours, opening the store; the notes give the median of the timed call alone (ours: the store call plus the mount; peer: mount(2), for prepare after making the union's upper and work directories, as ours makes its layer's)"},
 			}, nil
 		},
 		Peer: side("peer"),

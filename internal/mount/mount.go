@@ -74,11 +74,16 @@ func tooMany(target string, n int) error {
 
 // validate checks what the kernel would refuse less clearly.
 func (o *Overlay) validate(target string) error {
-	if len(o.Lower) == 0 {
+	return o.validateShape(target, len(o.Lower))
+}
+
+// validateShape is validate for a union of lowers lower layers (o.Lower unused).
+func (o *Overlay) validateShape(target string, lowers int) error {
+	if lowers == 0 {
 		return &Error{Op: "mount overlay", Target: target, Err: errors.New("no lower layer")}
 	}
-	if len(o.Lower) > MaxLowerLayers {
-		return tooMany(target, len(o.Lower))
+	if lowers > MaxLowerLayers {
+		return tooMany(target, lowers)
 	}
 	if (o.Upper == "") != (o.Work == "") {
 		return &Error{Op: "mount overlay", Target: target, Err: errors.New("upper and work directories go together: give both or neither")}

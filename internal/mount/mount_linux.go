@@ -119,11 +119,13 @@ func overlayOptionString(o Overlay) (data, dir string, ok bool) {
 		}
 	}
 	size := len("lowerdir=") + len(o.Lower) - 1
+	prev := ""
 	for _, l := range o.Lower {
-		if !plainAbsolute(l) {
+		if !plainAbsoluteAfter(l, prev) {
 			return "", "", false
 		}
 		size += len(l)
+		prev = l
 	}
 	if o.Upper != "" {
 		size += len(",upperdir=") + len(o.Upper) + len(",workdir=") + len(o.Work)
@@ -172,11 +174,28 @@ func overlayOptionString(o Overlay) (data, dir string, ok bool) {
 // (filepath.Clean(p) == p) without a character mount(2)'s option string would
 // need escaped: a comma, a colon or a backslash.
 func plainAbsolute(p string) bool {
+	return plainAbsoluteAfter(p, "")
+}
+
+// plainAbsoluteAfter is plainAbsolute(p) for a p that follows prev, a path
+// plainAbsolute accepts (or ""): the lowers of a union share most of their
+// names, and the elements p shares with prev whole are not looked at again.
+func plainAbsoluteAfter(p, prev string) bool {
 	if len(p) < 2 || p[0] != '/' || p[len(p)-1] == '/' {
 		return false
 	}
-	start := 1 // of the current element
-	for i := 1; i <= len(p); i++ {
+	// start is the first byte of the element p's check resumes at: after the
+	// last '/' the two paths share.
+	n := min(len(p), len(prev))
+	i := 0
+	for i < n && p[i] == prev[i] {
+		i++
+	}
+	start := 1
+	if j := strings.LastIndexByte(p[:i], '/'); j > 0 {
+		start = j + 1
+	}
+	for i := start; i <= len(p); i++ {
 		if i < len(p) {
 			switch p[i] {
 			case ',', ':', '\\':

@@ -343,3 +343,23 @@ func FuzzPlainAbsolute(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainAbsoluteAfter holds the check that skips what a path shares with the
+// previous lower to the whole check.
+func FuzzPlainAbsoluteAfter(f *testing.F) {
+	for _, s := range [][2]string{
+		{"/s/layers/12/fs", "/s/layers/9/fs"}, {"/s/layers/12/fs", "/s/layers/12/../fs"}, {"/a/b", "/a"},
+		{"/a/b", "/a/b/"}, {"/a/b", "/a//b"}, {"/a/bc", "/a/b,c"}, {"/ab/c", "/a/./c"}, {"/a/..b", "/a/.."},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, prev, p string) {
+		if !plainAbsolute(prev) {
+			prev = ""
+		}
+		want := filepath.IsAbs(p) && filepath.Clean(p) == p && p != "/" && !strings.ContainsAny(p, ",:\\")
+		if got := plainAbsoluteAfter(p, prev); got != want {
+			t.Fatalf("plainAbsoluteAfter(%q, %q) = %v, want %v", p, prev, got, want)
+		}
+	})
+}

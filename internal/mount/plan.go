@@ -161,8 +161,24 @@ func OverlayMount(target string, o Overlay) Mount {
 		src = "overlay"
 	}
 	m := Mount{Type: TypeOverlay, Source: src, Target: target, Options: make([]string, 0, len(o.Lower)+2)}
+	// The options are slices of one string: a hundred lowers are a hundred
+	// allocations otherwise.
+	const key = "lowerdir+="
+	size := len(o.Lower) * len(key)
 	for _, l := range o.Lower {
-		m.Options = append(m.Options, "lowerdir+="+l)
+		size += len(l)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, l := range o.Lower {
+		b.WriteString(key)
+		b.WriteString(l)
+	}
+	all, start := b.String(), 0
+	for _, l := range o.Lower {
+		end := start + len(key) + len(l)
+		m.Options = append(m.Options, all[start:end])
+		start = end
 	}
 	if o.Upper != "" || o.Work != "" {
 		m.Options = append(m.Options, "upperdir="+o.Upper, "workdir="+o.Work)
@@ -269,8 +285,21 @@ func (e *Executor) Validate(plan Plan) error {
 			if !filepath.IsAbs(m.Target) {
 				return bad("needs an absolute target")
 			}
-			o := overlayOf(m)
-			if err := o.validate(m.Target); err != nil {
+			// The shape alone: the lower names are checked where the
+			// option string is built.
+			var o Overlay
+			lowers := 0
+			for _, opt := range m.Options {
+				switch k, v, _ := strings.Cut(opt, "="); k {
+				case "lowerdir+":
+					lowers++
+				case "upperdir":
+					o.Upper = v
+				case "workdir":
+					o.Work = v
+				}
+			}
+			if err := o.validateShape(m.Target, lowers); err != nil {
 				return err
 			}
 		}

@@ -18,7 +18,9 @@
 // left in place. Mode peer times a bare mount(2) of the same lower directories
 // (listed in FILE, topmost first): an overlay with an option string (relative
 // paths after chdir to their common parent when absolute ones overflow a page),
-// or for a view of one layer a read-only bind mount. For -op open, ours times
+// or for a view of one layer a read-only bind mount. For prepare the peer's
+// timed call also makes the union's upper and work directories (DIR/u and
+// DIR/w), as ours makes its layer's. For -op open, ours times
 // store.Open (which reconciles the store) and peer opening meta.db read-only with
 // bbolt and decoding every record's key, the least any open that looks at the
 // records does.
@@ -32,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,10 +171,13 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 			}
 			return took, "absolute", err
 		}
+		// A writable union needs an upper and a work directory of its own, which
+		// ours makes in its timed call (the layer's fs/ and work/): so does the
+		// peer, under upper and work, named the same in every call.
 		opts := func(ls []string) string {
 			o := "lowerdir=" + strings.Join(ls, ":")
 			if op == "prepare" {
-				o += ",upperdir=" + upper + ",workdir=" + work
+				o += ",upperdir=" + upper + "/u,workdir=" + work + "/w"
 			}
 			return o
 		}
@@ -195,8 +201,29 @@ func run(mode, op, root, parent, key, target, lowersFile, upper, work string) (t
 		if op == "view" {
 			flags = unix.MS_RDONLY
 		}
+		n := 0
 		call := func(int) (time.Duration, error) {
+			if op == "prepare" && n > 0 {
+				// Each call's directories are new, as ours are (untimed).
+				for _, d := range []string{upper, work} {
+					if err := os.Rename(d, d+".old"+strconv.Itoa(n)); err != nil {
+						return 0, err
+					}
+					if err := os.Mkdir(d, 0o755); err != nil {
+						return 0, err
+					}
+				}
+			}
+			n++
 			start := time.Now()
+			if op == "prepare" {
+				if err := os.Mkdir(upper+"/u", 0o755); err != nil {
+					return 0, err
+				}
+				if err := os.Mkdir(work+"/w", 0o755); err != nil {
+					return 0, err
+				}
+			}
 			err := unix.Mount("bench", target, "overlay", flags, data)
 			return time.Since(start), err
 		}
