@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -65,6 +66,35 @@ func cimStreamRows(env *Env) []*Row {
 	return rows
 }
 
+// consumerRSS is the peak RSS of the command reading a row's pipe, written by
+// a GNU time of its own to a file beside the run's directory.
+type consumerRSS string
+
+func (c consumerRSS) file() string { return filepath.Clean(string(c)) + ".rss" }
+
+// prefix is what goes before the consumer's command in the pipeline.
+func (c consumerRSS) prefix(env *Env) string {
+	return fmt.Sprintf("%s --quiet --format=%%M --output=%s --", env.Time, c.file())
+}
+
+// read returns the peak RSS time wrote, in bytes, and removes its file.
+func (c consumerRSS) read() (int64, error) {
+	b, err := os.ReadFile(c.file())
+	if err != nil {
+		return 0, err
+	}
+	os.Remove(c.file())
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("%s is empty", c.file())
+	}
+	kib, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", c.file(), err)
+	}
+	return kib << 10, nil
+}
+
 // streamRSSRow measures hcs ARGS (hcsArgs of the run's directory) reading a
 // generated tar from a pipe: mksample's Windows layer or, with linux,
 // mklinuxtar's Linux layer. Every run's output is removed after its pair.
@@ -108,22 +138,26 @@ func streamRSSRow(in rssInput, what, ours string, linux bool, hcsArgs func(dir s
 				return Setup{}, err
 			}
 			return Setup{
-				Input: fmt.Sprintf("a generated %s, %s of file data in %d files) through a pipe, never stored", kind, sizeIEC(in.bytes), in.files),
+				Input: fmt.Sprintf("a generated %s, %s of file data in %d files) through a pipe, never stored; peak RSS is the reading command's alone (GNU time of its own), not the generator's", kind, sizeIEC(in.bytes), in.files),
 				Bytes: in.bytes,
 			}, nil
 		},
+		// The generator's own memory is no side's: each side's peak RSS is its
+		// consumer's alone, measured by a GNU time of its own.
 		Peer: Side{
 			Name: strings.SplitN(ours, " |", 2)[0] + " | GNU tar -x + sync -f",
 			Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
-				return &Run{Cmds: []*exec.Cmd{shell(ctx, env, fmt.Sprintf("%s | tar %s -xf - -C %s; sync -f %s", sample(env), tarQuiet, dir, dir))},
-					Cleanup: clean(dir)}, nil
+				rss := consumerRSS(dir)
+				return &Run{Cmds: []*exec.Cmd{shell(ctx, env, fmt.Sprintf("%s | %s tar %s -xf - -C %s; sync -f %s", sample(env), rss.prefix(env), tarQuiet, dir, dir))},
+					MaxRSS: rss.read, Cleanup: clean(dir)}, nil
 			},
 		},
 		Ours: Side{
 			Name: ours,
 			Prepare: func(ctx context.Context, env *Env, run int, dir string) (*Run, error) {
-				return &Run{Cmds: []*exec.Cmd{shell(ctx, env, fmt.Sprintf("%s | %s %s", sample(env), env.HCS, hcsArgs(dir)))},
-					Cleanup: clean(dir)}, nil
+				rss := consumerRSS(dir)
+				return &Run{Cmds: []*exec.Cmd{shell(ctx, env, fmt.Sprintf("%s | %s %s %s", sample(env), rss.prefix(env), env.HCS, hcsArgs(dir)))},
+					MaxRSS: rss.read, Cleanup: clean(dir)}, nil
 			},
 		},
 		Verdict: func(res *Result) []string {

@@ -80,6 +80,10 @@ type Run struct {
 	// Cleanup, if set, runs untimed after both sides of the pair ran, before the
 	// run's directory is removed (which may be later).
 	Cleanup func() error
+	// MaxRSS, if set, gives the run's peak RSS in place of its largest command's:
+	// for a pipeline whose largest process (an input generator, say) is not the
+	// one the row measures. It runs after the commands, before Check.
+	MaxRSS func() (int64, error)
 }
 
 // Sample is the measurement of one Run.
@@ -275,6 +279,11 @@ func measure(ctx context.Context, env *Env, s Side, run int, dir string, memoryN
 		}
 		m.sample.CPU += cpuTime(c.cmd.ProcessState)
 		m.sample.MaxRSS = max(m.sample.MaxRSS, rss)
+	}
+	if m.run.MaxRSS != nil {
+		if m.sample.MaxRSS, err = m.run.MaxRSS(); err != nil {
+			return nil, fmt.Errorf("peak RSS: %w", err)
+		}
 	}
 	if m.run.Check != nil {
 		if err := m.run.Check(); err != nil {

@@ -153,6 +153,8 @@ func (a *app) createCIM(ctx context.Context, file, folder, layer string, parents
 	// grows with the entries, and a limit near it made the collector run without
 	// pause (4 GiB input: 33 s at 79 MiB with a 48 MiB limit, 19 s at 134 MiB
 	// without). GOMEMLIMIT sets one for a caller that prefers memory to time.
+	// The collector's growth target is lowered instead (see streamingGC).
+	streamingGC()
 	start := time.Now()
 	if err := checkDestFolder(layer); err != nil {
 		return fmt.Errorf("create: %w", err)

@@ -174,6 +174,7 @@ type verityJSON struct {
 }
 
 func (a *app) tar2ext4(cmd *cobra.Command, fl *tar2ext4Flags, opts []ext4.Option) (err error) {
+	streamingGC()
 	ctx := cmd.Context()
 	start := time.Now()
 	var in io.Reader = a.stdin

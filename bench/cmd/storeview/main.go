@@ -4,9 +4,12 @@
 //
 // Usage:
 //
-//	storeview -mode ours -op prepare|view -store DIR -parent KEY -key KEY -target DIR [-steady N]
-//	storeview -mode peer -op prepare|view -lowers FILE -upper DIR -work DIR -target DIR [-steady N]
+//	storeview -mode ours -op prepare|view -store DIR -parent KEY -key KEY -target DIR [-steady N] [-fresh N]
+//	storeview -mode peer -op prepare|view -lowers FILE -upper DIR -work DIR -target DIR [-steady N] [-fresh N]
 //	storeview -mode ours|peer -op open -store DIR
+//
+// With -fresh N (prepare and view), the command runs itself N times, each a new
+// process timing its first call, and prints their median (see runFresh).
 //
 // With -steady N, N more calls follow in the same process, each after
 // unmounting the previous one (untimed), and their median is printed as
@@ -32,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -57,7 +61,15 @@ func main() {
 	upper := flag.String("upper", "", "upper directory (peer prepare)")
 	work := flag.String("work", "", "work directory (peer prepare)")
 	steady := flag.Int("steady", 0, "after the first call, make this many more in the same process (each unmounted again, untimed) and print their median as steady_ns")
+	fresh := flag.Int("fresh", 1, "time the first call of this many processes, each a new one, and print their median as op_ns (prepare and view)")
 	flag.Parse()
+	if *fresh > 1 && *op != "open" {
+		if err := runFresh(*fresh, *key, *target, *upper, *work); err != nil {
+			fmt.Fprintf(os.Stderr, "storeview: %s %s: %v\n", *mode, *op, err)
+			os.Exit(1)
+		}
+		return
+	}
 	again = *steady
 	took, paths, err := run(*mode, *op, *root, *parent, *key, *target, *lowersFile, *upper, *work)
 	if err != nil {
@@ -65,6 +77,64 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("op_ns=%d paths=%s steady_ns=%d\n", took.Nanoseconds(), paths, median(steadyTimes).Nanoseconds())
+}
+
+// runFresh runs this command n times, one after another, each a new process
+// with the same flags but -fresh: the first call of a process pays for what a
+// long-running one has warm (code, heap, threads), and its time varies from one
+// process to the next more than a median of several does. Each child makes a
+// layer of its own (key-<i>) and, for the peer's prepare, its own upper and
+// work directories under upper and work; its mount is taken down (untimed)
+// before the next one starts, and the last one stays. Only the first child
+// makes the -steady calls. It prints the median of the children's op_ns.
+func runFresh(n int, key, target, upper, work string) error {
+	var firsts []time.Duration
+	var paths string
+	var steadyNs int64
+	for i := range n {
+		set := map[string]string{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() })
+		delete(set, "fresh")
+		set["key"] = fmt.Sprintf("%s-%d", key, i)
+		if i > 0 {
+			set["steady"] = "0"
+		}
+		if upper != "" {
+			u, w := filepath.Join(upper, strconv.Itoa(i)), filepath.Join(work, strconv.Itoa(i))
+			for _, d := range []string{u, w} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					return err
+				}
+			}
+			set["upper"], set["work"] = u, w
+		}
+		var args []string
+		for name, v := range set {
+			args = append(args, "-"+name+"="+v)
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("process %d of %d: %w", i+1, n, err)
+		}
+		var ns, sns int64
+		var p string
+		if _, err := fmt.Sscanf(string(out), "op_ns=%d paths=%s steady_ns=%d", &ns, &p, &sns); err != nil {
+			return fmt.Errorf("process %d of %d printed %q: %w", i+1, n, out, err)
+		}
+		firsts = append(firsts, time.Duration(ns))
+		if i == 0 {
+			paths, steadyNs = p, sns
+		}
+		if i < n-1 {
+			if err := unix.Unmount(target, 0); err != nil {
+				return fmt.Errorf("unmounting %s between processes: %w", target, err)
+			}
+		}
+	}
+	fmt.Printf("op_ns=%d paths=%s steady_ns=%d\n", median(firsts).Nanoseconds(), paths, steadyNs)
+	return nil
 }
 
 // again is how many calls follow the first; steadyTimes are their times.
