@@ -91,9 +91,9 @@ func (w *writer) compatMakeParents(ctx context.Context, name string) error {
 				mode: d.mode, uid: d.uid, gid: d.gid,
 				atime: roundTripTime(d.atime), mtime: roundTripTime(d.mtime),
 				ctime: roundTripTime(d.ctime), crtime: roundTripTime(d.crtime),
-				devmajor: d.devmajor, devminor: d.devminor,
 				xattrs: make(map[string][]byte),
 			}
+			a.devmajor, a.devminor = d.dev()
 			if err := w.compatCreate(ctx, cur, a, nil); err != nil {
 				return fmt.Errorf("creating parent directories: %w", err)
 			}
@@ -165,7 +165,10 @@ func (w *writer) compatMakeInode(a *attrs, n *inode) (*inode, error) {
 	n.setAttrs(a)
 	n.mode = mode
 	n.flags = flagHugeFile
-	n.iblock, n.inline = nil, nil
+	n.iblock = nil
+	if n.x != nil {
+		n.x.inline = nil
+	}
 	xattrs := a.xattrs
 	if xattrs == nil {
 		xattrs = make(map[string][]byte)
@@ -173,10 +176,12 @@ func (w *writer) compatMakeInode(a *attrs, n *inode) (*inode, error) {
 	// The attributes stored in the inode body survive a rewrite unless replaced; those
 	// in the block do not.
 	existing := make(map[string][]byte)
-	for _, x := range n.inlineX {
+	for _, x := range n.inlineX() {
 		existing[x.fullName()] = x.value
 	}
-	n.inlineX = nil
+	if n.x != nil {
+		n.x.inlineX = nil
+	}
 
 	var list []xattr
 	var size int64
@@ -237,14 +242,14 @@ func (w *writer) compatOpaque(ctx context.Context, dir string) error {
 		mode: n.mode, uid: n.uid, gid: n.gid, size: n.size,
 		atime: roundTripTime(n.atime), ctime: roundTripTime(n.ctime),
 		mtime: roundTripTime(n.mtime), crtime: roundTripTime(n.crtime),
-		devmajor: n.devmajor, devminor: n.devminor,
 		xattrs: make(map[string][]byte),
 	}
-	for _, x := range n.blockX {
+	a.devmajor, a.devminor = n.dev()
+	for _, x := range n.blockX() {
 		a.xattrs[x.fullName()] = x.value
 	}
-	if len(n.inlineX) != 0 {
-		for _, x := range n.inlineX {
+	if len(n.inlineX()) != 0 {
+		for _, x := range n.inlineX() {
 			a.xattrs[x.fullName()] = x.value
 		}
 		delete(a.xattrs, "system.data")

@@ -83,6 +83,7 @@
 // File data is read from the tar straight into an output buffer (growing to 4 MiB) and
 // written with one WriteAt per buffer; on Linux, writeback of each written buffer is
 // started at once (sync_file_range), so that a caller's final fsync finds little left
-// to write. Memory grows with the number of entries (about 300 bytes
-// each, plus names and attributes), not with file sizes.
+// to write. Memory grows with the number of entries (an inode of 144 bytes,
+// its extents and its directory entry, plus attributes where there are any),
+// not with file sizes.
 package ext4

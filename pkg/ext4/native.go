@@ -343,10 +343,10 @@ func (w *writer) nativeOpaque(clean string) error {
 	}
 	dir.opaque = true
 	m := make(map[string][]byte)
-	for _, x := range dir.inlineX {
+	for _, x := range dir.inlineX() {
 		m[x.fullName()] = x.value
 	}
-	for _, x := range dir.blockX {
+	for _, x := range dir.blockX() {
 		m[x.fullName()] = x.value
 	}
 	return w.restoreXattrs(dir, m)

@@ -26,19 +26,71 @@ type inode struct {
 	links                       uint32
 	xattrBlock                  uint32
 	blocks                      uint32 // i_blocks in file system blocks (HUGE_FILE)
-	devmajor, devminor          uint32
 	flags                       uint32
 	iblock                      []byte // i_block: extent root, fast symlink target or inline bytes
-	inline                      []byte // data of an inline-data file
-	inlineX, blockX             []xattr
 	children                    map[string]*inode
+	x                           *inodeExtra // nil while all its fields are zero
 
 	// Native mode only.
 	implied  bool     // a directory no tar entry has described (yet)
 	opaque   bool     // carries trusted.overlay.opaque
 	whiteout bool     // an overlay whiteout this layer made (a 0:0 character device)
 	owned    []extent // physical blocks owned, freed when the inode is removed
-	eaInodes []*inode // inodes holding this inode's large attribute values
+}
+
+// inodeExtra holds what most inodes of a layer do not have: attributes, inline
+// data, device numbers. Kept apart, it leaves the inode of a plain file or
+// directory at 144 bytes rather than 240, and an image holds one per entry until
+// it is laid out.
+type inodeExtra struct {
+	inline             []byte // data of an inline-data file
+	inlineX, blockX    []xattr
+	eaInodes           []*inode // inodes holding this inode's large attribute values (native mode)
+	devmajor, devminor uint32
+}
+
+// ext returns n's extra fields, made when first needed, for writing.
+func (n *inode) ext() *inodeExtra {
+	if n.x == nil {
+		n.x = &inodeExtra{}
+	}
+	return n.x
+}
+
+// Readers of the extra fields: zero values when n has none.
+func (n *inode) inline() []byte {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.inline
+}
+
+func (n *inode) inlineX() []xattr {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.inlineX
+}
+
+func (n *inode) blockX() []xattr {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.blockX
+}
+
+func (n *inode) eaInodes() []*inode {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.eaInodes
+}
+
+func (n *inode) dev() (major, minor uint32) {
+	if n.x == nil {
+		return 0, 0
+	}
+	return n.x.devmajor, n.x.devminor
 }
 
 func (n *inode) isDir() bool { return n.mode&typeMask == sIFDIR }
@@ -129,7 +181,9 @@ func (n *inode) setAttrs(a *attrs) {
 	n.mode = a.mode
 	n.uid, n.gid = a.uid, a.gid
 	n.atime, n.ctime, n.mtime, n.crtime = a.atime, a.ctime, a.mtime, a.crtime
-	n.devmajor, n.devminor = a.devmajor, a.devminor
+	if a.devmajor != 0 || a.devminor != 0 || n.x != nil {
+		n.ext().devmajor, n.ext().devminor = a.devmajor, a.devminor
+	}
 }
 
 // placeXattrs assigns attributes in the given order to the inode body while they fit,
@@ -168,8 +222,9 @@ func sortedXattrs(m map[string][]byte) []xattr {
 
 // storeXattrs records the placed attributes of n and writes its attribute block.
 func (w *writer) storeXattrs(n *inode, inl, blk []xattr) error {
-	n.inlineX = inl
-	n.blockX = blk
+	if len(inl) != 0 || len(blk) != 0 || n.x != nil {
+		n.ext().inlineX, n.ext().blockX = inl, blk
+	}
 	if w.compat {
 		// compactext4 rewrites an existing block even when it is now empty.
 		if len(blk) == 0 && n.xattrBlock == 0 {
@@ -201,14 +256,15 @@ func (w *writer) storeXattrs(n *inode, inl, blk []xattr) error {
 func (w *writer) writeFile(ctx context.Context, n *inode, r io.Reader, size int64) error {
 	n.size = size
 	if n.flags&flagInlineData != 0 {
-		n.inline = make([]byte, size)
-		if _, err := io.ReadFull(r, n.inline); err != nil {
+		inline := make([]byte, size)
+		if _, err := io.ReadFull(r, inline); err != nil {
 			return dataErr(err)
 		}
+		n.ext().inline = inline
 		if !w.compat {
-			w.dataCRC = crc32.Update(w.dataCRC, castagnoli, n.inline)
+			w.dataCRC = crc32.Update(w.dataCRC, castagnoli, inline)
 		}
-		n.iblock = n.inline[:min(len(n.inline), inodeDataSize)]
+		n.iblock = inline[:min(len(inline), inodeDataSize)]
 		return nil
 	}
 	if size == 0 {
@@ -415,10 +471,12 @@ func (w *writer) free(n *inode) {
 	if n.xattrBlock != 0 {
 		w.freed = append(w.freed, extent{physical: n.xattrBlock, length: 1})
 	}
-	for _, ea := range n.eaInodes {
+	for _, ea := range n.eaInodes() {
 		w.free(ea)
 	}
-	n.eaInodes = nil
+	if n.x != nil {
+		n.x.eaInodes = nil
+	}
 	w.inodes[n.number-1] = nil
 }
 
@@ -426,11 +484,13 @@ func (w *writer) free(n *inode) {
 // the inode nor in the block goes to an inode of its own (the ea_inode feature), and
 // only its entry takes room. Inodes that held the previous values are freed.
 func (w *writer) placeNative(owner *inode, xs []xattr) (inl, blk []xattr, err error) {
-	for _, ea := range owner.eaInodes {
+	for _, ea := range owner.eaInodes() {
 		owner.blocks -= eaCharge(ea.size)
 		w.free(ea)
 	}
-	owner.eaInodes = nil
+	if owner.x != nil {
+		owner.x.eaInodes = nil
+	}
 	inLeft, blkLeft := xattrInodeRoom, xattrBlockRoom
 	for _, x := range xs {
 		if l := x.size(); inLeft >= l {
@@ -454,7 +514,7 @@ func (w *writer) placeNative(owner *inode, xs []xattr) (inl, blk []xattr, err er
 		if err := w.writeBlob(ea, x.value); err != nil {
 			return nil, nil, err
 		}
-		owner.eaInodes = append(owner.eaInodes, ea)
+		owner.ext().eaInodes = append(owner.ext().eaInodes, ea)
 		owner.blocks += eaCharge(ea.size)
 		x.inum = ea.number
 		if inLeft >= l {
@@ -485,7 +545,7 @@ func (w *writer) finishEAInodes(uuid [16]byte) (bool, error) {
 	seed := linuxCRC32C(^uint32(0), uuid[:])
 	any := false
 	for _, n := range w.inodes {
-		if n == nil || len(n.eaInodes) == 0 {
+		if n == nil || len(n.eaInodes()) == 0 {
 			continue
 		}
 		any = true
@@ -500,9 +560,9 @@ func (w *writer) finishEAInodes(uuid [16]byte) (bool, error) {
 			}
 			return changed
 		}
-		fix(n.inlineX)
-		if fix(n.blockX) {
-			if err := w.ob.writeAt(xattrBlock(n.blockX, true), int64(n.xattrBlock)*blockSize); err != nil {
+		fix(n.inlineX())
+		if fix(n.blockX()) {
+			if err := w.ob.writeAt(xattrBlock(n.blockX(), true), int64(n.xattrBlock)*blockSize); err != nil {
 				return false, err
 			}
 		}
@@ -623,7 +683,8 @@ func encodeInode(b []byte, n *inode) {
 	case sIFDIR, sIFREG, sIFLNK:
 		copy(b[40:100], n.iblock)
 	case sIFBLK, sIFCHR:
-		dev := n.devminor&0xff | n.devmajor<<8 | (n.devminor&0xffffff00)<<12
+		major, minor := n.dev()
+		dev := minor&0xff | major<<8 | (minor&0xffffff00)<<12
 		le.PutUint32(b[44:], dev)
 	}
 	le.PutUint32(b[104:], n.xattrBlock)
@@ -636,13 +697,12 @@ func encodeInode(b []byte, n *inode) {
 	le.PutUint32(b[140:], uint32(n.atime>>32))
 	le.PutUint32(b[144:], uint32(n.crtime))
 	le.PutUint32(b[148:], uint32(n.crtime>>32))
-	if len(n.inlineX) != 0 {
+	if xs := n.inlineX(); len(xs) != 0 {
 		le.PutUint32(b[inodeUsedSize:], xattrMagic)
-		xs := n.inlineX
 		if n.flags&flagInlineData != 0 && xs[0].index == 7 && xs[0].name == "data" {
 			// The data past i_block goes in the first attribute, system.data.
 			xs = append([]xattr(nil), xs...)
-			xs[0].value = n.inline[len(n.iblock):]
+			xs[0].value = n.inline()[len(n.iblock):]
 		}
 		putXattrs(xs, b[inodeUsedSize+4:], 0)
 	}
