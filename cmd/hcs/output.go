@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/internal/compress"
 	"github.com/hostcompute/hostcompute/internal/progress"
@@ -39,12 +42,15 @@ func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (in
 		}
 	}()
 	bw := &bufferedFile{bufio.NewWriterSize(f, 256<<10), f}
+	stopWriteback := writebackWhileGrowing(f)
+	defer stopWriteback()
 	if n, err = write(bw); err != nil {
 		return 0, err
 	}
 	if err := bw.Flush(); err != nil {
 		return 0, err
 	}
+	stopWriteback()
 	if err := f.Sync(); err != nil {
 		return 0, err
 	}
@@ -56,6 +62,49 @@ func (a *app) writeFileAtomically(file, kind string, write func(w io.Writer) (in
 	}
 	syncDir(dir)
 	return n, nil
+}
+
+// writebackStep is how much a file being written grows between two starts of
+// its writeback.
+const writebackStep = 8 << 20
+
+// writebackWhileGrowing starts the kernel's writeback of what has been written
+// to f, each time it has grown by writebackStep, from a goroutine of its own,
+// until stop is called (stop may be called more than once). It watches the
+// file's size because the writer (a tar stream writing at offsets, or the
+// kernel copying file data into it) is not this code's; vhd convert, which
+// writes a sparse file of its own, counts its bytes instead (writeback). The file is synced at the
+// end: written back meanwhile, the disk works while the data is produced, and
+// the sync finds little left. sync_file_range only starts the writes; it may
+// wait for the device's queue, which is why it is not on the writer's path.
+func writebackWhileGrowing(f *os.File) (stop func()) {
+	fd := int(f.Fd())
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		var from int64
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) != nil {
+				return
+			}
+			if st.Size-from >= writebackStep {
+				if unix.SyncFileRange(fd, from, st.Size-from, unix.SYNC_FILE_RANGE_WRITE) != nil {
+					return
+				}
+				from = st.Size
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); <-finished }) }
 }
 
 // tarOutput holds the flags of a command that writes a tar: -f FILE (or - for
