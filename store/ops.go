@@ -139,7 +139,12 @@ func (s *Store) makeLayerDir(r *record, parents []uint64, sync bool) error {
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
 		}
-		if err := os.Chmod(p, 0o755); err != nil { // whatever the umask
+		// The upper directory's mode is the union's root's, so it is set whatever
+		// the umask; overlayfs's work directory only has to exist.
+		if d == "work" {
+			continue
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
 			return err
 		}
 	}
