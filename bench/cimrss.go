@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -74,25 +73,13 @@ func (c consumerRSS) file() string { return filepath.Clean(string(c)) + ".rss" }
 
 // prefix is what goes before the consumer's command in the pipeline.
 func (c consumerRSS) prefix(env *Env) string {
-	return fmt.Sprintf("%s --quiet --format=%%M --output=%s --", env.Time, c.file())
+	return strings.Join(env.timeArgs(c.file()), " ")
 }
 
 // read returns the peak RSS time wrote, in bytes, and removes its file.
 func (c consumerRSS) read() (int64, error) {
-	b, err := os.ReadFile(c.file())
-	if err != nil {
-		return 0, err
-	}
-	os.Remove(c.file())
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, fmt.Errorf("%s is empty", c.file())
-	}
-	kib, err := strconv.ParseInt(f[len(f)-1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", c.file(), err)
-	}
-	return kib << 10, nil
+	defer os.Remove(c.file())
+	return readTimeRSS(c.file())
 }
 
 // streamRSSRow measures hcs ARGS (hcsArgs of the run's directory) reading a

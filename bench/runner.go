@@ -329,7 +329,7 @@ func (env *Env) wrap(c *exec.Cmd) (*measuredCmd, error) {
 	}
 	f.Close()
 	m := &measuredCmd{cmd: c, args: c.Args, rssFile: f.Name()}
-	c.Args = append([]string{env.Time, "--quiet", "--format=%M", "--output=" + m.rssFile, "--", c.Path}, c.Args[1:]...)
+	c.Args = append(append(env.timeArgs(m.rssFile), c.Path), c.Args[1:]...)
 	c.Path = env.Time
 	if c.Stderr == nil {
 		m.stderr = &tailBuffer{max: 4 << 10}
@@ -340,13 +340,29 @@ func (env *Env) wrap(c *exec.Cmd) (*measuredCmd, error) {
 
 // maxRSS reads the peak RSS that time wrote, in bytes.
 func (m *measuredCmd) maxRSS() (int64, error) {
-	b, err := os.ReadFile(m.rssFile)
+	rss, err := readTimeRSS(m.rssFile)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", strings.Join(m.args, " "), err)
+	}
+	return rss, nil
+}
+
+// timeArgs is the GNU time command line, up to the measured command, that
+// writes the command's peak RSS to file (read back with readTimeRSS).
+func (env *Env) timeArgs(file string) []string {
+	return []string{env.Time, "--quiet", "--format=%M", "--output=" + file, "--"}
+}
+
+// readTimeRSS reads the peak RSS that GNU time --format=%M wrote to file (in
+// KiB, on its last line), in bytes.
+func readTimeRSS(file string) (int64, error) {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0, err
 	}
 	lines := strings.Fields(string(b))
 	if len(lines) == 0 {
-		return 0, fmt.Errorf("time wrote no peak RSS for %s", strings.Join(m.args, " "))
+		return 0, fmt.Errorf("time wrote no peak RSS to %s", file)
 	}
 	kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
 	if err != nil {

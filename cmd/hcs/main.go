@@ -81,13 +81,9 @@ func main() {
 // that a script running many commands keeps each one's profile): it returns
 // the function that ends it.
 func startProfile() func() {
-	path := os.Getenv("HOSTCOMPUTE_CPUPROFILE")
+	path := profilePath("HOSTCOMPUTE_CPUPROFILE")
 	if path == "" {
 		return func() {}
-	}
-	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
-	if workerPipe != nil {
-		path += ".worker"
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -100,6 +96,21 @@ func startProfile() func() {
 		return func() {}
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// profilePath is the profile file the environment variable env names, ""
+// when it is unset: "%p" becomes the process ID, and a long command's worker
+// process adds ".worker".
+func profilePath(env string) string {
+	path := os.Getenv(env)
+	if path == "" {
+		return ""
+	}
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+	if workerPipe != nil {
+		path += ".worker"
+	}
+	return path
 }
 
 // streamingGC lets the heap of a streaming build (cim create, tar2ext4) grow
@@ -118,13 +129,9 @@ func streamingGC() {
 // garbage collection) to the file $HOSTCOMPUTE_MEMPROFILE names, with the
 // same naming as startProfile's, when the command ends.
 func writeHeapProfile() {
-	path := os.Getenv("HOSTCOMPUTE_MEMPROFILE")
+	path := profilePath("HOSTCOMPUTE_MEMPROFILE")
 	if path == "" {
 		return
-	}
-	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
-	if workerPipe != nil {
-		path += ".worker"
 	}
 	f, err := os.Create(path)
 	if err == nil {

@@ -17,11 +17,12 @@ var allowed = map[string][]string{
 	"pkg/winfile":   {"pkg/guid"},
 	"pkg/vhd":       {"pkg/guid", "golang.org/x/sys/"},
 	"pkg/dmverity":  {"pkg/guid"},
-	"pkg/cimfs":     {"pkg/guid", "pkg/winfile", "golang.org/x/sys/"},
+	"pkg/cimfs":     {"pkg/guid", "pkg/winfile", "pkg/internal/writeback", "golang.org/x/sys/"},
 	// pkg/internal holds the format packages' shared helpers (the validators'
 	// name table, the small-file workers): formats tier, standard library only.
-	"pkg/internal/nametab":  {},
-	"pkg/internal/filejobs": {"golang.org/x/sys/"},
+	"pkg/internal/nametab":   {},
+	"pkg/internal/filejobs":  {"golang.org/x/sys/"},
+	"pkg/internal/writeback": {"golang.org/x/sys/"},
 	// The tar codec (pkg/tarstream) serves every path that reads or writes a tar.
 	"pkg/ocilayer":   {"pkg/tarstream", "pkg/internal/", "golang.org/x/sys/"},
 	"pkg/ext4":       {"pkg/ocilayer", "pkg/tarstream", "pkg/internal/", "golang.org/x/sys/"},

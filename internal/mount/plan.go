@@ -230,17 +230,24 @@ func hasFlag(opts []string, flag string) bool {
 // overlayOf reads an overlay step back into an Overlay.
 func overlayOf(m Mount) Overlay {
 	o := Overlay{Source: m.Source, Lower: make([]string, 0, len(m.Options))}
+	o.Upper, o.Work = overlayOptions(m, func(l string) { o.Lower = append(o.Lower, l) })
+	return o
+}
+
+// overlayOptions reads an overlay step's options: lower gets each lower layer
+// in order, and the upper and work directories are returned.
+func overlayOptions(m Mount, lower func(string)) (upper, work string) {
 	for _, opt := range m.Options {
 		switch k, v, _ := strings.Cut(opt, "="); k {
 		case "lowerdir+":
-			o.Lower = append(o.Lower, v)
+			lower(v)
 		case "upperdir":
-			o.Upper = v
+			upper = v
 		case "workdir":
-			o.Work = v
+			work = v
 		}
 	}
-	return o
+	return upper, work
 }
 
 // Validate checks plan without doing anything: every type is known, every
@@ -289,16 +296,7 @@ func (e *Executor) Validate(plan Plan) error {
 			// option string is built.
 			var o Overlay
 			lowers := 0
-			for _, opt := range m.Options {
-				switch k, v, _ := strings.Cut(opt, "="); k {
-				case "lowerdir+":
-					lowers++
-				case "upperdir":
-					o.Upper = v
-				case "workdir":
-					o.Work = v
-				}
-			}
+			o.Upper, o.Work = overlayOptions(m, func(string) { lowers++ })
 			if err := o.validateShape(m.Target, lowers); err != nil {
 				return err
 			}

@@ -1,16 +1,6 @@
 package cimfs
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
-
-// startWriteback asks the kernel to start writing a range of f back now,
-// without waiting, so that the fsync at commit finds little left to do.
-func startWriteback(f *os.File, off, n int64) {
-	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
-}
+import "golang.org/x/sys/unix"
 
 // renameNoReplace renames from to to, failing with an error matching
 // fs.ErrExist (EEXIST) when to exists: one atomic renameat2(RENAME_NOREPLACE).

@@ -4,10 +4,6 @@ package cimfs
 
 import "os"
 
-// startWriteback does nothing: only Linux can start writeback of a range
-// without waiting for it; the fsync at commit writes everything.
-func startWriteback(f *os.File, off, n int64) {}
-
 // renameNoReplace renames from to to, failing with an error matching
 // fs.ErrExist when to exists. Without renameat2's RENAME_NOREPLACE it links
 // the new name (which fails if it exists, atomically) and removes the old.

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/hostcompute/hostcompute/pkg/guid"
+	"github.com/hostcompute/hostcompute/pkg/internal/writeback"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
@@ -475,7 +476,7 @@ func (rw *regionWriter) flush() error {
 		if err == nil {
 			// Start writeback now (without waiting for it), so the fsync at commit
 			// finds little left to do and dirty pages do not pile up.
-			startWriteback(rw.f, off, int64(len(b)))
+			writeback.Start(int(rw.f.Fd()), off, int64(len(b)))
 		}
 		done <- err
 	}()

@@ -1,6 +1,6 @@
 package ext4
 
-import "golang.org/x/sys/unix"
+import kernelwb "github.com/hostcompute/hostcompute/pkg/internal/writeback"
 
 // writeback starts the kernel's writeback of regions of the output as they are
 // written, when the output is a file. The image is written once, sequentially, and
@@ -22,7 +22,7 @@ func newWriteback(out Output) *writeback {
 	go func() {
 		defer close(wb.done)
 		for r := range wb.ch {
-			_ = unix.SyncFileRange(wb.fd, r[0], r[1], unix.SYNC_FILE_RANGE_WRITE)
+			kernelwb.Start(wb.fd, r[0], r[1])
 		}
 	}()
 	return wb

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/internal/filejobs"
+	"github.com/hostcompute/hostcompute/pkg/internal/writeback"
 	"github.com/hostcompute/hostcompute/pkg/tarstream"
 )
 
@@ -27,9 +28,6 @@ const (
 	copyBufferSize = 1 << 20
 	// maxCachedDirs bounds the directory descriptors kept open between entries.
 	maxCachedDirs = 256
-	// writebackMin is the size from which a file's writeback is started as
-	// soon as its data is written.
-	writebackMin = 256 << 10
 )
 
 // Apply applies the uncompressed OCI layer tar read from r onto the directory
@@ -541,11 +539,11 @@ func (a *applier) fill(fd int, size int64, body io.Reader) error {
 		a.written += int64(n)
 		size -= int64(n)
 	}
-	if total >= writebackMin {
+	if total >= writeback.MinSize {
 		// Start writing the data out now, without waiting for it, so that the
 		// device works while later entries are applied and a sync afterwards
 		// finds less to do. Failure only loses that head start.
-		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		writeback.Start(fd, 0, 0)
 	}
 	return nil
 }

@@ -30,11 +30,6 @@ func openDirBeneath(rootFD int, dir string) (int, error) {
 // syncFS flushes the file system holding fd to stable storage.
 func syncFS(fd int) error { return unix.Syncfs(fd) }
 
-// startWriteback starts writing the file fd's data out without waiting for it,
-// so that the device works while later entries are written and the layer's
-// final syncfs finds less to do. Failure only loses that head start.
-func startWriteback(fd int) { _ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE) }
-
 // freeBytes returns the bytes free for unprivileged use on the file system
 // holding fd.
 func freeBytes(fd int) (uint64, bool) {

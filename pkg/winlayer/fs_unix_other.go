@@ -53,6 +53,3 @@ func freeBytes(fd int) (uint64, bool) {
 	}
 	return uint64(sfs.Bavail) * uint64(sfs.Bsize), true
 }
-
-// startWriteback does nothing where sync_file_range does not exist.
-func startWriteback(fd int) {}

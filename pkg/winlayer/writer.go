@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostcompute/hostcompute/pkg/internal/filejobs"
+	"github.com/hostcompute/hostcompute/pkg/internal/writeback"
 	"github.com/hostcompute/hostcompute/pkg/winfile"
 )
 
@@ -669,18 +670,15 @@ func (w *Writer) endData() error {
 	} else {
 		c.rec.entry.Size = c.size
 	}
-	if w.opts.sync && c.size >= writebackMin {
-		startWriteback(int(f.Fd()))
+	if w.opts.sync && c.size >= writeback.MinSize {
+		// The layer is synced at the end: its disk writes can start now.
+		writeback.Start(int(f.Fd()), 0, 0)
 	}
 	if err := f.Close(); err != nil {
 		return w.entryErr("write", name, err)
 	}
 	return nil
 }
-
-// writebackMin is the size from which, in a layer that is synced at the end, a
-// file's writeback is started as soon as its data is written.
-const writebackMin = 256 << 10
 
 // Current returns the entry being written, so that metadata that arrives after its data
 // (a security descriptor or EAs late in a backup stream) can still be set. Changes to
